@@ -1,0 +1,47 @@
+"""An asyncio WebSocket client connection pool.
+
+Drop-in compatible with aio-websocket-pool 0.1.0: the same classes, arguments
+and exceptions. Each connection is a ``transitions`` state machine
+(connecting → idle → busy → draining → closed) whose table lives in one place
+(:data:`TRANSITIONS`); the pool derives every counter from those states.
+"""
+
+from ._config import DrainConditionCallback
+from ._connection import WebsocketConnection
+from ._exceptions import (
+    ConnectionBusyError,
+    ConnectionClosedError,
+    ConnectionDrainTimeoutError,
+    ConnectionPoolExhaustedError,
+    ConnectionPoolUnavailableError,
+    ConnectionUnavailableError,
+    HandshakeRejectedError,
+    InvalidTransitionError,
+    WebsocketError,
+)
+from ._fsm import TRANSITIONS, Edge, State, TransitionRecord
+from ._pool import WebsocketConnectionPool
+from ._stats import PoolStats
+
+__all__ = [
+    "TRANSITIONS",
+    "ConnectionBusyError",
+    "ConnectionClosedError",
+    "ConnectionDrainTimeoutError",
+    "ConnectionPoolExhaustedError",
+    "ConnectionPoolUnavailableError",
+    "ConnectionUnavailableError",
+    "DrainConditionCallback",
+    "Edge",
+    "HandshakeRejectedError",
+    "InvalidTransitionError",
+    "PoolStats",
+    "State",
+    "TransitionRecord",
+    "WebsocketConnection",
+    "WebsocketConnectionPool",
+    "WebsocketError",
+]
+
+__version__ = "0.2.0.dev0"
+__title__ = "aio_websocket_pool"

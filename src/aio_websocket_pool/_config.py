@@ -1,0 +1,221 @@
+"""Constructor arguments, checked once, at construction.
+
+A bad value found when the first connection opens is found in production; one
+found by the constructor is found by the first test. Every argument of
+:class:`~aio_websocket_pool.WebsocketConnectionPool` is validated here: wrong
+types raise ``TypeError``, wrong values ``ValueError``, and the messages name
+the argument and never echo a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from websockets.asyncio.client import connect
+
+from ._redact import redact_uri
+
+#: The type of ``drain_condition``: ``True`` drops the message and keeps draining,
+#: ``False`` means the connection is not clean and is discarded.
+DrainConditionCallback = Callable[[str | bytes], bool]
+
+#: Arguments that the pool sets itself from its own arguments.
+_RESERVED: Final = {
+    "additional_headers": "pass headers= instead of additional_headers=",
+    "uri": "pass the URI as the pool's uri argument",
+}
+
+
+def _connect_parameters() -> frozenset[str]:
+    """Keyword arguments websockets' connect() and the loop's create_connection() take."""
+    own = inspect.signature(connect.__init__).parameters
+    loop_side = inspect.signature(asyncio.AbstractEventLoop.create_connection).parameters
+    names = {n for n, p in own.items() if p.kind is p.KEYWORD_ONLY}
+    names |= {n for n in loop_side if n not in ("self", "protocol_factory")}
+    if "proxy" in names:  # TLS to an HTTPS proxy is configured with proxy_-prefixed names
+        names |= {"proxy_ssl", "proxy_server_hostname", "proxy_ssl_handshake_timeout",
+                  "proxy_ssl_shutdown_timeout"}  # fmt: skip
+    return frozenset(names)
+
+
+CONNECT_PARAMETERS: Final = _connect_parameters()
+
+
+def default_drain_condition(message: str | bytes) -> bool:
+    """0.1.0's rule: any non-empty message is stray data to drop; an empty one is not."""
+    return len(message) > 0
+
+
+def check_uri(uri: object) -> str:
+    """Return ``uri`` if it is a ws:// or wss:// URI with a host.
+
+    Raises:
+        TypeError: ``uri`` is not a string.
+        ValueError: wrong scheme, no host, a bad port or a fragment.
+    """
+    if not isinstance(uri, str):
+        raise TypeError(f"uri must be a str, not {type(uri).__name__}")
+    shown = redact_uri(uri)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+    except ValueError:
+        raise ValueError(f"uri {shown!r} is not a valid URI") from None
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"uri {shown!r} must use the ws:// or wss:// scheme")
+    if not parts.hostname:
+        raise ValueError(f"uri {shown!r} has no host")
+    if parts.fragment:
+        raise ValueError(f"uri {shown!r} must not have a #fragment")
+    return uri
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    """Return a copy of ``headers`` as a dict of str to str."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"headers must be a mapping of str to str, not {type(headers).__name__}")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            # Name the header, never its value.
+            raise TypeError(f"header {name!r}: names and values must be str")
+    return dict(headers)
+
+
+def check_number(name: str, value: object, *, minimum: float = 0.0, strict: bool = False) -> float:
+    """Return ``value`` as a float if it is a real number no less than ``minimum``.
+
+    Args:
+        name: The argument's name, for the message.
+        value: What the caller passed.
+        minimum: The lowest value allowed.
+        strict: Whether ``minimum`` itself is excluded.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if math.isnan(value) or value < minimum or (strict and value == minimum):
+        bound = "greater than" if strict else "at least"
+        raise ValueError(f"{name} must be {bound} {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def check_optional_number(name: str, value: object) -> float | None:
+    """Like :func:`check_number` with a minimum of 0, where ``None`` means "no limit"."""
+    return None if value is None else check_number(name, value)
+
+
+def check_count(name: str, value: object, *, minimum: int) -> int:
+    """Return ``value`` if it is an int no less than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    return value
+
+
+def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``kwargs`` if websockets' ``connect()`` accepts every one of them.
+
+    Building (not awaiting) a ``connect`` object runs websockets' own checks
+    (``ssl`` with ``ws://``, an unknown ``compression``, bad subprotocols)
+    without any I/O, so they fail here instead of at the first acquire.
+    """
+    for name in kwargs:
+        if name in _RESERVED:
+            raise TypeError(f"unexpected keyword argument {name!r}: {_RESERVED[name]}")
+        if name not in CONNECT_PARAMETERS:
+            raise TypeError(
+                f"unexpected keyword argument {name!r}: not an argument of "
+                "websockets.asyncio.client.connect()"
+            )
+    connect(uri, **kwargs)
+    return dict(kwargs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolConfig:
+    """The pool's validated settings. See the pool's docstring for their meaning."""
+
+    uri: str
+    headers: dict[str, str]
+    idle_timeout: float
+    max_connections: int
+    max_retries: int
+    cleanup_interval: float
+    connection_timeout: float
+    warmup_connections: int
+    check_server_data_on_release: bool
+    drain_timeout: float
+    drain_quiet_period: float
+    drain_condition: DrainConditionCallback
+    acquire_timeout: float | None
+    health_check_interval: float | None
+    health_check_timeout: float
+    history_size: int
+    connect_kwargs: dict[str, Any]
+
+    @classmethod
+    def from_arguments(  # noqa: PLR0913
+        cls, *, uri: object, headers: object, idle_timeout: object, max_connections: object,
+        max_retries: object, cleanup_interval: object, connection_timeout: object,
+        warmup_connections: object, check_server_data_on_release: object,
+        drain_timeout: object, drain_quiet_period: object, drain_condition: object,
+        acquire_timeout: object, health_check_interval: object, health_check_timeout: object,
+        history_size: object, connect_kwargs: Mapping[str, Any],
+    ) -> PoolConfig:
+        """Check every argument and build the config.
+
+        Raises:
+            TypeError: An argument has the wrong type, or an unknown keyword
+                argument was passed on to websockets.
+            ValueError: An argument is out of range.
+        """  # fmt: skip
+        max_conns = check_count("max_connections", max_connections, minimum=1)
+        warmup = check_count("warmup_connections", warmup_connections, minimum=0)
+        if warmup > max_conns:
+            raise ValueError(
+                f"warmup_connections ({warmup}) must not exceed max_connections ({max_conns})"
+            )
+        drain = check_number("drain_timeout", drain_timeout, strict=True)
+        quiet = check_number("drain_quiet_period", drain_quiet_period)
+        if quiet >= drain:
+            raise ValueError(
+                f"drain_quiet_period ({quiet:g}) must be shorter than drain_timeout "
+                f"({drain:g}), or every drain would time out"
+            )
+        if drain_condition is not None and not callable(drain_condition):
+            raise TypeError("drain_condition must be callable or None")
+        if not isinstance(check_server_data_on_release, bool):
+            raise TypeError("check_server_data_on_release must be a bool")
+        checked_uri = check_uri(uri)
+        return cls(
+            uri=checked_uri,
+            headers=check_headers(headers),
+            idle_timeout=check_number("idle_timeout", idle_timeout),
+            max_connections=max_conns,
+            max_retries=check_count("max_retries", max_retries, minimum=1),
+            cleanup_interval=check_number("cleanup_interval", cleanup_interval, strict=True),
+            connection_timeout=check_number("connection_timeout", connection_timeout, strict=True),
+            warmup_connections=warmup,
+            check_server_data_on_release=check_server_data_on_release,
+            drain_timeout=drain,
+            drain_quiet_period=quiet,
+            drain_condition=drain_condition or default_drain_condition,  # type: ignore[arg-type]
+            acquire_timeout=check_optional_number("acquire_timeout", acquire_timeout),
+            health_check_interval=check_optional_number(
+                "health_check_interval", health_check_interval
+            ),
+            health_check_timeout=check_number(
+                "health_check_timeout", health_check_timeout, strict=True
+            ),
+            history_size=check_count("history_size", history_size, minimum=1),
+            connect_kwargs=check_connect_kwargs(checked_uri, connect_kwargs),
+        )
+

@@ -1,0 +1,395 @@
+"""One WebSocket client connection and its lifecycle.
+
+A :class:`WebsocketConnection` wraps a websockets ``ClientConnection`` and a
+:class:`~aio_websocket_pool._fsm.ConnectionLifecycle`. Its coroutines do the
+I/O (handshake, send, recv, ping, close) and fire the lifecycle event once the
+outcome is known; they never decide anything the pool decides.
+
+It works on its own too, as in 0.1.0 (``async with WebsocketConnection(uri=...)
+as conn``), but inside a pool its ``acquire``/``release`` belong to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as ProtocolState
+
+from ._config import (
+    DrainConditionCallback,
+    check_connect_kwargs,
+    check_headers,
+    check_number,
+    check_uri,
+    default_drain_condition,
+)
+from ._exceptions import (
+    ConnectionBusyError,
+    ConnectionClosedError,
+    ConnectionUnavailableError,
+)
+from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, ConnectionLifecycle, State, TransitionRecord
+from ._redact import RedactingLogger, describe_close, describe_error, redact_uri, secrets_of
+from ._retry import open_with_retries
+
+if TYPE_CHECKING:
+    from ._config import PoolConfig
+    from ._pool import WebsocketConnectionPool
+
+_websockets_logger: Final = logging.getLogger("websockets.client")
+_ids: Final = itertools.count(1)
+
+#: Seconds a standalone connection waits for the handshake and for a pong.
+DEFAULT_TIMEOUT: Final = 10.0
+DEFAULT_HISTORY_SIZE: Final = 32
+
+
+class WebsocketConnection:
+    """A WebSocket client connection with a state machine and a history.
+
+    Args:
+        uri: ``ws://`` or ``wss://`` URI to connect to.
+        headers: Extra HTTP headers for the handshake (sent as websockets'
+            ``additional_headers``). Their values never appear in reprs or logs.
+        idle_timeout: Seconds without activity after which the pool retires it.
+        check_server_data_on_release: Kept from 0.1.0; the pool decides draining.
+        drain_timeout: Kept from 0.1.0; the pool decides draining.
+        drain_condition: Kept from 0.1.0; the pool decides draining.
+        history_size: How many transitions :attr:`history` keeps.
+        **kwargs: Passed to ``websockets.asyncio.client.connect``.
+
+    Raises:
+        TypeError: An argument has the wrong type, or websockets does not take
+            one of ``kwargs``.
+        ValueError: An argument is out of range, or the URI is not ws/wss.
+    """
+
+    websocket: ClientConnection | None
+
+    def __init__(
+        self,
+        *,
+        uri: str,
+        headers: dict[str, str] | None = None,
+        idle_timeout: float = 30.0,
+        check_server_data_on_release: bool = False,
+        drain_timeout: float = 5.0,
+        drain_condition: DrainConditionCallback | None = None,
+        history_size: int = DEFAULT_HISTORY_SIZE,
+        **kwargs: Any,
+    ) -> None:
+        self.uri = check_uri(uri)
+        self.headers = check_headers(headers)
+        self.idle_timeout = check_number("idle_timeout", idle_timeout)
+        self.check_server_data_on_release = check_server_data_on_release
+        self.drain_timeout = check_number("drain_timeout", drain_timeout)
+        self.drain_condition = drain_condition or default_drain_condition
+        self._setup(
+            history_size=history_size,
+            connect_kwargs=check_connect_kwargs(self.uri, kwargs),
+            connection_timeout=DEFAULT_TIMEOUT,
+            pong_timeout=DEFAULT_TIMEOUT,
+            max_attempts=1,
+            pool=None,
+        )
+
+    @classmethod
+    def _for_pool(cls, config: PoolConfig, pool: WebsocketConnectionPool) -> Self:
+        """A connection in ``connecting`` state, built from an already checked config."""
+        self = cls.__new__(cls)
+        self.uri = config.uri
+        self.headers = config.headers
+        self.idle_timeout = config.idle_timeout
+        self.check_server_data_on_release = config.check_server_data_on_release
+        self.drain_timeout = config.drain_timeout
+        self.drain_condition = config.drain_condition
+        self._setup(
+            history_size=config.history_size,
+            connect_kwargs=config.connect_kwargs,
+            connection_timeout=config.connection_timeout,
+            pong_timeout=config.health_check_timeout,
+            max_attempts=config.max_retries,
+            pool=pool,
+        )
+        return self
+
+    def _setup(
+        self,
+        *,
+        history_size: int,
+        connect_kwargs: dict[str, Any],
+        connection_timeout: float,
+        pong_timeout: float,
+        max_attempts: int,
+        pool: WebsocketConnectionPool | None,
+    ) -> None:
+        self.id = f"conn-{next(_ids)}"
+        self.websocket = None
+        self._connect_kwargs = connect_kwargs
+        self._connection_timeout = connection_timeout
+        self._pong_timeout = pong_timeout
+        self._max_attempts = max_attempts
+        self._pool = pool
+        self._last_activity = time.monotonic()
+        self._lifecycle = ConnectionLifecycle(
+            self.id,
+            history_size=history_size,
+            observer=None if pool is None else self._tell_pool,
+        )
+
+    # -- what it is -------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The lifecycle state: connecting, idle, busy, draining or closed."""
+        return self._lifecycle.state
+
+    @property
+    def history(self) -> tuple[TransitionRecord, ...]:
+        """The most recent transitions, oldest first (at most ``history_size``)."""
+        return tuple(self._lifecycle.history)
+
+    @property
+    def is_busy(self) -> bool:
+        """Whether a borrower holds it."""
+        return self._lifecycle.state is BUSY
+
+    @property
+    def is_draining(self) -> bool:
+        """Whether the pool is draining stray server data from it."""
+        return self._lifecycle.state is DRAINING
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether it was retired for good."""
+        return self._lifecycle.state is CLOSED
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the lifecycle is live and the WebSocket is open (no I/O)."""
+        return (
+            self._lifecycle.state is not CLOSED
+            and self.websocket is not None
+            and self.websocket.state is ProtocolState.OPEN
+        )
+
+    @property
+    def last_activity(self) -> float:
+        """Wall-clock time (``time.time()``) of the last send, receive or hand-out."""
+        return time.time() - self.idle_for
+
+    @property
+    def idle_for(self) -> float:
+        """Seconds since the last send, receive or hand-out (monotonic clock)."""
+        return time.monotonic() - self._last_activity
+
+    @property
+    def latency(self) -> float:
+        """The last ping round trip in seconds, as websockets measured it (0.0 before any)."""
+        return 0.0 if self.websocket is None else self.websocket.latency
+
+    # -- opening and closing ------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the WebSocket (retrying transient failures inside a pool).
+
+        Does nothing if it is already open.
+
+        Raises:
+            HandshakeRejectedError: The server answered the handshake with 4xx.
+            ConnectionUnavailableError: It could not be opened, or was closed
+                already (a closed connection is never reopened).
+        """
+        if self._lifecycle.state is not CONNECTING:
+            if self._lifecycle.state is CLOSED:
+                raise ConnectionUnavailableError(f"{self.id} has been closed")
+            return
+        try:
+            websocket = await open_with_retries(
+                self._open_once, max_attempts=self._max_attempts, where=redact_uri(self.uri)
+            )
+        except ConnectionUnavailableError as exc:
+            self._lifecycle.fire("fail", describe_error(exc.__cause__ or exc))
+            raise
+        except BaseException:
+            self._lifecycle.fire("fail", "cancelled")
+            raise
+        if self._lifecycle.state is CLOSED:  # close() was called while we were opening
+            await websocket.close()
+            raise ConnectionUnavailableError(f"{self.id} was closed while opening")
+        self.websocket = websocket
+        self._last_activity = time.monotonic()
+        self._lifecycle.fire("open")
+
+    async def _open_once(self) -> ClientConnection:
+        kwargs = {
+            "additional_headers": self.headers or None,
+            "open_timeout": self._connection_timeout,
+            **self._connect_kwargs,
+        }
+        logger = kwargs.get("logger") or _websockets_logger
+        kwargs["logger"] = RedactingLogger(logger, secrets_of(self.uri, self.headers))
+        return await connect(self.uri, **kwargs)
+
+    async def close(self) -> None:
+        """Retire it and close the WebSocket. Idempotent."""
+        self.retire("closed by its user")
+        await self.close_socket()
+
+    def retire(self, reason: str) -> None:
+        """Move it to ``closed`` without I/O; :meth:`close_socket` does the rest."""
+        state = self._lifecycle.state
+        if state is CLOSED:
+            return
+        self._lifecycle.fire("fail" if state is CONNECTING else "close", reason)
+
+    async def close_socket(self) -> None:
+        """Close the WebSocket (bounded by websockets' ``close_timeout``)."""
+        websocket, self.websocket = self.websocket, None
+        if websocket is not None:
+            await websocket.close()
+
+    # -- borrowing (standalone use; a pool does this itself) ---------------------
+
+    async def acquire(self) -> None:
+        """Mark a standalone connection busy, opening it first if needed.
+
+        Raises:
+            ConnectionBusyError: It is busy or draining, or belongs to a pool
+                (pooled connections are acquired through the pool).
+            ConnectionUnavailableError: It is closed or could not be opened.
+        """
+        if self._pool is not None:
+            raise ConnectionBusyError(f"{self.id} belongs to a pool: use pool.acquire()")
+        await self.connect()
+        state = self._lifecycle.state
+        if state is BUSY:
+            raise ConnectionBusyError("Connection is already busy")
+        if state is DRAINING:
+            raise ConnectionBusyError("Connection is currently draining")
+        if state is CLOSED:
+            raise ConnectionUnavailableError(f"{self.id} has been closed")
+        self._last_activity = time.monotonic()
+        self._lifecycle.fire("acquire")
+
+    async def release(self) -> None:
+        """Give it back: to its pool if it has one, else mark it idle."""
+        if self._pool is not None:
+            await self._pool.release(self)
+        elif self._lifecycle.state is BUSY:
+            self._last_activity = time.monotonic()
+            self._lifecycle.fire("release")
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Self]:
+        """Acquire it for the ``async with`` block, release it after."""
+        await self.acquire()
+        try:
+            yield self
+        finally:
+            await self.release()
+
+    # -- I/O for the borrower -----------------------------------------------------
+
+    def _check_usable(self) -> ClientConnection:
+        state = self._lifecycle.state
+        if state is not BUSY:
+            if state is CLOSED:
+                raise ConnectionClosedError(f"{self.id} is closed")
+            raise ConnectionBusyError("Connection must be acquired before sending or receiving")
+        websocket = self.websocket
+        if websocket is None:  # pragma: no cover  (busy implies opened)
+            raise ConnectionUnavailableError(f"{self.id} is not connected")
+        return websocket
+
+    async def send(self, message: str | bytes) -> None:
+        """Send a text (``str``) or binary (``bytes``) message.
+
+        Raises:
+            TypeError: ``message`` is neither ``str`` nor ``bytes``.
+            ConnectionBusyError: The caller has not acquired it.
+            ConnectionClosedError: It closed before or while sending.
+        """
+        if not isinstance(message, str | bytes):
+            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+        websocket = self._check_usable()
+        try:
+            await websocket.send(message)
+        except ConnectionClosed as exc:
+            raise ConnectionClosedError(f"{self.id} closed while sending: "
+                                        f"{describe_close(exc)}") from exc  # fmt: skip
+        self._last_activity = time.monotonic()
+
+    async def recv(self) -> str | bytes:
+        """Receive the next message.
+
+        Raises:
+            ConnectionBusyError: The caller has not acquired it.
+            ConnectionClosedError: It closed before or while receiving.
+        """
+        websocket = self._check_usable()
+        try:
+            message = await websocket.recv()
+        except ConnectionClosed as exc:
+            raise ConnectionClosedError(f"{self.id} closed while receiving: "
+                                        f"{describe_close(exc)}") from exc  # fmt: skip
+        self._last_activity = time.monotonic()
+        return message
+
+    async def ping(self) -> float:
+        """Ping the server and wait for the pong; return the round trip in seconds.
+
+        Raises:
+            ConnectionUnavailableError: It is not open, or no pong came in time.
+            ConnectionClosedError: It closed while waiting for the pong.
+        """
+        websocket = self.websocket
+        if websocket is None or not self.is_connected:
+            raise ConnectionUnavailableError("Websocket is not connected")
+        try:
+            async with asyncio.timeout(self._pong_timeout):
+                latency = await (await websocket.ping())
+        except ConnectionClosed as exc:
+            raise ConnectionClosedError(f"{self.id} closed during ping: "
+                                        f"{describe_close(exc)}") from exc  # fmt: skip
+        except TimeoutError as exc:
+            raise ConnectionUnavailableError(
+                f"{self.id}: no pong within {self._pong_timeout:g}s"
+            ) from exc
+        self._last_activity = time.monotonic()
+        return latency
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _tell_pool(self, lifecycle: ConnectionLifecycle, record: TransitionRecord) -> None:
+        del lifecycle  # the record says everything; the pool indexes connections
+        if self._pool is not None:
+            self._pool._on_transition(self, record)
+
+    def __repr__(self) -> str:
+        return f"<WebsocketConnection {self.id} {redact_uri(self.uri)} [{self.state}]>"
+
+    def __str__(self) -> str:
+        return f"WebsocketConnection({self.id})"
+
+    async def __aenter__(self) -> Self:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        await self.close()
+        return False

@@ -1,0 +1,84 @@
+"""The exceptions this package raises, in one hierarchy.
+
+Every error the pool raises on purpose is a :class:`WebsocketError`, so one
+``except WebsocketError`` catches them all. The names are those of
+aio-websocket-pool 0.1.0, so code written against it keeps working::
+
+    WebsocketError (RuntimeError)
+    ├── ConnectionBusyError           the connection is not yours to use right now
+    ├── ConnectionClosedError         the connection closed under you
+    ├── ConnectionDrainTimeoutError   kept for 0.1.0 imports; the pool never raises it
+    ├── ConnectionUnavailableError    no connection could be opened
+    │   └── HandshakeRejectedError    the server answered the handshake with 4xx
+    ├── ConnectionPoolExhaustedError  no connection came free within acquire_timeout
+    ├── ConnectionPoolUnavailableError  the pool is closed
+    └── InvalidTransitionError        a lifecycle event that is illegal in the current state
+
+Messages never carry secrets: URIs in them are redacted (no user-info, no
+query string) and header values are never mentioned.
+"""
+
+from __future__ import annotations
+
+
+class WebsocketError(RuntimeError):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConnectionBusyError(WebsocketError):
+    """The connection is not acquired by the caller, or is in use by someone else."""
+
+
+class ConnectionClosedError(WebsocketError):
+    """The connection was closed (by the peer, the network or the pool) while in use."""
+
+
+class ConnectionDrainTimeoutError(WebsocketError):
+    """Exported by 0.1.0; kept so that its imports keep working.
+
+    Draining happens in the background here, so a drain that times out
+    discards the connection instead of raising to anyone.
+    """
+
+
+class ConnectionUnavailableError(WebsocketError):
+    """No connection could be opened: the cause is chained as ``__cause__``."""
+
+
+class HandshakeRejectedError(ConnectionUnavailableError):
+    """The server refused the WebSocket handshake with a 4xx status.
+
+    Such a refusal is not retried: asking again with the same credentials
+    gets the same answer.
+
+    Attributes:
+        status_code: The HTTP status the server answered with.
+    """
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ConnectionPoolExhaustedError(WebsocketError):
+    """Every connection stayed in use for the whole ``acquire_timeout``."""
+
+
+class ConnectionPoolUnavailableError(WebsocketError):
+    """The pool is closed, or closed while the caller was waiting."""
+
+
+class InvalidTransitionError(WebsocketError):
+    """A lifecycle event was fired in a state that has no edge for it.
+
+    The connection's state is left unchanged.
+
+    Attributes:
+        state: The state the connection was in.
+        event: The event (trigger) that was refused.
+    """
+
+    def __init__(self, state: str, event: str) -> None:
+        super().__init__(f"event {event!r} is not allowed in state {str(state)!r}")
+        self.state = str(state)
+        self.event = event

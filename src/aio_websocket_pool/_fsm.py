@@ -1,0 +1,199 @@
+"""The connection lifecycle: one table, one machine, no I/O.
+
+Rules of this module:
+
+* Which state may follow which is written down once, in :data:`TRANSITIONS`.
+  The machine that runs every connection is built from that table, and so are
+  the state diagrams and the transition table in the docs.
+* Nothing here awaits or touches a socket. The connection and pool coroutines
+  do the I/O and, once its outcome is known, fire the event that records it.
+  Callbacks only do bookkeeping: history, the DEBUG log line, and telling the
+  pool (the observer) so that its counters follow.
+* An event with no edge from the current state raises
+  :class:`~aio_websocket_pool.InvalidTransitionError` and changes nothing.
+* ``closed`` is terminal: a connection that closed is never reopened; the pool
+  opens a new one in its slot.
+
+Theory of operation: one ``transitions.Machine`` (synchronous, with
+``auto_transitions=False``) is shared by every connection; each
+:class:`ConnectionLifecycle` is a model whose ``state`` attribute the machine
+moves. Models are not registered with the machine (``add_model``), which would
+bind a dozen helper methods to each one and keep a list of every model alive;
+events are fired through the machine's event objects instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from transitions import EventData, Machine, MachineError
+
+from ._exceptions import InvalidTransitionError
+
+logger: Final = logging.getLogger("aio_websocket_pool")
+
+
+class State(enum.StrEnum):
+    """Where a connection is in its life. The values are the names the docs use."""
+
+    CONNECTING = "connecting"
+    """The opening handshake is in flight (retries included). Holds a pool slot."""
+    IDLE = "idle"
+    """Open and parked in the pool, ready to be handed out."""
+    BUSY = "busy"
+    """Handed out to exactly one borrower."""
+    DRAINING = "draining"
+    """Given back; stray server messages are read and dropped before reuse."""
+    CLOSED = "closed"
+    """Retired for good. Frees its slot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One row of the transition table.
+
+    Attributes:
+        trigger: The event's name, a verb.
+        sources: The states the event is allowed in.
+        dest: The state the event leads to.
+        cause: What makes the pool fire it, in words (for the docs).
+    """
+
+    trigger: str
+    sources: tuple[State, ...]
+    dest: State
+    cause: str
+
+
+CONNECTING, IDLE, BUSY, DRAINING, CLOSED = State
+
+#: The single source of truth for the lifecycle of a pooled connection.
+TRANSITIONS: Final[tuple[Edge, ...]] = (
+    Edge("open", (CONNECTING,), IDLE, "the opening handshake succeeded"),
+    Edge("fail", (CONNECTING,), CLOSED,
+         "the handshake failed after its retries, timed out, or was cancelled"),
+    Edge("acquire", (IDLE,), BUSY, "a borrower was handed the connection"),
+    Edge("release", (BUSY,), IDLE, "the borrower gave it back and no draining is asked for"),
+    Edge("drain", (BUSY,), DRAINING,
+         "the borrower gave it back with check_server_data_on_release, or left on an error"),
+    Edge("settle", (DRAINING,), IDLE, "the drain saw drain_quiet_period of silence"),
+    Edge("close", (IDLE, BUSY, DRAINING), CLOSED,
+         "retired: idle timeout, failed health check, drain rejected or timed out, "
+         "force_remove, peer closed, or the pool closed"),
+)  # fmt: skip
+
+INITIAL_STATE: Final = CONNECTING
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One entry of a connection's history.
+
+    Attributes:
+        at: Wall-clock time of the transition (``time.time()``).
+        connection_id: Which connection moved.
+        trigger: The event that moved it.
+        source: The state it left.
+        dest: The state it entered.
+        reason: Why, where the pool knows more than the event says (a close
+            code, "ping timeout", ...). Never contains secrets or payloads.
+    """
+
+    at: float
+    connection_id: str
+    trigger: str
+    source: State
+    dest: State
+    reason: str | None = None
+
+    def __str__(self) -> str:
+        stamp = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="milliseconds")
+        line = f"{stamp} {self.connection_id} {self.trigger}: {self.source} -> {self.dest}"
+        return f"{line} ({self.reason})" if self.reason else line
+
+
+#: Called after every transition with the lifecycle, the record of the move.
+Observer = Callable[["ConnectionLifecycle", TransitionRecord], None]
+
+
+class ConnectionLifecycle:
+    """The state of one connection, its bounded history, and whom to tell.
+
+    Args:
+        connection_id: Shown in history records and log lines.
+        history_size: How many transitions to keep, oldest dropped first.
+        observer: Told of every transition after it happened (the pool's
+            state index); ``None`` for a connection used on its own.
+    """
+
+    state: State
+
+    def __init__(
+        self, connection_id: str, *, history_size: int, observer: Observer | None = None
+    ) -> None:
+        self.connection_id = connection_id
+        self.state = INITIAL_STATE
+        self.history: deque[TransitionRecord] = deque(maxlen=history_size)
+        self.observer = observer
+
+    def fire(self, trigger: str, reason: str | None = None) -> None:
+        """Move along the edge named ``trigger``.
+
+        Raises:
+            InvalidTransitionError: No edge for ``trigger`` leaves the current
+                state (or no such event exists); the state is unchanged.
+        """
+        event = _MACHINE.events.get(trigger)
+        if event is None:
+            raise InvalidTransitionError(self.state, trigger)
+        try:
+            event.trigger(self, reason=reason)
+        except MachineError:
+            raise InvalidTransitionError(self.state, trigger) from None
+
+    def _after_state_change(self, event_data: EventData) -> None:
+        # Bound by name in the machine below; runs once the state has changed.
+        transition = event_data.transition
+        assert transition is not None  # noqa: S101  (always set after a state change)
+        record = TransitionRecord(
+            at=time.time(),
+            connection_id=self.connection_id,
+            trigger=event_data.event.name if event_data.event else "",
+            # transitions names Enum states by member name.
+            source=State[transition.source],
+            dest=self.state,
+            reason=event_data.kwargs.get("reason"),
+        )
+        self.history.append(record)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", record)
+        if self.observer is not None:
+            self.observer(self, record)
+
+
+def machine_kwargs() -> dict[str, object]:
+    """The arguments the lifecycle machine is built from, for the diagram builders too."""
+    return {
+        "states": State,
+        "transitions": [
+            {"trigger": edge.trigger, "source": list(edge.sources), "dest": edge.dest}
+            for edge in TRANSITIONS
+        ],
+        "initial": INITIAL_STATE,
+        "auto_transitions": False,
+    }
+
+
+_MACHINE: Final = Machine(
+    model=None,
+    send_event=True,
+    after_state_change="_after_state_change",
+    **machine_kwargs(),  # type: ignore[arg-type]
+)

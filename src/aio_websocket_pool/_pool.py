@@ -1,0 +1,589 @@
+"""The pool: a thin coordinator over connection state machines.
+
+Theory of operation:
+
+* **Bookkeeping is synchronous, I/O is not.** :meth:`_try_grant` decides in one
+  step (no await) who gets which connection: the most recently used idle one,
+  else a new one in a free slot. The handshake, the health-check ping, the
+  drain and the close then run outside that step, so nothing holds a
+  pool-wide lock while waiting on the network (there is no such lock).
+* **Counters are derived.** Every transition of every connection is reported to
+  :meth:`_on_transition`, which files the connection under its new state in a
+  :class:`~aio_websocket_pool._stats.StateIndex`. ``total_connections`` and the
+  other counters are bucket sizes there, never numbers kept alongside.
+* **Waiters are served in order.** An acquirer that finds nothing free queues
+  (FIFO). Whenever a transition frees something (a connection becomes idle, a
+  slot closes) a dispatch is scheduled, which hands resources to the waiters
+  at the front. An acquirer arriving while others wait queues behind them.
+* **A handshake belongs to the pool, not the caller.** New connections are
+  opened by pool tasks: an acquirer that is cancelled mid-handshake leaves the
+  connection to the next waiter instead of wasting it, and ``close_all()`` can
+  cancel every handshake in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+from websockets.exceptions import ConnectionClosed
+
+from ._config import DrainConditionCallback, PoolConfig
+from ._connection import DEFAULT_HISTORY_SIZE, WebsocketConnection
+from ._exceptions import (
+    ConnectionClosedError,
+    ConnectionPoolExhaustedError,
+    ConnectionPoolUnavailableError,
+    ConnectionUnavailableError,
+    WebsocketError,
+)
+from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, IDLE, TransitionRecord
+from ._redact import describe_close, describe_error, redact_uri
+from ._stats import PoolStats, StateIndex
+
+logger: Final = logging.getLogger("aio_websocket_pool")
+
+
+class _Grant:
+    """One acquirer's claim on one connection.
+
+    Either a connection already marked busy for the acquirer, or a new one
+    whose handshake (``opening``) is in flight. If the acquirer leaves before
+    the handshake ends it sets ``abandoned``, and the connection is parked idle
+    for others instead of being marked busy for nobody.
+    """
+
+    __slots__ = ("abandoned", "connection", "opening")
+
+    def __init__(self, connection: WebsocketConnection) -> None:
+        self.connection = connection
+        self.opening: asyncio.Task[None] | None = None
+        self.abandoned = False
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    fresh: bool
+    future: asyncio.Future[_Grant] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class WebsocketConnectionPool:
+    """An asyncio pool of WebSocket client connections to one URI.
+
+    Args:
+        uri: ``ws://`` or ``wss://`` URI. User-info and query are never shown.
+        headers: Extra HTTP headers for each handshake. Values are never shown.
+        idle_timeout: Seconds an idle connection is kept before it is closed.
+        max_connections: The most connections open (or opening) at once.
+        max_retries: Handshake attempts per new connection, the first included.
+        cleanup_interval: Seconds between two sweeps for idle or dead connections.
+        connection_timeout: Seconds one handshake attempt may take.
+        warmup_connections: Connections opened in parallel by :meth:`start`.
+        check_server_data_on_release: Drain stray server messages after each
+            release before the connection is reused.
+        drain_timeout: Seconds a drain may take before the connection is discarded.
+        drain_quiet_period: Seconds of silence that end a drain successfully.
+        drain_condition: Called with each drained message: ``True`` drops it,
+            ``False`` discards the connection. Default: drop non-empty messages.
+        acquire_timeout: Seconds :meth:`acquire` waits for a connection to come
+            free. ``None`` waits forever; ``0`` fails at once when none is free.
+        health_check_interval: A connection idle longer than this is pinged
+            before reuse. ``0`` pings on every reuse; ``None`` never pings.
+        health_check_timeout: Seconds to wait for the pong of a health check.
+        history_size: Transitions kept in each connection's history.
+        **kwargs: Passed to ``websockets.asyncio.client.connect`` (``ssl``,
+            ``subprotocols``, ``max_size``, ...).
+
+    Raises:
+        TypeError: An argument has the wrong type, or websockets does not take
+            one of ``kwargs``.
+        ValueError: An argument is out of range (see the configuration reference).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        headers: dict[str, str] | None = None,
+        idle_timeout: float = 60.0,
+        max_connections: int = 50,
+        max_retries: int = 3,
+        cleanup_interval: float = 5.0,
+        connection_timeout: float = 10.0,
+        warmup_connections: int = 0,
+        check_server_data_on_release: bool = False,
+        drain_timeout: float = 10.0,
+        drain_quiet_period: float = 2.0,
+        drain_condition: DrainConditionCallback | None = None,
+        acquire_timeout: float | None = 30.0,
+        health_check_interval: float | None = 5.0,
+        health_check_timeout: float = 5.0,
+        history_size: int = DEFAULT_HISTORY_SIZE,
+        **kwargs: Any,
+    ) -> None:
+        self._config = PoolConfig.from_arguments(
+            uri=uri, headers=headers, idle_timeout=idle_timeout,
+            max_connections=max_connections, max_retries=max_retries,
+            cleanup_interval=cleanup_interval, connection_timeout=connection_timeout,
+            warmup_connections=warmup_connections,
+            check_server_data_on_release=check_server_data_on_release,
+            drain_timeout=drain_timeout, drain_quiet_period=drain_quiet_period,
+            drain_condition=drain_condition, acquire_timeout=acquire_timeout,
+            health_check_interval=health_check_interval,
+            health_check_timeout=health_check_timeout, history_size=history_size,
+            connect_kwargs=kwargs,
+        )  # fmt: skip
+        self.uri = self._config.uri
+        self.headers = self._config.headers
+        self._index: StateIndex[WebsocketConnection] = StateIndex()
+        self._waiters: deque[_Waiter] = deque()
+        self._dispatch_handle: asyncio.Handle | None = None
+        self._workers: set[asyncio.Task[Any]] = set()  # cancelled by close_all()
+        self._closers: set[asyncio.Task[Any]] = set()  # awaited by close_all()
+        self._started = False
+        self._closed = False
+
+    # -- counters (all derived from connection states) -----------------------------
+
+    @property
+    def total_connections(self) -> int:
+        """Connections that hold a slot: connecting, idle, busy or draining."""
+        return self._index.total
+
+    @property
+    def available_connections(self) -> int:
+        """Idle connections, ready to be handed out."""
+        return self._index.count(IDLE)
+
+    @property
+    def busy_connections(self) -> int:
+        """Connections held by a borrower."""
+        return self._index.count(BUSY)
+
+    @property
+    def pending_connections(self) -> int:
+        """Connections being drained before reuse."""
+        return self._index.count(DRAINING)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`close_all` was called."""
+        return self._closed
+
+    @property
+    def is_started(self) -> bool:
+        """Whether :meth:`start` ran (``acquire`` starts the pool itself)."""
+        return self._started
+
+    @property
+    def connections(self) -> tuple[WebsocketConnection, ...]:
+        """A snapshot of the connections that hold a slot, for inspection."""
+        return tuple(self._index)
+
+    def stats(self) -> PoolStats:
+        """A frozen snapshot of the counters and running totals."""
+        index = self._index
+        return PoolStats(
+            connecting=index.count(CONNECTING),
+            idle=index.count(IDLE),
+            busy=index.count(BUSY),
+            draining=index.count(DRAINING),
+            total=index.total,
+            max_connections=self._config.max_connections,
+            waiting=sum(not waiter.future.done() for waiter in self._waiters),
+            opened=index.events["open"],
+            failed_connects=index.events["fail"],
+            acquired=index.events["acquire"],
+            reused=index.reused,
+            closed=index.events["close"],
+        )
+
+    # -- lifecycle of the pool ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the idle sweep and open ``warmup_connections`` in parallel.
+
+        Warm-up failures are logged, not raised: the pool opens connections on
+        demand anyway. Calling it again, or after :meth:`close_all`, does nothing.
+        """
+        if self._started or self._closed:
+            return
+        self._started = True
+        self._spawn(self._sweep_forever(), "sweep")
+        grants = [self._open_new(abandoned=True) for _ in range(self._config.warmup_connections)]
+        openings = [grant.opening for grant in grants if grant.opening is not None]
+        results = await asyncio.gather(*openings, return_exceptions=True)
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            logger.warning(
+                "warm-up opened %d of %d connections to %s; first failure: %s",
+                len(results) - len(failures), len(results), redact_uri(self.uri),
+                describe_error(failures[0].__cause__ or failures[0]),
+            )  # fmt: skip
+
+    async def close_all(self) -> None:
+        """Close every connection and shut the pool down. Idempotent.
+
+        Waiters get :class:`ConnectionPoolUnavailableError`, handshakes and
+        drains in flight are cancelled, connections held by borrowers are
+        closed under them, and every socket is closed before this returns.
+        """
+        if not self._closed:
+            self._closed = True
+            if self._dispatch_handle is not None:
+                self._dispatch_handle.cancel()
+                self._dispatch_handle = None
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.future.done():
+                    waiter.future.set_exception(
+                        ConnectionPoolUnavailableError("the pool was closed")
+                    )
+            for task in self._workers:
+                task.cancel()
+            for connection in self.connections:
+                if connection.state is not CONNECTING:  # cancelling its handshake retires it
+                    self._discard(connection, "pool closed")
+        while self._workers or self._closers:
+            await asyncio.gather(*self._workers, *self._closers, return_exceptions=True)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        await self.close_all()
+        return False
+
+    # -- borrowing -----------------------------------------------------------------------
+
+    async def acquire(self) -> WebsocketConnection:
+        """Hand out a healthy connection, waiting for one if all are in use.
+
+        Reuses the most recently used idle connection (pinging it first if it
+        was idle longer than ``health_check_interval``), else opens one in a
+        free slot, else waits in line up to ``acquire_timeout``.
+
+        Raises:
+            ConnectionPoolExhaustedError: None came free within ``acquire_timeout``.
+            ConnectionPoolUnavailableError: The pool is closed, or closed meanwhile.
+            ConnectionUnavailableError: A new connection could not be opened.
+        """
+        return await self._acquire(fresh=False)
+
+    async def acquire_new(self) -> WebsocketConnection:
+        """Like :meth:`acquire`, but always a newly opened connection.
+
+        When every slot is taken, the least recently used idle connection is
+        closed to make room; when none is idle, it waits like :meth:`acquire`.
+        """
+        return await self._acquire(fresh=True)
+
+    async def release(self, connection: WebsocketConnection, *, force_remove: bool = False) -> None:
+        """Give a connection back. Returns at once; any I/O runs in the background.
+
+        Args:
+            connection: A connection this pool handed out.
+            force_remove: Close it instead of keeping it.
+
+        A connection that is not busy, or that another pool handed out, is
+        left alone and a warning is logged.
+        """
+        self._release_now(connection, force_remove=force_remove)
+
+    @contextlib.asynccontextmanager
+    async def get_connection(self) -> AsyncIterator[WebsocketConnection]:
+        """Acquire a connection for the ``async with`` block and release it after.
+
+        If the block raises (or is cancelled), a reply may still be on its way,
+        so the connection is drained (``check_server_data_on_release``) or
+        closed, never handed to the next borrower as it is.
+        """
+        async with self._borrow(await self.acquire()) as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def get_new_connection(self) -> AsyncIterator[WebsocketConnection]:
+        """Like :meth:`get_connection`, with a newly opened connection."""
+        async with self._borrow(await self.acquire_new()) as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def _borrow(self, connection: WebsocketConnection) -> AsyncIterator[WebsocketConnection]:
+        try:
+            yield connection
+        except BaseException:
+            self._release_now(connection, dirty=True)
+            raise
+        self._release_now(connection)
+
+    async def _acquire(self, *, fresh: bool) -> WebsocketConnection:
+        if not self._started:
+            await self.start()
+        timeout = self._config.acquire_timeout
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        grant = None if self._waiters else self._try_grant(fresh=fresh)
+        while True:
+            if grant is None:
+                grant = await self._wait_for_grant(fresh=fresh, deadline=deadline)
+            if grant.opening is not None:
+                return await self._take_opening(grant)
+            connection = grant.connection
+            if await self._passes_health_check(connection):
+                return connection
+            # It was discarded, freeing a slot: ours, since we were already served.
+            grant = self._try_grant(fresh=fresh)
+
+    def _try_grant(self, *, fresh: bool) -> _Grant | None:
+        """Claim a connection without waiting: the bookkeeping step. No I/O, no await."""
+        if self._closed:
+            raise ConnectionPoolUnavailableError("the pool is closed")
+        index = self._index
+        if not fresh:
+            connection = index.most_recent(IDLE)
+            if connection is not None:
+                connection._lifecycle.fire("acquire")
+                return _Grant(connection)
+        if index.total >= self._config.max_connections:
+            victim = index.oldest(IDLE) if fresh else None
+            if victim is None:
+                return None
+            self._discard(victim, "closed to make room for a new connection")
+        return self._open_new(abandoned=False)
+
+    def _open_new(self, *, abandoned: bool) -> _Grant:
+        connection = WebsocketConnection._for_pool(self._config, self)
+        self._index.add(connection)
+        grant = _Grant(connection)
+        grant.abandoned = abandoned
+        grant.opening = self._spawn(self._open(grant), f"open {connection.id}")
+        return grant
+
+    async def _open(self, grant: _Grant) -> None:
+        await grant.connection.connect()
+        # Same step as the "open" transition: no one else can take it in between.
+        if not grant.abandoned:
+            grant.connection._lifecycle.fire("acquire")
+
+    async def _take_opening(self, grant: _Grant) -> WebsocketConnection:
+        opening = grant.opening
+        assert opening is not None  # noqa: S101
+        try:
+            await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if opening.cancelled() and current is not None and not current.cancelling():
+                raise ConnectionPoolUnavailableError("the pool was closed") from None
+            self._abandon(grant)
+            raise
+        return grant.connection
+
+    async def _wait_for_grant(self, *, fresh: bool, deadline: float | None) -> _Grant:
+        if self._config.acquire_timeout == 0:
+            raise self._exhausted()
+        waiter = _Waiter(fresh)
+        self._waiters.append(waiter)
+        self._schedule_dispatch()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter.future
+        except TimeoutError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                return waiter.future.result()  # granted just as time ran out
+            raise self._exhausted() from None
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._abandon(waiter.future.result())
+            raise
+        finally:
+            # A waiter that leaves stays queued, done, until a dispatch pops it:
+            # removing it from the middle of the queue would cost O(n) per timeout.
+            if not waiter.future.done():
+                waiter.future.cancel()
+
+    def _abandon(self, grant: _Grant) -> None:
+        """Undo a grant whose acquirer left: its connection goes to the next borrower."""
+        grant.abandoned = True
+        if grant.connection.state is BUSY:  # it was granted, or opened for us, already
+            self._release_now(grant.connection)
+
+    def _exhausted(self) -> ConnectionPoolExhaustedError:
+        return ConnectionPoolExhaustedError(
+            f"no connection to {redact_uri(self.uri)} came free within "
+            f"acquire_timeout={self._config.acquire_timeout:g}s ({self.stats()})"
+        )
+
+    async def _passes_health_check(self, connection: WebsocketConnection) -> bool:
+        """Whether a reused connection may be handed out; if not, it is discarded."""
+        if not connection.is_connected:
+            self._discard(connection, self._why_not_open(connection))
+            return False
+        interval = self._config.health_check_interval
+        if interval is None or connection.idle_for < interval:
+            return True
+        try:
+            await connection.ping()
+        except (ConnectionUnavailableError, ConnectionClosedError) as exc:
+            self._discard(connection, f"health check failed: {describe_error(exc.__cause__ or exc)}")
+            return False
+        except BaseException:
+            self._release_now(connection)  # cancelled mid-ping: nothing is owed, keep it
+            raise
+        return True
+
+    # -- giving back -----------------------------------------------------------------------
+
+    def _release_now(
+        self, connection: WebsocketConnection, *, force_remove: bool = False, dirty: bool = False
+    ) -> None:
+        """Release without awaiting anything, so that cancellation cannot interrupt it."""
+        if connection._pool is not self or connection.state is not BUSY:
+            if connection._pool is self and self._closed:
+                return  # closed under its borrower by close_all(): nothing to give back
+            whose = "this pool's" if connection._pool is self else "another pool's"
+            logger.warning(
+                "release of %r ignored: it is %s connection and is %s, not busy",
+                connection, whose, connection.state,
+            )  # fmt: skip
+            return
+        connection._last_activity = time.monotonic()
+        if force_remove:
+            self._discard(connection, "released with force_remove")
+        elif not connection.is_connected:
+            self._discard(connection, self._why_not_open(connection))
+        elif self._config.check_server_data_on_release:
+            reason = "borrower left on an error" if dirty else None
+            connection._lifecycle.fire("drain", reason)
+            self._spawn(self._drain(connection), f"drain {connection.id}")
+        elif dirty:
+            self._discard(connection, "borrower left on an error; a reply may still be owed")
+        else:
+            connection._lifecycle.fire("release")
+
+    async def _drain(self, connection: WebsocketConnection) -> None:
+        """Read and drop stray messages until a quiet period; discard on anything else."""
+        websocket = connection.websocket
+        assert websocket is not None  # noqa: S101  (only open connections are drained)
+        config = self._config
+        drained = 0
+        try:
+            async with asyncio.timeout(config.drain_timeout):
+                while True:
+                    try:
+                        async with asyncio.timeout(config.drain_quiet_period):
+                            message = await websocket.recv()
+                    except TimeoutError:
+                        break  # quiet for long enough: clean
+                    if not config.drain_condition(message):
+                        self._discard(connection, f"drain_condition rejected message {drained + 1}")
+                        return
+                    drained += 1
+        except TimeoutError:
+            reason = f"still receiving after drain_timeout={config.drain_timeout:g}s"
+            self._discard(connection, f"{reason} ({drained} messages drained)")
+            return
+        except ConnectionClosed as exc:
+            self._discard(connection, f"closed during drain: {describe_close(exc)}")
+            return
+        except Exception as exc:  # noqa: BLE001  (a user drain_condition may raise anything)
+            self._discard(connection, f"drain_condition raised {type(exc).__name__}")
+            return
+        connection._last_activity = time.monotonic()
+        connection._lifecycle.fire("settle", f"{drained} messages drained" if drained else None)
+
+    def _discard(self, connection: WebsocketConnection, reason: str) -> None:
+        """Retire a connection now (its slot frees at once) and close its socket in the background."""
+        connection.retire(reason)
+        if connection.websocket is not None:
+            self._spawn(connection.close_socket(), f"close {connection.id}", closer=True)
+
+    @staticmethod
+    def _why_not_open(connection: WebsocketConnection) -> str:
+        websocket = connection.websocket
+        if websocket is None or websocket.close_code is None:
+            return "connection lost"
+        return f"closed by peer: close code {websocket.close_code}"
+
+    # -- background work ---------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.cleanup_interval)
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Retire idle connections that died or were idle longer than ``idle_timeout``."""
+        idle_timeout = self._config.idle_timeout
+        for connection in self._index.in_state(IDLE):
+            if not connection.is_connected:
+                self._discard(connection, self._why_not_open(connection))
+            elif connection.idle_for > idle_timeout:
+                self._discard(connection, f"idle for more than idle_timeout={idle_timeout:g}s")
+
+    def _spawn(
+        self, coroutine: Coroutine[Any, Any, Any], name: str, *, closer: bool = False
+    ) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine, name=f"aio_websocket_pool {name}")
+        (self._closers if closer else self._workers).add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._workers.discard(task)
+        self._closers.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here, so asyncio never warns about it
+        if exc is not None and not isinstance(exc, WebsocketError):
+            logger.error("background task %s failed", task.get_name(), exc_info=exc)
+
+    # -- bookkeeping driven by the state machines ------------------------------------------
+
+    def _on_transition(self, connection: WebsocketConnection, record: TransitionRecord) -> None:
+        """Called by every connection of this pool after each of its transitions."""
+        self._index.move(connection, record)
+        if record.dest is IDLE or record.dest is CLOSED:
+            self._schedule_dispatch()
+
+    def _schedule_dispatch(self) -> None:
+        # Deferred to the next loop iteration, so that a step that opens and
+        # claims a connection in two transitions finishes before anyone else
+        # is served. Waiters queue in the meantime: nobody can barge.
+        if self._dispatch_handle is None and self._waiters and not self._closed:
+            self._dispatch_handle = asyncio.get_running_loop().call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Serve waiters in order while something is free."""
+        self._dispatch_handle = None
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters[0]
+            if waiter.future.done():
+                waiters.popleft()
+                continue
+            grant = self._try_grant(fresh=waiter.fresh)
+            if grant is None:
+                return
+            waiters.popleft()
+            waiter.future.set_result(grant)
+
+    def __len__(self) -> int:
+        return self._index.total
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._started else "not started"
+        return f"<WebsocketConnectionPool {redact_uri(self.uri)} {state} [{self.stats()}]>"

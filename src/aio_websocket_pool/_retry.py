@@ -1,0 +1,117 @@
+"""Which failed handshakes are worth another try, and how long to wait.
+
+A connection refused, a timeout or an HTTP 5xx may pass: the server is
+restarting or overloaded. An HTTP 4xx will not: the same credentials get the
+same 401. So transient errors are retried with exponential backoff and jitter
+(jitter spreads the retries of many connections that failed together), and
+everything else fails at once.
+
+The caller never sees tenacity: after the last attempt it gets a
+:class:`~aio_websocket_pool.ConnectionUnavailableError` chained from the last
+cause, or a :class:`~aio_websocket_pool.HandshakeRejectedError` for a 4xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from websockets.client import process_exception
+from websockets.exceptions import InvalidStatus
+
+from ._exceptions import ConnectionUnavailableError, HandshakeRejectedError
+from ._redact import describe_error
+
+logger: Final = logging.getLogger("aio_websocket_pool")
+
+T = TypeVar("T")
+
+#: Seconds before the second attempt; doubled for each further one.
+FIRST_RETRY_DELAY: Final = 0.1
+#: The longest wait between two attempts, in seconds.
+MAX_RETRY_DELAY: Final = 5.0
+#: Up to this many seconds of random jitter are added to each wait.
+RETRY_JITTER: Final = 0.1
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same handshake again might succeed.
+
+    websockets' own rule (network errors, timeouts, HTTP 500/502/503/504),
+    widened to every 5xx status. Cancellation is never retried.
+    """
+    if isinstance(exc, InvalidStatus):
+        return exc.response.status_code >= 500
+    return isinstance(exc, Exception) and process_exception(exc) is None
+
+
+async def open_with_retries(
+    attempt: Callable[[], Awaitable[T]], *, max_attempts: int, where: str
+) -> T:
+    """Await ``attempt()`` until it succeeds, retrying transient failures.
+
+    Args:
+        attempt: Makes one connection attempt.
+        max_attempts: How many attempts in all (the first included).
+        where: The redacted URI, for messages.
+
+    Raises:
+        HandshakeRejectedError: The server answered with a 4xx status.
+        ConnectionUnavailableError: Every attempt failed, or the failure was
+            not transient; ``__cause__`` is the last error.
+    """
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait_exponential_jitter(
+            initial=FIRST_RETRY_DELAY, max=MAX_RETRY_DELAY, jitter=RETRY_JITTER
+        ),
+        retry=retry_if_exception(is_transient),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    try:
+        async for attempt_state in retrying:
+            with attempt_state:
+                return await attempt()
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if status < 500:
+            raise HandshakeRejectedError(
+                f"{where} rejected the WebSocket handshake with HTTP {status}",
+                status_code=status,
+            ) from exc
+        raise _unavailable(where, retrying, exc) from exc
+    except Exception as exc:
+        raise _unavailable(where, retrying, exc) from exc
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+def _unavailable(
+    where: str, retrying: AsyncRetrying, exc: Exception
+) -> ConnectionUnavailableError:
+    attempts = retrying.statistics.get("attempt_number", 1)
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    return ConnectionUnavailableError(
+        f"could not connect to {where} ({tries}): {describe_error(exc)}"
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    if state.outcome is None or not logger.isEnabledFor(logging.INFO):
+        return
+    exc = state.outcome.exception()
+    delay = state.next_action.sleep if state.next_action else 0.0
+    logger.info(
+        "connect attempt %d failed (%s); retrying in %.2fs",
+        state.attempt_number,
+        describe_error(exc) if exc else "no error",
+        delay,
+    )

@@ -1,0 +1,138 @@
+"""The pool's counters, derived from connection states in one place.
+
+The pool keeps no counter of its own that could drift from what the
+connections are. Instead :class:`StateIndex` files every live connection under
+its current state, and moves it when (and only when) the lifecycle machine
+reports a transition. Each counter is the size of one bucket; running totals
+are counts of transitions by event. :meth:`StateIndex.check` recomputes all of
+it from the connections themselves, for the tests.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from ._fsm import CLOSED, CONNECTING, IDLE, State, TransitionRecord
+
+
+class _HasState(Protocol):
+    @property
+    def state(self) -> State: ...
+
+
+C = TypeVar("C", bound=_HasState)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of a pool, taken by :meth:`WebsocketConnectionPool.stats`.
+
+    Attributes:
+        connecting: Connections whose handshake is in flight.
+        idle: Open connections ready to be handed out.
+        busy: Connections held by a borrower.
+        draining: Connections being drained before reuse.
+        total: All of the above: the slots in use (never above ``max_connections``).
+        max_connections: The pool's limit.
+        waiting: Acquirers queued for a connection.
+        opened: Handshakes that succeeded, since the pool was created.
+        failed_connects: Connections that could not be opened (after retries).
+        acquired: Times a connection was handed out.
+        reused: Hand-outs of a connection that had been handed out before.
+        closed: Open connections retired, for any reason.
+    """
+
+    connecting: int
+    idle: int
+    busy: int
+    draining: int
+    total: int
+    max_connections: int
+    waiting: int
+    opened: int
+    failed_connects: int
+    acquired: int
+    reused: int
+    closed: int
+
+    def __str__(self) -> str:
+        return (
+            f"connections: {self.connecting} connecting, {self.idle} idle, {self.busy} busy, "
+            f"{self.draining} draining ({self.total}/{self.max_connections}) | "
+            f"waiting: {self.waiting} | totals: {self.opened} opened, {self.acquired} acquired "
+            f"({self.reused} reused), {self.failed_connects} failed, {self.closed} closed"
+        )
+
+
+class StateIndex(Generic[C]):
+    """Live connections filed by state, and transition counts by event."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[State, dict[C, None]] = {
+            state: {} for state in State if state is not CLOSED
+        }
+        self.events: Counter[str] = Counter()
+        self.reused = 0
+        self._acquired_before: set[C] = set()
+
+    def add(self, connection: C) -> None:
+        """File a connection that was just created (in ``connecting``)."""
+        assert connection.state is CONNECTING  # noqa: S101
+        self._buckets[CONNECTING][connection] = None
+
+    def move(self, connection: C, record: TransitionRecord) -> None:
+        """Follow one transition; called for every transition of every connection."""
+        del self._buckets[record.source][connection]
+        if record.dest is CLOSED:
+            self._acquired_before.discard(connection)
+        else:
+            self._buckets[record.dest][connection] = None
+        self.events[record.trigger] += 1
+        if record.trigger == "acquire":
+            if connection in self._acquired_before:
+                self.reused += 1
+            else:
+                self._acquired_before.add(connection)
+
+    def count(self, state: State) -> int:
+        """How many live connections are in ``state`` (0 for ``closed``)."""
+        return 0 if state is CLOSED else len(self._buckets[state])
+
+    @property
+    def total(self) -> int:
+        """Connections not closed: the slots in use."""
+        return sum(len(bucket) for bucket in self._buckets.values())
+
+    def most_recent(self, state: State) -> C | None:
+        """The connection that entered ``state`` last, or None (LIFO keeps hot ones hot)."""
+        bucket = self._buckets[state]
+        return next(reversed(bucket)) if bucket else None
+
+    def oldest(self, state: State) -> C | None:
+        """The connection that entered ``state`` first, or None."""
+        bucket = self._buckets[state]
+        return next(iter(bucket)) if bucket else None
+
+    def in_state(self, state: State) -> tuple[C, ...]:
+        """A snapshot of the connections in ``state``."""
+        return tuple(self._buckets[state])
+
+    def __iter__(self) -> Iterator[C]:
+        for bucket in self._buckets.values():
+            yield from bucket
+
+    def check(self) -> None:
+        """Assert that every connection is filed under the state it is in.
+
+        Raises:
+            AssertionError: The index and the connections disagree.
+        """
+        for state, bucket in self._buckets.items():
+            for connection in bucket:
+                if connection.state is not state:
+                    raise AssertionError(
+                        f"{connection!r} is filed as {state} but is {connection.state}"
+                    )
