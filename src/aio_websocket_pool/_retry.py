@@ -22,7 +22,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from websockets.client import process_exception
 from websockets.exceptions import InvalidStatus
@@ -70,9 +71,8 @@ async def open_with_retries(
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(max_attempts),
-        wait=wait_exponential_jitter(
-            initial=FIRST_RETRY_DELAY, max=MAX_RETRY_DELAY, jitter=RETRY_JITTER
-        ),
+        wait=wait_exponential(multiplier=FIRST_RETRY_DELAY, max=MAX_RETRY_DELAY)
+        + wait_random(0, RETRY_JITTER),
         retry=retry_if_exception(is_transient),
         before_sleep=_log_retry,
         reraise=True,
