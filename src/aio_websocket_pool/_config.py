@@ -162,13 +162,26 @@ class PoolConfig:
     connect_kwargs: dict[str, Any]
 
     @classmethod
-    def from_arguments(  # noqa: PLR0913
-        cls, *, uri: object, headers: object, idle_timeout: object, max_connections: object,
-        max_retries: object, cleanup_interval: object, connection_timeout: object,
-        warmup_connections: object, check_server_data_on_release: object,
-        drain_timeout: object, drain_quiet_period: object, drain_condition: object,
-        acquire_timeout: object, health_check_interval: object, health_check_timeout: object,
-        history_size: object, connect_kwargs: Mapping[str, Any],
+    def from_arguments(
+        cls,
+        *,
+        uri: object,
+        headers: object,
+        idle_timeout: object,
+        max_connections: object,
+        max_retries: object,
+        cleanup_interval: object,
+        connection_timeout: object,
+        warmup_connections: object,
+        check_server_data_on_release: object,
+        drain_timeout: object,
+        drain_quiet_period: object,
+        drain_condition: object,
+        acquire_timeout: object,
+        health_check_interval: object,
+        health_check_timeout: object,
+        history_size: object,
+        connect_kwargs: Mapping[str, Any],
     ) -> PoolConfig:
         """Check every argument and build the config.
 
@@ -207,7 +220,7 @@ class PoolConfig:
             check_server_data_on_release=check_server_data_on_release,
             drain_timeout=drain,
             drain_quiet_period=quiet,
-            drain_condition=drain_condition or default_drain_condition,  # type: ignore[arg-type]
+            drain_condition=drain_condition or default_drain_condition,
             acquire_timeout=check_optional_number("acquire_timeout", acquire_timeout),
             health_check_interval=check_optional_number(
                 "health_check_interval", health_check_interval
@@ -218,4 +231,3 @@ class PoolConfig:
             history_size=check_count("history_size", history_size, minimum=1),
             connect_kwargs=check_connect_kwargs(checked_uri, connect_kwargs),
         )
-

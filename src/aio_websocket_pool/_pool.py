@@ -438,7 +438,8 @@ class WebsocketConnectionPool:
         try:
             await connection.ping()
         except (ConnectionUnavailableError, ConnectionClosedError) as exc:
-            self._discard(connection, f"health check failed: {describe_error(exc.__cause__ or exc)}")
+            reason = describe_error(exc.__cause__ or exc)
+            self._discard(connection, f"health check failed: {reason}")
             return False
         except BaseException:
             self._release_now(connection)  # cancelled mid-ping: nothing is owed, keep it
@@ -506,7 +507,7 @@ class WebsocketConnectionPool:
         connection._lifecycle.fire("settle", f"{drained} messages drained" if drained else None)
 
     def _discard(self, connection: WebsocketConnection, reason: str) -> None:
-        """Retire a connection now (its slot frees at once) and close its socket in the background."""
+        """Retire a connection now (freeing its slot) and close its socket in the background."""
         connection.retire(reason)
         if connection.websocket is not None:
             self._spawn(connection.close_socket(), f"close {connection.id}", closer=True)

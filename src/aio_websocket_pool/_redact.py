@@ -106,7 +106,5 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):
             return
-        masked = tuple(
-            mask(arg, self.secrets) if isinstance(arg, str) else arg for arg in args
-        )
+        masked = tuple(mask(arg, self.secrets) if isinstance(arg, str) else arg for arg in args)
         self.logger.log(level, mask(str(msg), self.secrets), *masked, **kwargs)

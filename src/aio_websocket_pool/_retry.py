@@ -94,9 +94,7 @@ async def open_with_retries(
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
-def _unavailable(
-    where: str, retrying: AsyncRetrying, exc: Exception
-) -> ConnectionUnavailableError:
+def _unavailable(where: str, retrying: AsyncRetrying, exc: Exception) -> ConnectionUnavailableError:
     attempts = retrying.statistics.get("attempt_number", 1)
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     return ConnectionUnavailableError(

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from ._fsm import CLOSED, CONNECTING, IDLE, State, TransitionRecord
+from ._fsm import CLOSED, CONNECTING, State, TransitionRecord
 
 
 class _HasState(Protocol):
