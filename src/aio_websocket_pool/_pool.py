@@ -353,11 +353,11 @@ class WebsocketConnectionPool:
         if self._closed:
             raise ConnectionPoolUnavailableError("the pool is closed")
         index = self._index
-        if not fresh:
-            connection = index.most_recent(IDLE)
-            if connection is not None:
+        while not fresh and (connection := index.most_recent(IDLE)) is not None:
+            if connection.is_connected:  # the free check: no I/O, just the socket's state
                 connection._lifecycle.fire("acquire")
                 return _Grant(connection)
+            self._discard(connection, self._why_not_open(connection))
         if index.total >= self._config.max_connections:
             victim = index.oldest(IDLE) if fresh else None
             if victim is None:
