@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidURI
 
 from ._redact import redact_uri
 
@@ -73,6 +74,10 @@ def check_uri(uri: object) -> str:
         raise ValueError(f"uri {shown!r} has no host")
     if parts.fragment:
         raise ValueError(f"uri {shown!r} must not have a #fragment")
+    if parts.port == 0:
+        raise ValueError(f"uri {shown!r} has port 0, which cannot be connected to")
+    if parts.username is not None and parts.password is None:
+        raise ValueError(f"uri {shown!r} has a user name but no password")
     return uri
 
 
@@ -135,7 +140,12 @@ def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
                 f"unexpected keyword argument {name!r}: not an argument of "
                 "websockets.asyncio.client.connect()"
             )
-    connect(uri, **kwargs)
+    if kwargs.get("ssl") is not None and urllib.parse.urlsplit(uri).scheme == "ws":
+        raise ValueError("ssl= applies to wss:// URIs only; this one is ws://")
+    try:
+        connect(uri, **kwargs)
+    except InvalidURI:  # its message quotes the URI, secrets and all
+        raise ValueError(f"uri {redact_uri(uri)!r} is not a valid WebSocket URI") from None
     return dict(kwargs)
 
 

@@ -27,6 +27,7 @@ from websockets.protocol import State as ProtocolState
 from ._config import (
     DrainConditionCallback,
     check_connect_kwargs,
+    check_count,
     check_headers,
     check_number,
     check_uri,
@@ -94,7 +95,7 @@ class WebsocketConnection:
         self.drain_timeout = check_number("drain_timeout", drain_timeout)
         self.drain_condition = drain_condition or default_drain_condition
         self._setup(
-            history_size=history_size,
+            history_size=check_count("history_size", history_size, minimum=1),
             connect_kwargs=check_connect_kwargs(self.uri, kwargs),
             connection_timeout=DEFAULT_TIMEOUT,
             pong_timeout=DEFAULT_TIMEOUT,

@@ -25,8 +25,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
-from websockets.client import process_exception
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from ._exceptions import ConnectionUnavailableError, HandshakeRejectedError
 from ._redact import describe_error
@@ -46,12 +45,16 @@ RETRY_JITTER: Final = 0.1
 def is_transient(exc: BaseException) -> bool:
     """Whether trying the same handshake again might succeed.
 
-    websockets' own rule (network errors, timeouts, HTTP 500/502/503/504),
-    widened to every 5xx status. Cancellation is never retried.
+    websockets' own rule for its reconnect loop (network errors, timeouts, a
+    connection dropped mid-handshake, HTTP 500/502/503/504), widened to every
+    5xx status. Written out here because websockets moved that function between
+    15.x and 16.x. Cancellation is never retried.
     """
     if isinstance(exc, InvalidStatus):
         return exc.response.status_code >= 500
-    return isinstance(exc, Exception) and process_exception(exc) is None
+    if isinstance(exc, InvalidMessage):
+        return isinstance(exc.__cause__, EOFError)
+    return isinstance(exc, OSError | TimeoutError)
 
 
 async def open_with_retries(
