@@ -253,8 +253,11 @@ class WebsocketConnectionPool:
             for connection in self.connections:
                 if connection.state is not CONNECTING:  # cancelling its handshake retires it
                     self._discard(connection, "pool closed")
+        # asyncio.wait, not gather: cancelling this call must not cancel the
+        # closes themselves, or a socket whose peer never answers would stay
+        # open (websockets only aborts it when close_timeout runs out).
         while self._workers or self._closers:
-            await asyncio.gather(*self._workers, *self._closers, return_exceptions=True)
+            await asyncio.wait({*self._workers, *self._closers})
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -1,0 +1,762 @@
+"""Lifecycle of the pool: cancellation at every await point, close_all(), misuse, history.
+
+Every test talks to the real loopback echo server. Each scenario ends with
+:func:`shut_down`: ``close_all()``, then every counter back to zero, the state
+index consistent with the connections, and every socket closed on the server
+side too. The autouse fixture of ``conftest`` then fails the test if a task of
+the pool is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Literal
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State as ProtocolState
+
+from aio_websocket_pool import (
+    ConnectionBusyError,
+    ConnectionClosedError,
+    ConnectionPoolExhaustedError,
+    ConnectionPoolUnavailableError,
+    PoolStats,
+    State,
+    WebsocketConnection,
+    WebsocketConnectionPool,
+)
+from loopback import LoopbackServer
+
+#: Upper bound, in seconds, on any single wait in these tests (they take far less).
+BOUND = 5.0
+LIVE_STATES = (State.CONNECTING, State.IDLE, State.BUSY, State.DRAINING)
+POOL_LOGGER = "aio_websocket_pool"
+
+LeaveMode = Literal["cancel", "wait_for", "acquire_timeout"]
+LEAVE_MODES: tuple[LeaveMode, ...] = ("cancel", "wait_for", "acquire_timeout")
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def make_pool(server: LoopbackServer, **kwargs: Any) -> WebsocketConnectionPool:
+    """A pool on the loopback server: bounded waits, health-check pings off unless asked for."""
+    kwargs.setdefault("health_check_interval", None)
+    kwargs.setdefault("acquire_timeout", BOUND)
+    return WebsocketConnectionPool(server.uri, **kwargs)
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, *, within: float = BOUND) -> None:
+    """Poll ``predicate`` until it holds; fail the test if it does not within ``within`` s."""
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                if predicate():
+                    return
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"not reached within {within:g}s: {what}") from None
+
+
+async def settle() -> None:
+    """Let the callbacks scheduled so far (dispatches, done-callbacks) run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def assert_consistent(pool: WebsocketConnectionPool) -> PoolStats:
+    """The counters are what the connection states say, counted every way there is."""
+    pool._index.check()
+    stats = pool.stats()
+    assert stats.total == stats.connecting + stats.idle + stats.busy + stats.draining
+    assert stats.total <= stats.max_connections
+    counted = Counter(conn.state for conn in pool.connections)
+    assert counted[State.CLOSED] == 0, "a closed connection still holds a slot"
+    assert {state: counted[state] for state in LIVE_STATES} == {
+        State.CONNECTING: stats.connecting,
+        State.IDLE: stats.idle,
+        State.BUSY: stats.busy,
+        State.DRAINING: stats.draining,
+    }
+    assert len(pool.connections) == len(pool) == pool.total_connections == stats.total
+    assert pool.available_connections == stats.idle
+    assert pool.busy_connections == stats.busy
+    assert pool.pending_connections == stats.draining
+    # Every open connection that is no longer live was closed exactly once.
+    assert stats.opened - stats.closed == stats.idle + stats.busy + stats.draining
+    assert stats.reused <= stats.acquired
+    return stats
+
+
+def assert_stats(pool: WebsocketConnectionPool, **expected: int) -> PoolStats:
+    """:func:`assert_consistent`, and the named fields of ``pool.stats()`` are as given."""
+    stats = assert_consistent(pool)
+    actual = {name: getattr(stats, name) for name in expected}
+    assert actual == expected, f"{stats}"
+    return stats
+
+
+async def shut_down(
+    pool: WebsocketConnectionPool,
+    server: LoopbackServer,
+    connections: Iterable[WebsocketConnection] = (),
+) -> None:
+    """close_all(), then nothing is left: no slot, no waiter, no task, no socket."""
+    await pool.close_all()
+    assert pool.is_closed
+    assert_stats(pool, connecting=0, idle=0, busy=0, draining=0, total=0, waiting=0)
+    assert not pool._workers
+    assert not pool._closers
+    for conn in connections:
+        assert conn.is_closed, conn
+        assert conn.websocket is None, conn
+        assert not conn.is_connected
+    await wait_until(lambda: server.open_connections == 0, "the server saw every socket close")
+
+
+async def expect_cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and check that it ends cancelled."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+def spawn(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """A task for a test coroutine (named so that the leak check does not mistake it)."""
+    return asyncio.create_task(coroutine, name="test task")
+
+
+def triggers(conn: WebsocketConnection) -> list[str]:
+    return [record.trigger for record in conn.history]
+
+
+async def round_trip(conn: WebsocketConnection, message: str) -> None:
+    await conn.send(message)
+    assert await conn.recv() == message
+
+
+async def leave_queue(pool: WebsocketConnectionPool, mode: LeaveMode) -> None:
+    """Queue an acquirer behind a full pool, then make it leave the queue by ``mode``."""
+    if mode == "acquire_timeout":  # the pool was made with a short acquire_timeout
+        with pytest.raises(ConnectionPoolExhaustedError):
+            await pool.acquire()
+        return
+    if mode == "wait_for":
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.acquire(), 0.05)
+        return
+    queued = pool.stats().waiting
+    task = spawn(pool.acquire())
+    await wait_until(lambda: pool.stats().waiting == queued + 1, "the acquirer is queued")
+    await expect_cancelled(task)
+
+
+# -- cancellation at each await point ----------------------------------------------------
+
+
+@pytest.mark.parametrize("second_waiter", [False, True], ids=["alone", "with-second-waiter"])
+@pytest.mark.parametrize("mode", LEAVE_MODES)
+async def test_a_waiter_that_left_the_queue_never_gets_a_connection(
+    server: LoopbackServer, mode: LeaveMode, second_waiter: bool
+) -> None:
+    pool = make_pool(
+        server, max_connections=1, acquire_timeout=0.1 if mode == "acquire_timeout" else BOUND
+    )
+    held = await pool.acquire()
+    other: asyncio.Task[WebsocketConnection] | None = None
+    if second_waiter and mode != "acquire_timeout":  # queued before the one that leaves
+        other = spawn(pool.acquire())
+        await wait_until(lambda: pool.stats().waiting == 1, "the second acquirer is queued")
+    await leave_queue(pool, mode)
+    if second_waiter and other is None:  # acquire_timeout would expire for both at once
+        other = spawn(pool.acquire())
+    await wait_until(lambda: pool.stats().waiting == int(second_waiter), "queue as expected")
+    assert_stats(pool, busy=1, total=1, acquired=1)
+
+    await pool.release(held)
+    if other is not None:
+        assert await other is held  # the one behind got it, nothing was lost
+        assert_stats(pool, busy=1, idle=0, total=1, acquired=2, reused=1, waiting=0)
+        await pool.release(held)
+    await settle()
+    assert_stats(pool, idle=1, busy=0, total=1, waiting=0, opened=1)
+    assert not pool._waiters, "the waiter that left is still queued"
+    assert await pool.acquire() is held  # and the pool still works
+    await round_trip(held, "still here")
+    await pool.release(held)
+    await shut_down(pool, server, [held])
+
+
+@pytest.mark.parametrize("force_remove", [False, True], ids=["idle-grant", "new-slot-grant"])
+async def test_a_waiter_cancelled_just_after_its_grant_gives_the_connection_back(
+    server: LoopbackServer, force_remove: bool
+) -> None:
+    pool = make_pool(server, max_connections=1)
+    held = await pool.acquire()
+    waiter = spawn(pool.acquire())
+    await wait_until(lambda: pool.stats().waiting == 1, "the acquirer is queued")
+    await pool.release(held, force_remove=force_remove)
+    await asyncio.sleep(0)  # the dispatch runs: the waiter is served but has not woken yet
+    if force_remove:  # its slot was freed: the waiter was granted a new connection
+        assert_stats(pool, connecting=1, waiting=0, acquired=1)
+    else:
+        assert_stats(pool, busy=1, waiting=0, acquired=2)
+    assert not waiter.done()
+
+    await expect_cancelled(waiter)
+    await wait_until(lambda: pool.stats().connecting == 0, "the handshake finished")
+    assert_stats(pool, idle=1, busy=0, total=1, waiting=0)
+    (conn,) = pool.connections
+    assert (conn is held) is not force_remove
+    if force_remove:  # opened for the waiter that left, parked idle, never handed out
+        assert triggers(conn) == ["open"]
+    else:  # granted to the waiter that left, given back at once
+        assert triggers(conn) == ["open", "acquire", "release", "acquire", "release"]
+    assert await pool.acquire() is conn
+    await round_trip(conn, "not lost")
+    await pool.release(conn)
+    await shut_down(pool, server, [held, conn])
+
+
+@pytest.mark.parametrize("method", ["acquire", "acquire_new"])
+@pytest.mark.parametrize("other_waiter", [False, True], ids=["alone", "with-waiter"])
+@pytest.mark.parametrize("mode", ["cancel", "wait_for"])
+async def test_cancel_during_handshake_leaves_the_connection_to_others(
+    server: LoopbackServer, mode: str, other_waiter: bool, method: str
+) -> None:
+    server.handshake_delay = 0.2
+    pool = make_pool(server, max_connections=1)
+    acquire: Callable[[], Coroutine[Any, Any, WebsocketConnection]] = getattr(pool, method)
+    opening = acquire()
+    opener = spawn(asyncio.wait_for(opening, 0.05) if mode == "wait_for" else opening)
+    await wait_until(lambda: server.handshakes_in_flight == 1, "the handshake started")
+    other = spawn(pool.acquire()) if other_waiter else None
+    await wait_until(lambda: pool.stats().waiting == int(other_waiter), "waiter queued")
+    assert_stats(pool, connecting=1, total=1)
+
+    if mode == "wait_for":
+        with pytest.raises(TimeoutError):
+            await opener
+    else:
+        await expect_cancelled(opener)
+    # The handshake belongs to the pool: it goes on, and the slot stays taken meanwhile.
+    assert_stats(pool, total=1, busy=0)
+    if mode == "cancel":  # cancelled at once, well before the handshake can end
+        assert_stats(pool, connecting=1)
+    if other is not None:
+        conn = await other
+        assert_stats(pool, busy=1, total=1, opened=1, acquired=1, reused=0)
+    else:
+        await wait_until(lambda: pool.stats().connecting == 0, "the handshake finished")
+        assert_stats(pool, idle=1, busy=0, total=1, opened=1, acquired=0)
+        server.handshake_delay = 0.0
+        conn = await pool.acquire()
+    assert triggers(conn) == ["open", "acquire"]
+    assert server.handshakes == 1  # the abandoned handshake was not wasted
+    await round_trip(conn, "handed on")
+    await pool.release(conn)
+    assert_stats(pool, idle=1, busy=0, total=1)
+    await shut_down(pool, server, [conn])
+
+
+async def test_cancel_during_health_check_ping_never_leaks_a_busy_connection(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server, health_check_interval=0, health_check_timeout=0.5, close_timeout=0.2)
+    frozen = await pool.acquire()
+    await pool.release(frozen)
+    server.freeze()  # the server stops reading: the health check's ping gets no pong
+
+    pinger = spawn(pool.acquire())
+    await wait_until(lambda: pool.busy_connections == 1, "the health check is pinging")
+    await settle()
+    assert not pinger.done()
+    assert frozen.websocket is not None
+    assert frozen.websocket.pending_pings, "no ping in flight"
+    await expect_cancelled(pinger)
+    stats = assert_stats(pool, busy=0, waiting=0)
+    assert frozen.state in (State.IDLE, State.CLOSED)
+    assert stats.idle == int(frozen.state is State.IDLE)
+    assert triggers(frozen)[:3] == ["open", "acquire", "release"]
+    assert triggers(frozen)[3:5] == [
+        "acquire",
+        "release" if frozen.state is State.IDLE else "close",
+    ]
+
+    # The next borrower does not get the frozen connection: its ping times out.
+    fresh = await pool.acquire()
+    assert fresh is not frozen
+    assert frozen.is_closed
+    assert "health check failed" in (frozen.history[-1].reason or "")
+    assert server.handshakes == 2
+    await round_trip(fresh, "healthy")
+    await pool.release(fresh)
+    assert_stats(pool, idle=1, busy=0, total=1, opened=2, closed=1)
+    await pool.close_all()
+    server.thaw()
+    await shut_down(pool, server, [frozen, fresh])
+
+
+@pytest.mark.parametrize("drain", [False, True], ids=["no-drain", "drain"])
+async def test_cancel_between_send_and_recv_never_hands_on_a_stale_reply(
+    server: LoopbackServer, drain: bool
+) -> None:
+    pool = make_pool(
+        server,
+        max_connections=1,
+        check_server_data_on_release=drain,
+        drain_quiet_period=0.3,
+        drain_timeout=BOUND,
+    )
+    borrowed: list[WebsocketConnection] = []
+    sent = asyncio.Event()
+
+    async def borrower() -> None:
+        async with pool.get_connection() as conn:
+            borrowed.append(conn)
+            await conn.send("stale")
+            sent.set()
+            await asyncio.Event().wait()  # cancelled here: the echo of "stale" is owed
+
+    task = spawn(borrower())
+    await sent.wait()
+    await expect_cancelled(task)
+    (first,) = borrowed
+    if drain:
+        assert_stats(pool, draining=1, busy=0, total=1)
+        assert first.is_draining
+    else:
+        assert_stats(pool, busy=0, total=0, closed=1)
+        assert first.is_closed
+        assert "reply may still be owed" in (first.history[-1].reason or "")
+
+    async with pool.get_connection() as conn:
+        assert (conn is first) is drain
+        await round_trip(conn, "fresh")  # its own reply, never "stale"
+    if drain:
+        await wait_until(lambda: first.state is State.IDLE, "the second drain settled")
+        assert triggers(first) == [
+            "open",
+            "acquire",
+            "drain",
+            "settle",
+            "acquire",
+            "drain",
+            "settle",
+        ]
+        assert first.history[2].reason == "borrower left on an error"
+        assert first.history[3].reason == "1 messages drained"
+        assert first.history[5].reason is None  # a clean release this time
+        assert first.history[6].reason is None  # nothing stray to drain
+        assert_stats(pool, idle=1, total=1, opened=1, reused=1)
+    else:
+        assert_stats(pool, idle=1, total=1, opened=2, closed=1)
+    await shut_down(pool, server, [first, conn])
+
+
+@pytest.mark.parametrize(
+    ("how", "final"),
+    [("plain", State.IDLE), ("drain", State.IDLE), ("force_remove", State.CLOSED)],
+)
+async def test_release_completes_although_its_caller_is_cancelled(
+    server: LoopbackServer, how: str, final: State
+) -> None:
+    pool = make_pool(
+        server,
+        check_server_data_on_release=how == "drain",
+        drain_quiet_period=0.2,
+        drain_timeout=BOUND,
+    )
+    conn = await pool.acquire()
+    await conn.send("x")  # the echo is still unread when it is released
+
+    async def releaser() -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        current.cancel()  # the caller is cancelled while it releases
+        await pool.release(conn, force_remove=how == "force_remove")
+        await asyncio.sleep(0)
+
+    task = spawn(releaser())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not conn.is_busy
+    await wait_until(lambda: conn.state is final, f"the connection is {final}")
+    assert_stats(pool, busy=0, draining=0, total=int(final is State.IDLE))
+    if how == "drain":
+        assert triggers(conn)[-2:] == ["drain", "settle"]
+        assert conn.history[-1].reason == "1 messages drained"
+    await shut_down(pool, server, [conn])
+
+
+async def test_a_cancelled_close_all_is_finished_by_the_next_one(server: LoopbackServer) -> None:
+    pool = make_pool(server, max_connections=3, close_timeout=0.5)
+    conns = [await pool.acquire() for _ in range(3)]
+    await pool.release(conns[0])
+    await pool.release(conns[1])
+    sockets: list[ClientConnection] = [c.websocket for c in conns if c.websocket is not None]
+    assert len(sockets) == 3
+    server.freeze()  # closing handshakes get no answer: close_all() has to wait for them
+
+    closing = spawn(pool.close_all())
+    await wait_until(lambda: bool(pool._closers), "close_all() is closing sockets")
+    await settle()
+    assert not closing.done()
+    await expect_cancelled(closing)
+    assert pool.is_closed
+    assert_stats(pool, total=0, idle=0, busy=0)
+
+    # A second call must finish what the cancelled one started: every socket closed.
+    await pool.close_all()
+    states = [ws.state for ws in sockets]
+    server.thaw()
+    assert states == [ProtocolState.CLOSED] * 3, "sockets left open after close_all() returned"
+    await shut_down(pool, server, conns)
+
+
+# -- close_all() ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("calls", ["twice", "concurrently"])
+async def test_close_all_shuts_everything_in_flight_down(
+    server: LoopbackServer, calls: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = make_pool(
+        server,
+        max_connections=3,
+        warmup_connections=2,
+        check_server_data_on_release=True,
+        drain_quiet_period=BOUND,  # a drain stays in progress until close_all()
+        drain_timeout=2 * BOUND,
+    )
+    await pool.start()
+    assert_stats(pool, idle=2, total=2)
+    busy = await pool.acquire()
+    draining = await pool.acquire()
+    await round_trip(draining, "drained")
+    await pool.release(draining)
+    assert_stats(pool, busy=1, draining=1, total=2)
+
+    server.handshake_delay = 0.3
+    opener = spawn(pool.acquire_new())
+    await wait_until(lambda: server.handshakes_in_flight == 1, "a handshake is in flight")
+    (connecting,) = (c for c in pool.connections if c.state is State.CONNECTING)
+    waiters = [spawn(pool.acquire()) for _ in range(3)]
+    await wait_until(lambda: pool.stats().waiting == 3, "three acquirers are queued")
+    assert_stats(pool, busy=1, draining=1, connecting=1, total=3, waiting=3)
+
+    caplog.clear()
+    if calls == "twice":
+        await pool.close_all()
+        await pool.close_all()
+    else:
+        await asyncio.gather(pool.close_all(), pool.close_all(), pool.close_all())
+    assert_stats(pool, total=0, waiting=0, opened=2, closed=2, failed_connects=1)
+
+    # Every waiter and the acquirer whose handshake was cancelled are told the pool closed.
+    for task in [opener, *waiters]:
+        with pytest.raises(ConnectionPoolUnavailableError):
+            await task
+    assert connecting.is_closed
+    assert connecting.history[-1].trigger == "fail"
+    # The drain was cancelled and its connection closed.
+    assert draining.is_closed
+    assert triggers(draining)[-2:] == ["drain", "close"]
+    assert draining.history[-1].reason == "pool closed"
+    # The borrower's connection was closed under it; giving it back is a silent no-op.
+    assert busy.is_closed
+    with pytest.raises(ConnectionClosedError):
+        await busy.send("too late")
+    with pytest.raises(ConnectionClosedError):
+        await busy.recv()
+    await pool.release(busy)
+    await pool.release(busy, force_remove=True)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    await shut_down(pool, server, [busy, draining, connecting])
+
+
+async def test_close_all_closes_every_socket_and_silences_borrowers(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = make_pool(server, max_connections=4)
+    conns = [await pool.acquire() for _ in range(4)]
+    for conn in conns[:2]:
+        await pool.release(conn)
+    await wait_until(lambda: server.open_connections == 4, "the server sees 4 sockets")
+    assert_stats(pool, idle=2, busy=2, total=4)
+    borrowed = conns[3]
+    left_block = asyncio.Event()
+    in_block = asyncio.Event()
+
+    async def borrower() -> None:
+        async with pool.get_connection() as conn:
+            assert conn is borrowed  # the most recently released one
+            in_block.set()
+            await left_block.wait()
+            with pytest.raises(ConnectionClosedError):
+                await conn.send("after close_all")
+            with pytest.raises(ConnectionClosedError):
+                await conn.recv()
+        # leaving the block after close_all() releases nothing and warns about nothing
+
+    async def receiver() -> None:  # blocked in recv() when close_all() comes
+        with pytest.raises(ConnectionClosedError):
+            await conns[2].recv()
+
+    await pool.release(borrowed)
+    task = spawn(borrower())
+    receiving = spawn(receiver())
+    await in_block.wait()
+    await settle()
+    assert not receiving.done()
+    caplog.clear()
+    await pool.close_all()
+    assert all(conn.websocket is None for conn in conns)  # closed before close_all() returned
+    left_block.set()
+    await task
+    await receiving
+    await pool.release(conns[2])
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    await shut_down(pool, server, conns)
+
+
+@pytest.mark.parametrize("health_check_interval", [None, 0], ids=["no-ping", "ping"])
+async def test_close_all_between_grant_and_wakeup_hands_out_nothing(
+    server: LoopbackServer, health_check_interval: float | None
+) -> None:
+    pool = make_pool(server, max_connections=1, health_check_interval=health_check_interval)
+    held = await pool.acquire()
+    waiter = spawn(pool.acquire())
+    await wait_until(lambda: pool.stats().waiting == 1, "the acquirer is queued")
+    await pool.release(held)
+    await asyncio.sleep(0)  # the dispatch runs: granted, not yet woken
+    assert_stats(pool, busy=1, waiting=0)
+    assert not waiter.done()
+
+    await pool.close_all()
+    with pytest.raises(ConnectionPoolUnavailableError):
+        await waiter  # never the connection close_all() just closed
+    await shut_down(pool, server, [held])
+
+
+async def test_close_all_during_a_health_check_ping(server: LoopbackServer) -> None:
+    pool = make_pool(server, health_check_interval=0, health_check_timeout=BOUND, close_timeout=0.2)
+    frozen = await pool.acquire()
+    await pool.release(frozen)
+    server.freeze()
+    pinger = spawn(pool.acquire())
+    await wait_until(lambda: pool.busy_connections == 1, "the health check is pinging")
+    await settle()
+    assert not pinger.done()
+
+    await pool.close_all()
+    with pytest.raises(ConnectionPoolUnavailableError):
+        await pinger
+    assert triggers(frozen)[-2:] == ["acquire", "close"]
+    assert frozen.history[-1].reason == "pool closed"
+    server.thaw()
+    await shut_down(pool, server, [frozen])
+
+
+@pytest.mark.parametrize(
+    "method", ["acquire", "acquire_new", "get_connection", "get_new_connection"]
+)
+async def test_nothing_is_handed_out_after_close_all(server: LoopbackServer, method: str) -> None:
+    pool = make_pool(server)
+    async with pool.get_connection() as conn:
+        await round_trip(conn, "before")
+    await pool.close_all()
+
+    async def borrow() -> None:
+        if method.startswith("get_"):
+            async with getattr(pool, method)():
+                pytest.fail("a connection was handed out by a closed pool")
+        else:
+            await getattr(pool, method)()
+
+    with pytest.raises(ConnectionPoolUnavailableError):
+        await borrow()
+    await pool.start()  # does nothing once closed
+    assert_stats(pool, total=0, opened=1, acquired=1)
+    assert server.handshakes == 1
+    await shut_down(pool, server, [conn])
+
+
+# -- misuse --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "misuse", ["twice", "twice-after-force-remove", "other-pool", "standalone"]
+)
+async def test_release_misuse_changes_nothing_and_warns(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture, misuse: str
+) -> None:
+    pool = make_pool(server)
+    other = make_pool(server)
+    standalone = WebsocketConnection(uri=server.uri)
+    conn = await pool.acquire()
+    if misuse == "twice":
+        await pool.release(conn)
+        target, releaser = conn, pool
+    elif misuse == "twice-after-force-remove":
+        await pool.release(conn, force_remove=True)
+        target, releaser = conn, pool
+    elif misuse == "other-pool":
+        target, releaser = conn, other  # still busy in its own pool
+    else:
+        await standalone.acquire()
+        target, releaser = standalone, pool
+    before = (pool.stats(), other.stats(), target.state, target.history)
+    caplog.clear()
+
+    await releaser.release(target)
+
+    assert (pool.stats(), other.stats(), target.state, target.history) == before
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, caplog.text
+    assert warnings[0].name == POOL_LOGGER
+    assert target.id in warnings[0].getMessage()
+    assert_consistent(pool)
+    assert_consistent(other)
+    if conn.is_busy:
+        await pool.release(conn)
+    await standalone.close()
+    await other.close_all()
+    assert_stats(other, total=0, opened=0, acquired=0)
+    await shut_down(pool, server, [conn])
+
+
+@pytest.mark.parametrize("message", [1, {"a": 1}, None, bytearray(b"bytes-like"), 1.5], ids=type)
+async def test_send_refuses_what_is_neither_str_nor_bytes(
+    server: LoopbackServer, message: object
+) -> None:
+    pool = make_pool(server)
+    async with pool.get_connection() as conn:
+        with pytest.raises(TypeError, match="str or bytes"):
+            await conn.send(message)  # type: ignore[arg-type]
+        assert conn.is_busy  # nothing was sent, the connection is still fine
+        await round_trip(conn, "text")
+        await conn.send(b"binary")
+        assert await conn.recv() == b"binary"
+    assert_stats(pool, idle=1, total=1, closed=0)
+    await shut_down(pool, server, [conn])
+
+
+@pytest.mark.parametrize("operation", ["send", "recv"])
+@pytest.mark.parametrize(
+    ("force_remove", "error"),
+    [(False, ConnectionBusyError), (True, ConnectionClosedError)],
+    ids=["released", "force-removed"],
+)
+async def test_io_on_a_connection_not_acquired_is_refused(
+    server: LoopbackServer, operation: str, force_remove: bool, error: type[Exception]
+) -> None:
+    pool = make_pool(server)
+    conn = await pool.acquire()
+    await pool.release(conn, force_remove=force_remove)
+    before = pool.stats()
+    with pytest.raises(error):
+        await (conn.send("not yours") if operation == "send" else conn.recv())
+    assert pool.stats() == before
+    assert_consistent(pool)
+    await shut_down(pool, server, [conn])
+
+
+# -- the standalone WebsocketConnection of 0.1.0 --------------------------------------------
+
+
+async def test_standalone_connection_as_context_manager(server: LoopbackServer) -> None:
+    async with WebsocketConnection(uri=server.uri) as conn:
+        assert conn.is_busy
+        assert conn.is_connected
+        assert not conn.is_draining
+        assert abs(conn.last_activity - time.time()) < BOUND
+        await round_trip(conn, "standalone")
+        latency = await conn.ping()
+        assert isinstance(latency, float)
+        assert latency >= 0.0
+        assert server.open_connections == 1
+    assert conn.is_closed
+    assert not conn.is_connected
+    assert not conn.is_busy
+    assert conn.websocket is None
+    assert triggers(conn) == ["open", "acquire", "close"]
+    await wait_until(lambda: server.open_connections == 0, "the server saw the socket close")
+
+
+async def test_standalone_connection_sessions(server: LoopbackServer) -> None:
+    conn = WebsocketConnection(uri=server.uri)
+    assert not conn.is_connected
+    for n in range(2):
+        async with conn.session() as same:
+            assert same is conn
+            assert conn.is_busy
+            with pytest.raises(ConnectionBusyError):
+                await conn.acquire()
+            await round_trip(conn, f"session {n}")
+        assert not conn.is_busy
+        assert conn.is_connected
+        assert abs(conn.last_activity - time.time()) < BOUND
+        with pytest.raises(ConnectionBusyError):
+            await conn.send("outside a session")
+    assert isinstance(await conn.ping(), float)
+    assert server.handshakes == 1
+    await conn.close()
+    await conn.close()  # idempotent
+    assert conn.is_closed
+    assert triggers(conn) == ["open", "acquire", "release", "acquire", "release", "close"]
+    await wait_until(lambda: server.open_connections == 0, "the server saw the socket close")
+
+
+async def test_a_pooled_connection_cannot_be_acquired_directly(server: LoopbackServer) -> None:
+    pool = make_pool(server)
+    conn = await pool.acquire()
+    await pool.release(conn)
+    with pytest.raises(ConnectionBusyError):
+        await conn.acquire()
+    assert_stats(pool, idle=1, busy=0, total=1, acquired=1)
+    await conn.release()  # delegates to the pool: misuse, ignored
+    assert_stats(pool, idle=1, busy=0, total=1, acquired=1)
+    await shut_down(pool, server, [conn])
+
+
+# -- history -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("history_size", [None, 5, 3, 1])
+async def test_history_records_each_transition(
+    server: LoopbackServer, history_size: int | None
+) -> None:
+    kwargs = {} if history_size is None else {"history_size": history_size}
+    pool = make_pool(server, **kwargs)
+    started = time.time()
+    conn = await pool.acquire()
+    await pool.release(conn)
+    assert await pool.acquire() is conn
+    await pool.release(conn, force_remove=True)
+
+    expected = [
+        ("open", State.CONNECTING, State.IDLE),
+        ("acquire", State.IDLE, State.BUSY),
+        ("release", State.BUSY, State.IDLE),
+        ("acquire", State.IDLE, State.BUSY),
+        ("close", State.BUSY, State.CLOSED),
+    ]
+    kept = expected[-history_size:] if history_size is not None else expected
+    history = conn.history
+    assert [(r.trigger, r.source, r.dest) for r in history] == kept
+    assert all(r.connection_id == conn.id for r in history)
+    assert [r.at for r in history] == sorted(r.at for r in history)
+    assert all(abs(r.at - started) < BOUND for r in history)
+    assert [r.reason for r in history[:-1]] == [None] * (len(history) - 1)
+    assert "force_remove" in (history[-1].reason or "")
+    assert "force_remove" in str(history[-1])
+    assert f"{conn.id} close: busy -> closed" in str(history[-1])
+    assert_stats(pool, total=0, opened=1, acquired=2, reused=1, closed=1)
+    await shut_down(pool, server, [conn])

@@ -1,0 +1,333 @@
+"""No secret leaks: credentials are sent to the server, and shown nowhere else.
+
+The pool connects to a URI with user-info and a query token, with an
+``Authorization`` and an ``X-Api-Key`` header. Real traffic and real failures
+(refused handshakes, retries, a server-side close, misuse, shutdown) run with
+every logger at DEBUG, websockets' handshake log included. Then every text a
+person could read is searched for the secrets: reprs and strs of the pool, its
+connections and its stats, every log record, every history record, and every
+exception raised (with its causes). The server's side of the test proves that
+the secrets did travel: they were sent, just never shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import traceback
+from collections.abc import Awaitable, Iterable, Iterator
+from dataclasses import astuple, dataclass, field
+from typing import Any
+
+import pytest
+
+from aio_websocket_pool import (
+    ConnectionClosedError,
+    ConnectionPoolExhaustedError,
+    ConnectionPoolUnavailableError,
+    ConnectionUnavailableError,
+    HandshakeRejectedError,
+    WebsocketConnection,
+    WebsocketConnectionPool,
+)
+from loopback import LoopbackServer
+
+BOUND = 5.0
+USER = "alice"
+PASSWORD = "pw-SECRET-1"  # noqa: S105  (a fake credential that must never be shown)
+QUERY = "token=SECRET-2"
+HEADERS = {"Authorization": "Bearer SECRET-3", "X-Api-Key": "SECRET-4"}
+BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+#: Any of these in a readable text is a leak ("SECRET" covers all four secrets).
+FORBIDDEN = ("SECRET", USER, BASIC.removeprefix("Basic "))
+#: The loopback server's own log shows what it received; it is the test's, not the library's.
+SERVER_LOGGER = "websockets.server"
+
+
+def secret_uri(server: LoopbackServer, *, port: int | str | None = None) -> str:
+    return f"ws://{USER}:{PASSWORD}@127.0.0.1:{server.port if port is None else port}/path?{QUERY}"
+
+
+def leaks(text: str) -> list[str]:
+    return [secret for secret in FORBIDDEN if secret in text]
+
+
+@dataclass
+class Evidence:
+    """Every readable text the test collected, each with where it came from."""
+
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    exceptions: list[BaseException] = field(default_factory=list)
+
+    def add(self, where: str, text: object) -> None:
+        self.texts.append((where, str(text)))
+        self.texts.append((f"repr of {where}", repr(text)))
+
+    def add_connection(self, conn: WebsocketConnection) -> None:
+        self.add(f"connection {conn.id}", conn)
+        assert conn.history, f"{conn.id} has no history"
+        for n, record in enumerate(conn.history):
+            where = f"history record {n} of {conn.id}"
+            self.add(where, record)
+            for value in astuple(record):
+                self.add(f"field of {where}", value)
+
+    def add_pool(self, pool: WebsocketConnectionPool) -> None:
+        self.add("pool", pool)
+        self.add("pool stats", pool.stats())
+
+    def add_exception(self, exc: BaseException) -> None:
+        self.exceptions.append(exc)
+        for n, link in enumerate(chain(exc)):
+            where = f"exception {type(exc).__name__}, link {n} ({type(link).__name__})"
+            self.add(where, link)
+            self.add(f"{where}, formatted", "".join(traceback.format_exception_only(link)))
+            for arg in link.args:
+                self.add(f"{where}, argument", arg)
+
+    def add_records(self, records: Iterable[logging.LogRecord]) -> None:
+        formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+        for record in records:
+            if record.name.startswith(SERVER_LOGGER):
+                continue
+            where = f"log record {record.name}:{record.lineno}"
+            self.add(where, record.getMessage())
+            self.add(f"{where}, formatted", formatter.format(record))
+
+    def assert_no_leak(self) -> None:
+        leaked = [(where, text) for where, text in self.texts if leaks(text)]
+        assert not leaked, "\n".join(f"{where}: {text!r}" for where, text in leaked)
+
+
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it was raised from or while handling."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        link = todo.pop()
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        todo.extend(e for e in (link.__cause__, link.__context__) if e is not None)
+
+
+async def expect_error(
+    evidence: Evidence, error: type[BaseException], awaitable: Awaitable[Any]
+) -> BaseException:
+    """Await ``awaitable``, check that it raises ``error``, and keep the exception as evidence."""
+    with pytest.raises(error) as info:
+        await awaitable
+    evidence.add_exception(info.value)
+    return info.value
+
+
+def track_connections(
+    pool: WebsocketConnectionPool, monkeypatch: pytest.MonkeyPatch
+) -> list[WebsocketConnection]:
+    """Every connection the pool creates, closed or not, failed handshakes included."""
+    created: list[WebsocketConnection] = []
+    add = pool._index.add
+
+    def add_and_track(connection: WebsocketConnection) -> None:
+        created.append(connection)
+        add(connection)
+
+    monkeypatch.setattr(pool._index, "add", add_and_track)
+    return created
+
+
+async def round_trip(conn: WebsocketConnection, message: str) -> None:
+    await conn.send(message)
+    assert await conn.recv() == message
+
+
+def assert_secrets_were_sent(server: LoopbackServer) -> None:
+    """The server received every credential: the test is not vacuous."""
+    assert server.request_headers, "no handshake reached the server"
+    for headers in server.request_headers:
+        assert sorted(headers.get_all("Authorization")) == sorted([BASIC, HEADERS["Authorization"]])
+        assert headers["X-Api-Key"] == HEADERS["X-Api-Key"]
+
+
+def assert_query_was_sent(server: LoopbackServer) -> None:
+    paths = {conn.request.path for conn in server.connections if conn.request is not None}
+    assert paths == {f"/path?{QUERY}"}
+
+
+def assert_websockets_logged_the_handshake(
+    records: Iterable[logging.LogRecord], logger: str | None = None
+) -> None:
+    """websockets' DEBUG handshake log ran, through the redacting logger."""
+    lines = [r.getMessage() for r in records if r.name == (logger or "websockets.client")]
+    assert "> GET /path?<redacted> HTTP/1.1" in lines
+    assert "> Authorization: <redacted>" in lines
+    assert "> X-Api-Key: <redacted>" in lines
+
+
+# -- the pool ------------------------------------------------------------------------------
+
+
+async def test_the_pool_shows_no_secret_in_traffic_failures_and_shutdown(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    pool = WebsocketConnectionPool(
+        secret_uri(server),
+        headers=HEADERS,
+        max_connections=2,
+        max_retries=3,
+        warmup_connections=1,
+        acquire_timeout=0.2,
+        health_check_interval=0,  # every reuse pings
+        health_check_timeout=BOUND,
+        history_size=100,
+    )
+    created = track_connections(pool, monkeypatch)
+    evidence.add_pool(pool)
+
+    # A refused warm-up is logged as a warning.
+    server.refuse(1, 401)
+    await pool.start()
+    assert any("warm-up" in r.getMessage() for r in caplog.records)
+
+    # Traffic on two connections, a reuse with a health-check ping, an explicit ping.
+    async with pool.get_connection() as first, pool.get_new_connection() as second:
+        assert_query_was_sent(server)
+        await round_trip(first, "one")
+        await round_trip(second, "two")
+        assert isinstance(await first.ping(), float)
+        evidence.add_pool(pool)
+    async with pool.get_connection() as again:
+        await round_trip(again, "three")
+        evidence.add_connection(again)
+
+    # Refused handshakes: a 4xx at once, a 5xx after every retry.
+    server.refuse(1, 401)
+    rejected = await expect_error(evidence, HandshakeRejectedError, pool.acquire_new())
+    assert isinstance(rejected, HandshakeRejectedError)
+    assert rejected.status_code == 401
+    server.refuse(3, 503)
+    await expect_error(evidence, ConnectionUnavailableError, pool.acquire_new())
+
+    # A connection the server closes under its borrower.
+    conn = await pool.acquire()
+    await server.close_connections(1011)
+    await expect_error(evidence, ConnectionClosedError, conn.recv())
+    await expect_error(evidence, ConnectionClosedError, conn.send("late"))
+    await pool.release(conn)
+
+    # Exhaustion, a borrower leaving on an error, and release misuse.
+    held = [await pool.acquire(), await pool.acquire()]
+    await expect_error(evidence, ConnectionPoolExhaustedError, pool.acquire())
+    evidence.add_pool(pool)
+    await pool.release(held[0])
+    await pool.release(held[0])  # misuse: a warning naming the connection
+    with pytest.raises(LookupError):
+        async with pool.get_connection():
+            raise LookupError("the borrower's own error")
+
+    # Shutdown with a connection still held.
+    await pool.close_all()
+    await expect_error(evidence, ConnectionClosedError, held[1].send("after close_all"))
+    await expect_error(evidence, ConnectionPoolUnavailableError, pool.acquire())
+    await pool.release(held[1])
+
+    assert any(r.levelno == logging.WARNING and "ignored" in r.getMessage() for r in caplog.records)
+    assert any("closed by peer" in (r.reason or "") for c in created for r in c.history)
+    assert any(r.trigger == "fail" and r.reason == "HTTP 401" for c in created for r in c.history)
+    evidence.add_pool(pool)
+    for connection in created:
+        evidence.add_connection(connection)
+    evidence.add_records(caplog.records)
+    assert len(evidence.exceptions) == 7
+    evidence.assert_no_leak()
+    assert_websockets_logged_the_handshake(caplog.records)
+    assert_secrets_were_sent(server)
+
+
+# -- the standalone connection ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("logger", [None, "logger", "adapter"])
+async def test_a_standalone_connection_shows_no_secret(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture, logger: str | None
+) -> None:
+    """Also with a logger of the user's own, passed on to websockets."""
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    own = logging.getLogger("users.websockets")
+    kwargs: dict[str, Any] = {}
+    if logger == "logger":
+        kwargs["logger"] = own
+    elif logger == "adapter":
+        kwargs["logger"] = logging.LoggerAdapter(own, {"user": "extra"})
+    async with WebsocketConnection(uri=secret_uri(server), headers=HEADERS, **kwargs) as conn:
+        assert_query_was_sent(server)
+        await round_trip(conn, "standalone")
+        assert isinstance(await conn.ping(), float)
+        evidence.add_connection(conn)
+    evidence.add_connection(conn)
+    await expect_error(evidence, ConnectionClosedError, conn.recv())
+
+    server.refuse(1, 403)
+    refused = WebsocketConnection(uri=secret_uri(server), headers=HEADERS)
+    await expect_error(evidence, HandshakeRejectedError, refused.acquire())
+    evidence.add_connection(refused)
+    server.refuse(1, 503)
+    failed = WebsocketConnection(uri=secret_uri(server), headers=HEADERS)
+    await expect_error(evidence, ConnectionUnavailableError, failed.acquire())
+    evidence.add_connection(failed)
+
+    evidence.add_records(caplog.records)
+    evidence.assert_no_leak()
+    assert_websockets_logged_the_handshake(caplog.records, own.name if logger else None)
+    assert_secrets_were_sent(server)
+
+
+# -- arguments the constructors refuse ------------------------------------------------------
+
+
+@pytest.mark.parametrize("factory", ["pool", "connection"])
+@pytest.mark.parametrize(
+    ("uri", "kwargs", "error"),
+    [
+        (f"http://{USER}:{PASSWORD}@127.0.0.1/path?{QUERY}", {}, ValueError),
+        (f"ws://{USER}:{PASSWORD}@127.0.0.1:99999/path?{QUERY}", {}, ValueError),
+        (f"ws://{USER}:{PASSWORD}@127.0.0.1:port/path?{QUERY}", {}, ValueError),
+        (f"ws://{USER}:{PASSWORD}@/path?{QUERY}", {}, ValueError),
+        (f"ws://{USER}:{PASSWORD}@127.0.0.1/path?{QUERY}#SECRET-5", {}, ValueError),
+        (f"ws://{USER}:{PASSWORD}@127.0.0.1/path?{QUERY}", {"ssl": True}, ValueError),
+        (f"ws://{USER}:{PASSWORD}@127.0.0.1/path?{QUERY}", {"no_such": 1}, TypeError),
+        (
+            f"ws://{USER}:{PASSWORD}@127.0.0.1/path?{QUERY}",
+            {"additional_headers": HEADERS},
+            TypeError,
+        ),
+    ],
+    ids=[
+        "scheme",
+        "port-range",
+        "port-text",
+        "no-host",
+        "fragment",
+        "ssl-on-ws",
+        "unknown-kwarg",
+        "reserved-kwarg",
+    ],
+)
+async def test_refused_arguments_show_no_secret(
+    uri: str, kwargs: dict[str, Any], error: type[Exception], factory: str
+) -> None:
+    evidence = Evidence()
+
+    def build() -> object:
+        if factory == "pool":
+            return WebsocketConnectionPool(uri, headers=HEADERS, **kwargs)
+        return WebsocketConnection(uri=uri, headers=HEADERS, **kwargs)
+
+    with pytest.raises(error) as info:
+        build()
+    evidence.add_exception(info.value)
+    evidence.assert_no_leak()
