@@ -26,6 +26,8 @@ class LoopbackServer:
     Attributes:
         handshake_delay: Seconds each handshake waits before it is answered.
         stray_messages: Extra messages sent after each echoed reply.
+        stray_interval: Seconds between two stray messages (0: all at once);
+            with both set, a reply is followed by a bounded, steady stream.
         open_connections: WebSocket connections open right now.
         peak_connections: The most that were ever open at once.
         handshakes: Handshakes that were accepted.
@@ -37,6 +39,7 @@ class LoopbackServer:
 
     handshake_delay: float = 0.0
     stray_messages: int = 0
+    stray_interval: float = 0.0
     open_connections: int = 0
     peak_connections: int = 0
     handshakes: int = 0
@@ -44,6 +47,8 @@ class LoopbackServer:
     peak_handshakes_in_flight: int = 0
     request_headers: list[Headers] = field(default_factory=list)
     _refusals: list[int] = field(default_factory=list)
+    _frozen: list[ServerConnection] = field(default_factory=list)
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)
     _server: Server | None = None
 
     @property
@@ -64,14 +69,30 @@ class LoopbackServer:
         """Answer the next ``count`` handshakes with HTTP ``status``."""
         self._refusals.extend([status] * count)
 
-    async def close_connections(self, code: int = 1000) -> None:
-        """Close every open connection from the server side with ``code``."""
-        await asyncio.gather(*(conn.close(code) for conn in self.connections))
+    async def close_connections(self, code: int = 1000, *, linger: bool = False) -> None:
+        """Close every open connection from the server side with ``code``.
+
+        With ``linger``, only the close frame goes out: the server stops reading
+        (as in :meth:`freeze`), so the closing handshake and the TCP close wait
+        for :meth:`thaw`, and clients sit in websockets' CLOSING state meanwhile.
+        """
+        if not linger:
+            await asyncio.gather(*(conn.close(code) for conn in self.connections))
+            return
+        closing = self.connections
+        self.freeze()
+        self._closing.update(asyncio.create_task(conn.close(code)) for conn in closing)
 
     def freeze(self) -> None:
         """Stop reading on every open connection: pings go unanswered, sockets stay open."""
         for conn in self.connections:
             conn.transport.pause_reading()
+            self._frozen.append(conn)
+
+    def thaw(self) -> None:
+        """Read again on every frozen connection (shutdown does it, so it never waits on one)."""
+        while self._frozen:
+            self._frozen.pop().transport.resume_reading()
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         self.request_headers.append(request.headers)
@@ -97,8 +118,10 @@ class LoopbackServer:
             async for message in conn:
                 await conn.send(message)
                 for n in range(self.stray_messages):
+                    if self.stray_interval:
+                        await asyncio.sleep(self.stray_interval)
                     await conn.send(f"stray {n}")
-        except Exception:  # noqa: BLE001,S110  (a test may close or freeze it mid-send)
+        except Exception:  # noqa: S110  (a test may close or freeze it mid-send)
             pass
         finally:
             self.open_connections -= 1
@@ -113,5 +136,7 @@ class LoopbackServer:
             try:
                 yield self
             finally:
+                self.thaw()  # else closing a frozen connection waits for its close_timeout
+                await asyncio.gather(*self._closing)
                 server.close()
                 await server.wait_closed()

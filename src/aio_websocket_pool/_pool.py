@@ -518,9 +518,16 @@ class WebsocketConnectionPool:
     @staticmethod
     def _why_not_open(connection: WebsocketConnection) -> str:
         websocket = connection.websocket
-        if websocket is None or websocket.close_code is None:
+        if websocket is None:
             return "connection lost"
-        return f"closed by peer: close code {websocket.close_code}"
+        # close_code is only set once the TCP connection is gone; the frame the
+        # peer sent is known as soon as the close handshake starts.
+        received = websocket.protocol.close_rcvd
+        if received is not None:
+            return f"closed by peer: close code {received.code}"
+        if websocket.close_code is not None:
+            return f"closed: close code {websocket.close_code}"
+        return "connection lost"
 
     # -- background work ---------------------------------------------------------------
 
