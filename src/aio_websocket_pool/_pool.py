@@ -76,6 +76,11 @@ class _Waiter:
     )
 
 
+def _was_granted(future: asyncio.Future[_Grant]) -> bool:
+    """Whether a dispatch handed this waiter a grant (not cancelled, not failed)."""
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
 class WebsocketConnectionPool:
     """An asyncio pool of WebSocket client connections to one URI.
 
@@ -405,11 +410,11 @@ class WebsocketConnectionPool:
             async with asyncio.timeout_at(deadline):
                 return await waiter.future
         except TimeoutError:
-            if waiter.future.done() and not waiter.future.cancelled():
+            if _was_granted(waiter.future):
                 return waiter.future.result()  # granted just as time ran out
             raise self._exhausted() from None
         except asyncio.CancelledError:
-            if waiter.future.done() and not waiter.future.cancelled():
+            if _was_granted(waiter.future):
                 self._abandon(waiter.future.result())
             raise
         finally:
