@@ -2,12 +2,11 @@
 
 Each test is one example of that README (../shared/reference/seed-README.md),
 kept as close to its text as the loopback server allows: users switch to us
-without changing a line.
+without changing a line. The 0.1.0 constructor defaults are checked in
+test_config.py.
 """
 
 from __future__ import annotations
-
-import inspect
 
 import pytest
 
@@ -23,29 +22,6 @@ from aio_websocket_pool import (
     WebsocketError,
 )
 from loopback import LoopbackServer
-
-#: The constructor of 0.1.0, parameter by parameter, with its defaults.
-SIGNATURE_0_1_0 = {
-    "uri": inspect.Parameter.empty,
-    "headers": None,
-    "idle_timeout": 60.0,
-    "max_connections": 50,
-    "max_retries": 3,
-    "cleanup_interval": 5.0,
-    "connection_timeout": 10.0,
-    "warmup_connections": 0,
-    "check_server_data_on_release": False,
-    "drain_timeout": 10.0,
-    "drain_quiet_period": 2.0,
-    "drain_condition": None,
-}
-
-
-def test_constructor_keeps_every_0_1_0_parameter_and_default() -> None:
-    parameters = inspect.signature(WebsocketConnectionPool).parameters
-    for name, default in SIGNATURE_0_1_0.items():
-        assert parameters[name].default == default, name
-    assert any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def test_error_classes_are_the_0_1_0_hierarchy() -> None:

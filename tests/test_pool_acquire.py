@@ -8,8 +8,7 @@ exactly what the states of its connections say they should be.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -22,64 +21,18 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
+from helpers import BOUND, assert_consistent, pool_maker, round_trip, settle, wait_until
 from loopback import LoopbackServer
-
-#: Upper bound, in seconds, on any single wait in these tests (they take far less).
-BOUND = 5.0
 
 AcquireMethod = Literal["acquire", "acquire_new"]
 T = TypeVar("T")
-LIVE_STATES = (State.CONNECTING, State.IDLE, State.BUSY, State.DRAINING)
 
 
 # -- helpers -----------------------------------------------------------------------------
 
 
-def make_pool(server: LoopbackServer, **kwargs: Any) -> WebsocketConnectionPool:
-    """A pool on the loopback server; health-check pings off unless asked for."""
-    kwargs.setdefault("health_check_interval", None)
-    return WebsocketConnectionPool(server.uri, **kwargs)
-
-
-def assert_consistent(pool: WebsocketConnectionPool) -> None:
-    """The counters equal the sum of the states of the connections, whichever way counted."""
-    pool._index.check()
-    stats = pool.stats()
-    assert stats.total == stats.connecting + stats.idle + stats.busy + stats.draining
-    assert stats.total <= stats.max_connections
-    counted = Counter(conn.state for conn in pool.connections)
-    assert counted[State.CLOSED] == 0, "a closed connection still holds a slot"
-    assert {state: counted[state] for state in LIVE_STATES} == {
-        State.CONNECTING: stats.connecting,
-        State.IDLE: stats.idle,
-        State.BUSY: stats.busy,
-        State.DRAINING: stats.draining,
-    }
-    assert len(pool.connections) == stats.total == pool.total_connections == len(pool)
-    assert pool.available_connections == stats.idle
-    assert pool.busy_connections == stats.busy
-    assert pool.pending_connections == stats.draining
-
-
-async def eventually(predicate: Callable[[], bool]) -> None:
-    """Poll until ``predicate()`` holds; fail with TimeoutError after ``BOUND`` seconds."""
-    async with asyncio.timeout(BOUND):
-        while True:
-            if predicate():
-                return
-            await asyncio.sleep(0.001)
-
-
-async def spin(turns: int = 5) -> None:
-    """Let the event loop run a few iterations (scheduled dispatches, task steps)."""
-    for _ in range(turns):
-        await asyncio.sleep(0)
-
-
-async def echo(conn: WebsocketConnection, payload: str) -> None:
-    """Send ``payload`` and assert that the server echoes exactly it back."""
-    await conn.send(payload)
-    assert await conn.recv() == payload
+#: Health-check pings off unless a test asks for them.
+make_pool = pool_maker(health_check_interval=None)
 
 
 async def start_queued(
@@ -88,7 +41,9 @@ async def start_queued(
     """Run ``coro`` (which acquires from ``pool``) as a task; return once it is queued."""
     before = pool.stats().waiting
     task = asyncio.create_task(coro)
-    await eventually(lambda: pool.stats().waiting == before + 1 or task.done())
+    await wait_until(
+        lambda: pool.stats().waiting == before + 1 or task.done(), "the acquirer is queued"
+    )
     assert not task.done(), "the acquirer did not wait"
     return task
 
@@ -141,12 +96,12 @@ async def use_new(
     if via == "acquire_new":
         conn = await pool.acquire_new()
         try:
-            await echo(conn, tag)
+            await round_trip(conn, tag)
         finally:
             await pool.release(conn)
         return conn
     async with pool.get_new_connection() as conn:
-        await echo(conn, tag)
+        await round_trip(conn, tag)
     return conn
 
 
@@ -160,7 +115,7 @@ async def test_sequential_uses_reuse_one_connection(server: LoopbackServer) -> N
             async with pool.get_connection() as conn:
                 assert conn.is_busy
                 assert_consistent(pool)
-                await echo(conn, f"use {n}")
+                await round_trip(conn, f"use {n}")
                 seen.append(conn)
             assert_consistent(pool)
             assert (pool.total_connections, pool.available_connections) == (1, 1)
@@ -211,7 +166,7 @@ async def test_second_acquire_waits_for_release(server: LoopbackServer) -> None:
         assert got.is_busy
         assert_consistent(pool)
         assert pool.stats().waiting == 0
-        await echo(got, "after waiting")
+        await round_trip(got, "after waiting")
         await pool.release(got)
         assert_consistent(pool)
         assert server.handshakes == 1
@@ -251,7 +206,7 @@ async def test_waiters_are_served_in_arrival_order(server: LoopbackServer, waite
         for n, task in enumerate(tasks):
             await pool.release(current)
             current = await asyncio.wait_for(task, BOUND)
-            await spin()
+            await settle()
             assert served == list(range(n + 1)), "a waiter was served out of turn"
             assert all(not later.done() for later in tasks[n + 1 :])
             assert pool.stats().waiting == waiters - n - 1
@@ -268,7 +223,7 @@ async def test_new_acquire_does_not_barge_ahead_of_waiters(server: LoopbackServe
         async def acquirer(n: int) -> None:
             conn = await pool.acquire()
             served.append(n)
-            await echo(conn, f"waiter {n}")
+            await round_trip(conn, f"waiter {n}")
             await pool.release(conn)
 
         held = await pool.acquire()
@@ -358,7 +313,7 @@ async def test_acquire_timeout_raises_after_waiting_and_leaves_no_trace(
         assert pool.stats().waiting == 0
         assert_consistent(pool)
         await pool.release(held)
-        await spin()
+        await settle()
         # The timed-out waiter must not have been handed the released connection.
         assert (pool.available_connections, pool.busy_connections) == (1, 0)
         assert_consistent(pool)
@@ -412,7 +367,7 @@ async def test_burst_beyond_max_connections_stays_within_limit(
             conn = await pool.acquire()
             try:
                 assert pool.total_connections <= 10
-                await echo(conn, f"burst {n}")
+                await round_trip(conn, f"burst {n}")
                 await asyncio.sleep(0.001)
             finally:
                 await pool.release(conn)
@@ -474,8 +429,8 @@ async def test_acquire_new_when_full_closes_least_recently_used_idle(
         assert all(conn.state is State.IDLE for n, conn in enumerate(conns) if n != evicted)
         assert server.handshakes == 4
         assert (pool.total_connections, pool.available_connections) == (3, 2)
-        await eventually(lambda: server.open_connections == 3)
-        await echo(newest, "newest")
+        await wait_until(lambda: server.open_connections == 3, "the server saw the eviction")
+        await round_trip(newest, "newest")
         await pool.release(newest)
         assert_consistent(pool)
         assert watch.peak_total == 3
@@ -497,7 +452,7 @@ async def test_acquire_new_waits_when_all_busy_then_replaces_released(
         assert first.is_closed
         assert server.handshakes == 3
         assert_consistent(pool)
-        await echo(fresh, "fresh")
+        await round_trip(fresh, "fresh")
         await pool.release(fresh)
         await pool.release(second)
         assert_consistent(pool)
@@ -526,7 +481,7 @@ async def test_start_warms_up_connections_in_parallel(server: LoopbackServer) ->
         assert_consistent(pool)
         async with pool.get_connection() as conn:
             assert conn in pool.connections
-            await echo(conn, "warm")
+            await round_trip(conn, "warm")
         assert server.handshakes == 3
         assert_consistent(pool)
     finally:
@@ -590,14 +545,14 @@ async def test_v010_release_force_remove_closes_it(server: LoopbackServer) -> No
         keep = await pool.acquire()
         conn = await pool.acquire()
         try:
-            await echo(conn, "Hello")
+            await round_trip(conn, "Hello")
         finally:
             await pool.release(conn, force_remove=True)
         assert conn.is_closed
         assert conn not in pool.connections
         assert (pool.total_connections, pool.busy_connections) == (1, 1)
         assert_consistent(pool)
-        await eventually(lambda: server.open_connections == 1)
+        await wait_until(lambda: server.open_connections == 1, "the server saw the close")
         await pool.release(keep)
         replacement = await pool.acquire()
         assert replacement is keep
@@ -626,11 +581,11 @@ async def test_v010_properties(server: LoopbackServer) -> None:
         assert pool.is_started
         assert (pool.total_connections, pool.busy_connections) == (1, 1)
         assert_consistent(pool)
-        await echo(conn, "Hello")
+        await round_trip(conn, "Hello")
         await pool.release(conn)
         assert (pool.pending_connections, pool.busy_connections) == (1, 0)
         assert_consistent(pool)
-        await eventually(lambda: pool.available_connections == 1)
+        await wait_until(lambda: pool.available_connections == 1, "the drain settled")
         assert (pool.pending_connections, pool.total_connections) == (0, 1)
         assert_consistent(pool)
     finally:

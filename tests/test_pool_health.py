@@ -31,10 +31,16 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
+from helpers import (
+    BOUND,
+    assert_consistent,
+    exception_chain,
+    pool_maker,
+    round_trip,
+    triggers,
+    wait_until,
+)
 from loopback import LoopbackServer
-
-#: How long any wait for a condition may take before the test fails.
-WAIT_LIMIT = 5.0
 
 
 class BorrowerError(Exception):
@@ -44,49 +50,9 @@ class BorrowerError(Exception):
 # -- helpers --------------------------------------------------------------------------
 
 
-def make_pool(uri: str, **kwargs: Any) -> WebsocketConnectionPool:
-    """A pool whose background work stays out of the way unless a test asks for it.
-
-    The sweep is slow, acquires give up instead of hanging, and closing a
-    socket whose peer is frozen is cut short (``close_timeout``).
-    """
-    options: dict[str, Any] = {
-        "cleanup_interval": 60.0,
-        "acquire_timeout": WAIT_LIMIT,
-        "close_timeout": 0.2,
-        **kwargs,
-    }
-    return WebsocketConnectionPool(uri, **options)
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Poll ``predicate`` until it holds; fail the test after :data:`WAIT_LIMIT` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_LIMIT
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up after {WAIT_LIMIT:g}s waiting until {what}")
-        await asyncio.sleep(0.01)
-
-
-async def echo(conn: WebsocketConnection, message: str) -> None:
-    """Send ``message`` and check that the very next message received is its echo."""
-    await conn.send(message)
-    assert await conn.recv() == message
-
-
-def check(pool: WebsocketConnectionPool) -> None:
-    """The pool's index agrees with its connections, and its counters add up."""
-    pool._index.check()
-    stats = pool.stats()
-    assert stats.total == stats.connecting + stats.idle + stats.busy + stats.draining
-    assert stats.total <= stats.max_connections
-    assert all(conn.state is not State.CLOSED for conn in pool.connections)
-
-
-def triggers(conn: WebsocketConnection) -> list[str]:
-    """The events a connection went through, oldest first."""
-    return [record.trigger for record in conn.history]
+#: The sweep is slow, acquires give up instead of hanging, and closing a socket
+#: whose peer is frozen is cut short (``close_timeout``); pings as the library does.
+make_pool = pool_maker(cleanup_interval=60.0, acquire_timeout=BOUND, close_timeout=0.2)
 
 
 def last(conn: WebsocketConnection) -> TransitionRecord:
@@ -102,16 +68,6 @@ def assert_closed(conn: WebsocketConnection, source: State, *reason_parts: str) 
     assert record.reason is not None
     for part in reason_parts:
         assert part in record.reason, f"{part!r} not in {record.reason!r}"
-
-
-def causes(exc: BaseException) -> list[BaseException]:
-    """``exc`` and every exception chained to it, as cause or context."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 def closed_port() -> int:
@@ -142,7 +98,7 @@ async def test_connection_closed_by_peer_while_idle_is_replaced_silently(
         close_timeout=5.0,  # how long the client waits in CLOSING for a lingering server
     ) as pool:
         first = await pool.acquire()
-        await echo(first, "one")
+        await round_trip(first, "one")
         await pool.release(first)
         await server.close_connections(4000, linger=linger)
         await wait_until(lambda: not first.is_connected, "the client saw the close")
@@ -151,13 +107,13 @@ async def test_connection_closed_by_peer_while_idle_is_replaced_silently(
         server.thaw()  # let a lingering close finish
 
         assert second is not first
-        await echo(second, "two")
+        await round_trip(second, "two")
         assert_closed(first, State.IDLE, "close code 4000")
         assert triggers(first) == ["open", "acquire", "release", "close"]
         stats = pool.stats()
         assert (stats.opened, stats.closed, stats.total, stats.busy) == (2, 1, 1, 1)
         assert server.handshakes == 2
-        check(pool)
+        assert_consistent(pool)
         await pool.release(second)
     assert server.open_connections == 0
 
@@ -179,7 +135,7 @@ async def test_frozen_connection_is_replaced_only_when_pinged(
         server.uri, health_check_interval=interval, health_check_timeout=0.1
     ) as pool:
         first = await pool.acquire()
-        await echo(first, "one")
+        await round_trip(first, "one")
         await pool.release(first)
         await wait_until(lambda: first.idle_for > idle_past, f"idle for {idle_past:g}s")
         server.freeze()
@@ -189,7 +145,7 @@ async def test_frozen_connection_is_replaced_only_when_pinged(
         if pinged:
             # The ping went unanswered: the caller gets a new connection, no error.
             assert second is not first
-            await echo(second, "two")
+            await round_trip(second, "two")
             assert_closed(first, State.BUSY, "health check failed", "timed out")
             assert triggers(first) == ["open", "acquire", "release", "acquire", "close"]
             assert (pool.stats().opened, pool.stats().closed) == (2, 1)
@@ -203,7 +159,7 @@ async def test_frozen_connection_is_replaced_only_when_pinged(
             assert (pool.stats().opened, pool.stats().closed, pool.stats().reused) == (1, 0, 1)
             assert server.handshakes == 1
         assert pool.total_connections == pool.busy_connections == 1
-        check(pool)
+        assert_consistent(pool)
         await pool.release(second)
 
 
@@ -217,14 +173,14 @@ async def test_transient_refusals_are_retried_until_the_handshake_succeeds(
     server.refuse(refusals, status)
     async with make_pool(server.uri, max_retries=max_retries) as pool:
         conn = await pool.acquire()
-        await echo(conn, "hello")
+        await round_trip(conn, "hello")
         assert len(server.request_headers) == refusals + 1
         assert server.handshakes == 1
         # The retries happen inside one connection's handshake: one slot, one history.
         assert triggers(conn) == ["open", "acquire"]
         stats = pool.stats()
         assert (stats.opened, stats.failed_connects, stats.total) == (1, 0, 1)
-        check(pool)
+        assert_consistent(pool)
         await pool.release(conn)
 
 
@@ -253,17 +209,17 @@ async def test_failed_handshake_raises_a_typed_error_and_frees_its_slot(
             assert not isinstance(error, HandshakeRejectedError)
         assert isinstance(error.__cause__, InvalidStatus)
         assert error.__cause__.response.status_code == status
-        assert not any(isinstance(exc, RetryError) for exc in causes(error))
+        assert not any(isinstance(exc, RetryError) for exc in exception_chain(error))
         assert len(server.request_headers) == requests
         assert pool.total_connections == 0
         stats = pool.stats()
         assert (stats.connecting, stats.failed_connects, stats.opened) == (0, 1, 0)
-        check(pool)
+        assert_consistent(pool)
 
         # The only slot is free again: the next acquire opens a connection in it
         # (after the refusals still queued, which the retries absorb).
         conn = await pool.acquire()
-        await echo(conn, "after")
+        await round_trip(conn, "after")
         assert pool.stats().failed_connects == 1
         await pool.release(conn)
 
@@ -279,11 +235,11 @@ async def test_connection_refused_raises_unavailable_chained_from_oserror(
         error = excinfo.value
         assert not isinstance(error, HandshakeRejectedError)
         assert isinstance(error.__cause__, OSError)
-        assert not any(isinstance(exc, RetryError) for exc in causes(error))
+        assert not any(isinstance(exc, RetryError) for exc in exception_chain(error))
         assert pool.total_connections == 0
         stats = pool.stats()
         assert (stats.connecting, stats.failed_connects, stats.opened) == (0, 1, 0)
-        check(pool)
+        assert_consistent(pool)
 
 
 @pytest.mark.parametrize("refusals", [1, 2], ids=["waiter-connects", "waiter-fails-too"])
@@ -298,7 +254,7 @@ async def test_failed_connect_wakes_a_waiter_for_the_freed_slot(
         await wait_until(lambda: pool.stats().waiting == 1, "the second acquirer waits")
         assert pool.stats().connecting == 1
 
-        async with asyncio.timeout(WAIT_LIMIT):
+        async with asyncio.timeout(BOUND):
             results = await asyncio.gather(first, second, return_exceptions=True)
 
         assert isinstance(results[0], HandshakeRejectedError)
@@ -306,7 +262,7 @@ async def test_failed_connect_wakes_a_waiter_for_the_freed_slot(
         if refusals == 1:
             conn = results[1]
             assert isinstance(conn, WebsocketConnection)
-            await echo(conn, "woken")
+            await round_trip(conn, "woken")
             await pool.release(conn)
         else:
             assert isinstance(results[1], HandshakeRejectedError)
@@ -314,7 +270,7 @@ async def test_failed_connect_wakes_a_waiter_for_the_freed_slot(
         stats = pool.stats()
         assert (stats.failed_connects, stats.waiting, stats.total) == (refusals, 0, 2 - refusals)
         assert len(server.request_headers) == 2
-        check(pool)
+        assert_consistent(pool)
 
 
 # -- draining ----------------------------------------------------------------------------
@@ -338,7 +294,7 @@ async def test_release_drains_in_the_background_then_reuses_the_connection(
     server.stray_messages = strays
     async with draining_pool(server.uri) as pool:
         conn = await pool.acquire()
-        await echo(conn, "request")
+        await round_trip(conn, "request")
 
         await pool.release(conn)
 
@@ -348,7 +304,7 @@ async def test_release_drains_in_the_background_then_reuses_the_connection(
         stats = pool.stats()
         assert (stats.draining, stats.idle, stats.busy, stats.total) == (1, 0, 0, 1)
         assert pool.pending_connections == 1
-        check(pool)
+        assert_consistent(pool)
 
         await wait_until(lambda: pool.available_connections == 1, "the drain settled")
         assert pool.pending_connections == 0
@@ -357,10 +313,10 @@ async def test_release_drains_in_the_background_then_reuses_the_connection(
 
         again = await pool.acquire()
         assert again is conn
-        await echo(again, "next")  # the real reply, not a stray left from before
+        await round_trip(again, "next")  # the real reply, not a stray left from before
         assert server.handshakes == 1
         assert pool.stats().reused == 1
-        check(pool)
+        assert_consistent(pool)
         await pool.release(again)
 
 
@@ -386,7 +342,7 @@ async def test_drain_condition_that_refuses_a_message_discards_the_connection(
     server.stray_messages = 1
     async with draining_pool(server.uri, drain_condition=condition) as pool:
         conn = await pool.acquire()
-        await echo(conn, "request")
+        await round_trip(conn, "request")
         await pool.release(conn)
 
         await wait_until(lambda: conn.is_closed, "the drain gave up on the connection")
@@ -395,7 +351,7 @@ async def test_drain_condition_that_refuses_a_message_discards_the_connection(
         assert triggers(conn) == ["open", "acquire", "drain", "close"]
         stats = pool.stats()
         assert (stats.total, stats.closed) == (0, 1)
-        check(pool)
+        assert_consistent(pool)
         await wait_until(lambda: server.open_connections == 0, "the server saw the close")
         fresh = await pool.acquire()
         assert fresh is not conn
@@ -410,7 +366,7 @@ async def test_drain_that_never_goes_quiet_discards_the_connection(
     server.stray_interval = 0.02
     async with draining_pool(server.uri, drain_quiet_period=0.2, drain_timeout=0.5) as pool:
         conn = await pool.acquire()
-        await echo(conn, "request")
+        await round_trip(conn, "request")
         await pool.release(conn)
 
         await wait_until(lambda: conn.is_closed, "the drain timed out")
@@ -418,7 +374,7 @@ async def test_drain_that_never_goes_quiet_discards_the_connection(
         assert_closed(conn, State.DRAINING, "drain_timeout=0.5s", "messages drained")
         assert pool.stats().closed == 1
         assert pool.total_connections == 0
-        check(pool)
+        assert_consistent(pool)
         await wait_until(lambda: server.open_connections == 0, "the server saw the close")
 
 
@@ -430,7 +386,7 @@ async def test_a_draining_connection_is_never_handed_out(
         server.uri, drain_quiet_period=0.5, max_connections=max_connections
     ) as pool:
         first = await pool.acquire()
-        await echo(first, "one")
+        await round_trip(first, "one")
         await pool.release(first)
         assert first.is_draining
 
@@ -447,13 +403,13 @@ async def test_a_draining_connection_is_never_handed_out(
             assert second is not first
             assert "acquire" not in triggers(first)[2:]
         assert second.is_busy
-        await echo(second, "two")
-        check(pool)
+        await round_trip(second, "two")
+        assert_consistent(pool)
         await pool.release(second)
         await wait_until(
             lambda: pool.available_connections == max_connections, "every drain settled"
         )
-        check(pool)
+        assert_consistent(pool)
 
 
 # -- a borrower that leaves on an error --------------------------------------------------
@@ -487,8 +443,8 @@ async def test_dirty_exit_never_leaks_the_pending_reply_to_the_next_borrower(
         [dirty] = used
 
         async with pool.get_connection() as conn:
-            await echo(conn, "fresh request")  # never "stale reply"
-            check(pool)
+            await round_trip(conn, "fresh request")  # never "stale reply"
+            assert_consistent(pool)
 
         if drain:
             assert conn is dirty
@@ -504,7 +460,7 @@ async def test_dirty_exit_never_leaks_the_pending_reply_to_the_next_borrower(
             assert server.handshakes == 2
             assert_closed(dirty, State.BUSY, "borrower left on an error")
             assert pool.stats().closed == 1
-        check(pool)
+        assert_consistent(pool)
 
 
 # -- the idle sweep ------------------------------------------------------------------------
@@ -516,8 +472,8 @@ async def test_idle_sweep_closes_idle_connections_but_not_busy_ones(
     async with make_pool(server.uri, idle_timeout=0.1, cleanup_interval=0.05) as pool:
         idle = await pool.acquire()
         busy = await pool.acquire()
-        await echo(idle, "idle")
-        await echo(busy, "busy")
+        await round_trip(idle, "idle")
+        await round_trip(busy, "busy")
         await pool.release(idle)
 
         await wait_until(lambda: server.open_connections == 1, "the sweep closed one")
@@ -528,16 +484,16 @@ async def test_idle_sweep_closes_idle_connections_but_not_busy_ones(
         await wait_until(lambda: busy.idle_for > 0.5, "the busy one is past idle_timeout")
         assert busy.is_busy
         assert busy.is_connected
-        await echo(busy, "still here")
+        await round_trip(busy, "still here")
         stats = pool.stats()
         assert (stats.total, stats.busy, stats.closed) == (1, 1, 1)
-        check(pool)
+        assert_consistent(pool)
         await pool.release(busy)
         assert pool.available_connections == 1  # release restarts its idle clock
         await wait_until(lambda: server.open_connections == 0, "the sweep closed the other")
         assert_closed(busy, State.IDLE, "idle_timeout")
         assert pool.total_connections == 0
-        check(pool)
+        assert_consistent(pool)
 
 
 @CLOSE_MODES
@@ -551,7 +507,7 @@ async def test_idle_sweep_removes_a_connection_the_peer_closed(
         close_timeout=5.0,  # how long the client waits in CLOSING for a lingering server
     ) as pool:
         conn = await pool.acquire()
-        await echo(conn, "hello")
+        await round_trip(conn, "hello")
         await pool.release(conn)
 
         await server.close_connections(4001, linger=linger)
@@ -561,7 +517,7 @@ async def test_idle_sweep_removes_a_connection_the_peer_closed(
         assert_closed(conn, State.IDLE, "close code 4001")
         stats = pool.stats()
         assert (stats.total, stats.closed) == (0, 1)
-        check(pool)
+        assert_consistent(pool)
 
 
 # -- warm-up -------------------------------------------------------------------------------
@@ -600,11 +556,11 @@ async def test_warmup_failures_are_logged_not_raised(
         assert len(server.request_headers) == refusals + opened
         stats = pool.stats()
         assert (stats.opened, stats.failed_connects, stats.idle) == (opened, 2 - opened, opened)
-        check(pool)
+        assert_consistent(pool)
 
         # The server accepts now: the pool works on demand.
         conn = await pool.acquire()
-        await echo(conn, "after warm-up")
+        await round_trip(conn, "after warm-up")
         assert server.handshakes == 1  # the warm one, or one opened on demand
         await pool.release(conn)
     finally:

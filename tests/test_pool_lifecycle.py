@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Literal
 
@@ -30,11 +29,17 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
+from helpers import (
+    BOUND,
+    assert_consistent,
+    pool_maker,
+    round_trip,
+    settle,
+    triggers,
+    wait_until,
+)
 from loopback import LoopbackServer
 
-#: Upper bound, in seconds, on any single wait in these tests (they take far less).
-BOUND = 5.0
-LIVE_STATES = (State.CONNECTING, State.IDLE, State.BUSY, State.DRAINING)
 POOL_LOGGER = "aio_websocket_pool"
 
 LeaveMode = Literal["cancel", "wait_for", "acquire_timeout"]
@@ -44,53 +49,8 @@ LEAVE_MODES: tuple[LeaveMode, ...] = ("cancel", "wait_for", "acquire_timeout")
 # -- helpers -----------------------------------------------------------------------------
 
 
-def make_pool(server: LoopbackServer, **kwargs: Any) -> WebsocketConnectionPool:
-    """A pool on the loopback server: bounded waits, health-check pings off unless asked for."""
-    kwargs.setdefault("health_check_interval", None)
-    kwargs.setdefault("acquire_timeout", BOUND)
-    return WebsocketConnectionPool(server.uri, **kwargs)
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, *, within: float = BOUND) -> None:
-    """Poll ``predicate`` until it holds; fail the test if it does not within ``within`` s."""
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                if predicate():
-                    return
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"not reached within {within:g}s: {what}") from None
-
-
-async def settle() -> None:
-    """Let the callbacks scheduled so far (dispatches, done-callbacks) run."""
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
-def assert_consistent(pool: WebsocketConnectionPool) -> PoolStats:
-    """The counters are what the connection states say, counted every way there is."""
-    pool._index.check()
-    stats = pool.stats()
-    assert stats.total == stats.connecting + stats.idle + stats.busy + stats.draining
-    assert stats.total <= stats.max_connections
-    counted = Counter(conn.state for conn in pool.connections)
-    assert counted[State.CLOSED] == 0, "a closed connection still holds a slot"
-    assert {state: counted[state] for state in LIVE_STATES} == {
-        State.CONNECTING: stats.connecting,
-        State.IDLE: stats.idle,
-        State.BUSY: stats.busy,
-        State.DRAINING: stats.draining,
-    }
-    assert len(pool.connections) == len(pool) == pool.total_connections == stats.total
-    assert pool.available_connections == stats.idle
-    assert pool.busy_connections == stats.busy
-    assert pool.pending_connections == stats.draining
-    # Every open connection that is no longer live was closed exactly once.
-    assert stats.opened - stats.closed == stats.idle + stats.busy + stats.draining
-    assert stats.reused <= stats.acquired
-    return stats
+#: Bounded waits; health-check pings off unless a test asks for them.
+make_pool = pool_maker(health_check_interval=None, acquire_timeout=BOUND)
 
 
 def assert_stats(pool: WebsocketConnectionPool, **expected: int) -> PoolStats:
@@ -130,15 +90,6 @@ async def expect_cancelled(task: asyncio.Task[Any]) -> None:
 def spawn(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     """A task for a test coroutine (named so that the leak check does not mistake it)."""
     return asyncio.create_task(coroutine, name="test task")
-
-
-def triggers(conn: WebsocketConnection) -> list[str]:
-    return [record.trigger for record in conn.history]
-
-
-async def round_trip(conn: WebsocketConnection, message: str) -> None:
-    await conn.send(message)
-    assert await conn.recv() == message
 
 
 async def leave_queue(pool: WebsocketConnectionPool, mode: LeaveMode) -> None:
@@ -546,6 +497,22 @@ async def test_close_all_between_grant_and_wakeup_hands_out_nothing(
     await pool.close_all()
     with pytest.raises(ConnectionPoolUnavailableError):
         await waiter  # never the connection close_all() just closed
+    await shut_down(pool, server, [held])
+
+
+async def test_a_waiter_cancelled_after_close_all_failed_it_ends_cancelled(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server, max_connections=1)
+    held = await pool.acquire()
+    waiter = spawn(pool.acquire())
+    await wait_until(lambda: pool.stats().waiting == 1, "the acquirer is queued")
+    closer = spawn(pool.close_all())
+    await asyncio.sleep(0)  # close_all() failed the waiter's future; the waiter has not woken
+    assert pool.is_closed
+    assert not waiter.done()
+    await expect_cancelled(waiter)  # its own cancellation wins over the pool's error
+    await closer
     await shut_down(pool, server, [held])
 
 

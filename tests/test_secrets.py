@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import logging
 import traceback
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Iterable
 from dataclasses import astuple, dataclass, field
 from typing import Any
 
@@ -30,9 +30,9 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
+from helpers import BOUND, exception_chain, round_trip
 from loopback import LoopbackServer
 
-BOUND = 5.0
 USER = "alice"
 PASSWORD = "pw-SECRET-1"  # noqa: S105  (a fake credential that must never be shown)
 QUERY = "token=SECRET-2"
@@ -78,7 +78,7 @@ class Evidence:
 
     def add_exception(self, exc: BaseException) -> None:
         self.exceptions.append(exc)
-        for n, link in enumerate(chain(exc)):
+        for n, link in enumerate(exception_chain(exc)):
             where = f"exception {type(exc).__name__}, link {n} ({type(link).__name__})"
             self.add(where, link)
             self.add(f"{where}, formatted", "".join(traceback.format_exception_only(link)))
@@ -97,19 +97,6 @@ class Evidence:
     def assert_no_leak(self) -> None:
         leaked = [(where, text) for where, text in self.texts if leaks(text)]
         assert not leaked, "\n".join(f"{where}: {text!r}" for where, text in leaked)
-
-
-def chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception it was raised from or while handling."""
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        link = todo.pop()
-        if id(link) in seen:
-            continue
-        seen.add(id(link))
-        yield link
-        todo.extend(e for e in (link.__cause__, link.__context__) if e is not None)
 
 
 async def expect_error(
@@ -135,11 +122,6 @@ def track_connections(
 
     monkeypatch.setattr(pool._index, "add", add_and_track)
     return created
-
-
-async def round_trip(conn: WebsocketConnection, message: str) -> None:
-    await conn.send(message)
-    assert await conn.recv() == message
 
 
 def assert_secrets_were_sent(server: LoopbackServer) -> None:

@@ -1,0 +1,141 @@
+"""Helpers shared by the pool tests: making pools, bounded waits, consistency checks.
+
+The test files import what they need from here instead of keeping their own
+copies. Nothing here mocks anything: pools talk to the loopback server of
+``tests/loopback.py`` (or to any URI a test passes), and every wait is bounded
+by :data:`BOUND`, so a test fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from aio_websocket_pool import PoolStats, State, WebsocketConnection, WebsocketConnectionPool
+from loopback import LoopbackServer
+
+#: Upper bound, in seconds, on any single wait in the tests (they take far less).
+BOUND = 5.0
+#: Seconds between two checks of the condition in :func:`wait_until`.
+POLL_INTERVAL = 0.001
+#: The states of a connection that holds a slot of its pool.
+LIVE_STATES = (State.CONNECTING, State.IDLE, State.BUSY, State.DRAINING)
+
+
+# -- making pools ------------------------------------------------------------------------
+
+
+class PoolMaker(Protocol):
+    """Makes a pool on the loopback server, or on any URI, with a test file's defaults."""
+
+    def __call__(
+        self, target: LoopbackServer | str, /, **options: Any
+    ) -> WebsocketConnectionPool: ...
+
+
+def pool_maker(**defaults: Any) -> PoolMaker:
+    """A ``make_pool`` whose pools get ``defaults`` for every option a test leaves out.
+
+    Each test file states its own defaults once, for example
+    ``make_pool = pool_maker(health_check_interval=None)``; a test that names an
+    option overrides the default. Options named nowhere keep the library's
+    defaults.
+    """
+
+    def make_pool(target: LoopbackServer | str, /, **options: Any) -> WebsocketConnectionPool:
+        uri = target if isinstance(target, str) else target.uri
+        return WebsocketConnectionPool(uri, **{**defaults, **options})
+
+    return make_pool
+
+
+# -- waiting -----------------------------------------------------------------------------
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, *, within: float = BOUND) -> None:
+    """Poll ``predicate`` until it holds; fail the test if it does not within ``within`` s.
+
+    Args:
+        predicate: The condition, checked at once and then every
+            :data:`POLL_INTERVAL` seconds.
+        what: The condition in words, for the failure message.
+        within: Seconds to wait at most.
+
+    Raises:
+        AssertionError: ``predicate`` did not hold within ``within`` seconds.
+    """
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                if predicate():
+                    return
+                await asyncio.sleep(POLL_INTERVAL)
+    except TimeoutError:
+        raise AssertionError(f"not reached within {within:g}s: {what}") from None
+
+
+async def settle(turns: int = 5) -> None:
+    """Let the event loop run ``turns`` iterations: scheduled dispatches, done-callbacks."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+# -- checks ------------------------------------------------------------------------------
+
+
+def assert_consistent(pool: WebsocketConnectionPool) -> PoolStats:
+    """The counters are what the connection states say, counted every way there is.
+
+    Returns:
+        The pool's stats, as checked.
+    """
+    pool._index.check()
+    stats = pool.stats()
+    assert stats.total == stats.connecting + stats.idle + stats.busy + stats.draining
+    assert stats.total <= stats.max_connections
+    counted = Counter(conn.state for conn in pool.connections)
+    assert counted[State.CLOSED] == 0, "a closed connection still holds a slot"
+    assert {state: counted[state] for state in LIVE_STATES} == {
+        State.CONNECTING: stats.connecting,
+        State.IDLE: stats.idle,
+        State.BUSY: stats.busy,
+        State.DRAINING: stats.draining,
+    }
+    assert len(pool.connections) == len(pool) == pool.total_connections == stats.total
+    assert pool.available_connections == stats.idle
+    assert pool.busy_connections == stats.busy
+    assert pool.pending_connections == stats.draining
+    # Every open connection that is no longer live was closed exactly once.
+    assert stats.opened - stats.closed == stats.idle + stats.busy + stats.draining
+    assert stats.reused <= stats.acquired
+    return stats
+
+
+async def round_trip(conn: WebsocketConnection, message: str) -> None:
+    """Send ``message`` and check that the very next message received is its echo."""
+    await conn.send(message)
+    assert await conn.recv() == message
+
+
+def triggers(conn: WebsocketConnection) -> list[str]:
+    """The events a connection went through, oldest first (as far as its history goes)."""
+    return [record.trigger for record in conn.history]
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it was raised from or while handling, each once.
+
+    Both links of every exception are followed, its ``__cause__`` and its
+    ``__context__``, so nothing chained anywhere is missed.
+    """
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        link = todo.pop()
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        todo.extend(e for e in (link.__cause__, link.__context__) if e is not None)
