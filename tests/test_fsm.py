@@ -385,3 +385,17 @@ def test_an_illegal_trigger_logs_nothing(caplog: pytest.LogCaptureFixture) -> No
     with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME), pytest.raises(InvalidTransitionError):
         lifecycle.fire("open")
     assert [record for record in caplog.records if record.name == LOGGER_NAME] == []
+
+
+def test_transitions_chatter_stays_out_of_info_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """transitions logs each trigger's steps at INFO; a busy pool must not flood INFO logs."""
+    assert logging.getLogger("transitions.core").level == logging.WARNING
+    lifecycle = ConnectionLifecycle("c-quiet", history_size=4)
+    with caplog.at_level(logging.DEBUG):
+        lifecycle.fire("open")
+        lifecycle.fire("acquire")
+    assert [r for r in caplog.records if r.name.startswith("transitions")] == []
+    assert [r.levelno for r in caplog.records if r.name == "aio_websocket_pool"] == [
+        logging.DEBUG,
+        logging.DEBUG,
+    ]

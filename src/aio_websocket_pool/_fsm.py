@@ -39,6 +39,14 @@ from ._exceptions import InvalidTransitionError
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 
+# transitions logs every step of every trigger, two of them at INFO: a pool
+# under load would flood any application logging at INFO. Our own DEBUG line
+# per transition says what happened, so transitions' chatter is raised to
+# WARNING, unless the application already chose a level for it.
+_transitions_logger = logging.getLogger("transitions.core")
+if _transitions_logger.level == logging.NOTSET:
+    _transitions_logger.setLevel(logging.WARNING)
+
 
 class State(enum.StrEnum):
     """Where a connection is in its life. The values are the names the docs use."""
