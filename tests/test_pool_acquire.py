@@ -341,12 +341,15 @@ async def test_waiter_behind_a_timed_out_one_is_served(server: LoopbackServer) -
 
 
 async def test_cold_burst_connects_in_parallel(server: LoopbackServer) -> None:
-    server.handshake_delay = 0.02
+    # Long enough that 100 loopback connects all reach the server within one
+    # handshake: every handshake is then in flight at once, unless the pool
+    # serialises them (0.1.0 had exactly one in flight at a time).
+    server.handshake_delay = 0.2
     async with make_pool(server, max_connections=100, acquire_timeout=BOUND) as pool:
         conns = await asyncio.wait_for(asyncio.gather(*(pool.acquire() for _ in range(100))), BOUND)
         assert len({id(conn) for conn in conns}) == 100
         assert all(conn.is_busy for conn in conns)
-        assert server.peak_handshakes_in_flight > 1
+        assert server.peak_handshakes_in_flight == 100
         assert server.handshakes == 100
         assert_consistent(pool)
         assert (pool.busy_connections, pool.total_connections) == (100, 100)
