@@ -192,3 +192,17 @@ async def test_standalone_connection_as_a_context_manager(server: LoopbackServer
         await conn.send("solo")
         assert await conn.recv() == "solo"
     assert not conn.is_connected
+
+
+async def test_kwargs_reach_websockets_connect(server: LoopbackServer) -> None:
+    async with WebsocketConnectionPool(
+        uri=server.uri, user_agent_header="compat-agent/1.0", max_size=64
+    ) as pool:
+        async with pool.get_connection() as conn:
+            await conn.send("x" * 64)
+            assert await conn.recv() == "x" * 64
+        async with pool.get_connection() as conn:
+            await conn.send("y" * 65)  # the echo exceeds max_size: websockets closes with 1009
+            with pytest.raises(ConnectionClosedError, match="1009"):
+                await conn.recv()
+    assert server.request_headers[0]["User-Agent"] == "compat-agent/1.0"

@@ -313,3 +313,15 @@ async def test_refused_arguments_show_no_secret(
         build()
     evidence.add_exception(info.value)
     evidence.assert_no_leak()
+
+
+def test_the_pool_config_repr_shows_no_secret() -> None:
+    pool = WebsocketConnectionPool(
+        "ws://alice:pw-SECRET-1@127.0.0.1:9/path?token=SECRET-2",
+        headers={"Authorization": "Bearer SECRET-3"},
+        user_agent_header="agent SECRET-4",
+    )
+    shown = repr(pool._config)
+    assert "max_connections=50" in shown
+    for secret in ("SECRET-1", "SECRET-2", "SECRET-3", "SECRET-4", "alice"):
+        assert secret not in shown

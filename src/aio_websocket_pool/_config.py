@@ -14,7 +14,7 @@ import inspect
 import math
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from websockets.asyncio.client import connect
@@ -151,10 +151,13 @@ def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PoolConfig:
-    """The pool's validated settings. See the pool's docstring for their meaning."""
+    """The pool's validated settings. See the pool's docstring for their meaning.
 
-    uri: str
-    headers: dict[str, str]
+    The fields that can carry secrets are left out of the repr.
+    """
+
+    uri: str = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
     idle_timeout: float
     max_connections: int
     max_retries: int
@@ -169,7 +172,7 @@ class PoolConfig:
     health_check_interval: float | None
     health_check_timeout: float
     history_size: int
-    connect_kwargs: dict[str, Any]
+    connect_kwargs: dict[str, Any] = field(repr=False)
 
     @classmethod
     def from_arguments(
