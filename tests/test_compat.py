@@ -21,6 +21,7 @@ from aio_websocket_pool import (
     WebsocketConnectionPool,
     WebsocketError,
 )
+from helpers import wait_until
 from loopback import LoopbackServer
 
 
@@ -206,3 +207,20 @@ async def test_kwargs_reach_websockets_connect(server: LoopbackServer) -> None:
             with pytest.raises(ConnectionClosedError, match="1009"):
                 await conn.recv()
     assert server.request_headers[0]["User-Agent"] == "compat-agent/1.0"
+
+
+async def test_a_standalone_connection_the_peer_closed_is_not_reopened(
+    server: LoopbackServer,
+) -> None:
+    conn = WebsocketConnection(uri=server.uri)
+    await conn.connect()
+    await conn.connect()  # already open: nothing happens
+    assert server.handshakes == 1
+    await server.close_connections(1001)
+    await wait_until(lambda: not conn.is_connected, "the client saw the close")
+    with pytest.raises(ConnectionUnavailableError, match="has been closed"):
+        await conn.connect()
+    assert conn.is_closed
+    assert conn.history[-1].reason == "closed by peer: close code 1001"
+    assert server.handshakes == 1
+    await conn.close()

@@ -203,15 +203,17 @@ class WebsocketConnection:
     async def connect(self) -> None:
         """Open the WebSocket (retrying transient failures inside a pool).
 
-        Does nothing if it is already open.
+        Does nothing if it is already open. A connection is opened once: one
+        that was closed, or whose socket the peer closed (it is then retired
+        here), is never reopened; open a new one instead.
 
         Raises:
             HandshakeRejectedError: The server answered the handshake with 4xx.
-            ConnectionUnavailableError: It could not be opened, or was closed
-                already (a closed connection is never reopened).
+            ConnectionUnavailableError: It could not be opened, or was closed.
         """
         if self._lifecycle.state is not CONNECTING:
-            if self._lifecycle.state is CLOSED:
+            if not self.is_connected:
+                self.retire(self._loss_reason())
                 raise ConnectionUnavailableError(f"{self.id} has been closed")
             return
         try:
@@ -258,6 +260,20 @@ class WebsocketConnection:
         websocket, self.websocket = self.websocket, None
         if websocket is not None:
             await websocket.close()
+
+    def _loss_reason(self) -> str:
+        """Why it is not open, in words fit for its history."""
+        websocket = self.websocket
+        if websocket is None:
+            return "connection lost"
+        # close_code is only set once the TCP connection is gone; the frame the
+        # peer sent is known as soon as the close handshake starts.
+        received = websocket.protocol.close_rcvd
+        if received is not None:
+            return f"closed by peer: close code {received.code}"
+        if websocket.close_code is not None:
+            return f"closed: close code {websocket.close_code}"
+        return "connection lost"
 
     # -- borrowing (standalone use; a pool does this itself) ---------------------
 

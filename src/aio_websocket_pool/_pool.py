@@ -365,7 +365,7 @@ class WebsocketConnectionPool:
             if connection.is_connected:  # the free check: no I/O, just the socket's state
                 connection._lifecycle.fire("acquire")
                 return _Grant(connection)
-            self._discard(connection, self._why_not_open(connection))
+            self._discard(connection, connection._loss_reason())
         if index.total >= self._config.max_connections:
             victim = index.oldest(IDLE) if fresh else None
             if victim is None:
@@ -438,7 +438,7 @@ class WebsocketConnectionPool:
     async def _passes_health_check(self, connection: WebsocketConnection) -> bool:
         """Whether a reused connection may be handed out; if not, it is discarded."""
         if not connection.is_connected:
-            self._discard(connection, self._why_not_open(connection))
+            self._discard(connection, connection._loss_reason())
             return False
         interval = self._config.health_check_interval
         if interval is None or connection.idle_for < interval:
@@ -473,7 +473,7 @@ class WebsocketConnectionPool:
         if force_remove:
             self._discard(connection, "released with force_remove")
         elif not connection.is_connected:
-            self._discard(connection, self._why_not_open(connection))
+            self._discard(connection, connection._loss_reason())
         elif self._config.check_server_data_on_release:
             reason = "borrower left on an error" if dirty else None
             connection._lifecycle.fire("drain", reason)
@@ -520,20 +520,6 @@ class WebsocketConnectionPool:
         if connection.websocket is not None:
             self._spawn(connection.close_socket(), f"close {connection.id}", closer=True)
 
-    @staticmethod
-    def _why_not_open(connection: WebsocketConnection) -> str:
-        websocket = connection.websocket
-        if websocket is None:
-            return "connection lost"
-        # close_code is only set once the TCP connection is gone; the frame the
-        # peer sent is known as soon as the close handshake starts.
-        received = websocket.protocol.close_rcvd
-        if received is not None:
-            return f"closed by peer: close code {received.code}"
-        if websocket.close_code is not None:
-            return f"closed: close code {websocket.close_code}"
-        return "connection lost"
-
     # -- background work ---------------------------------------------------------------
 
     async def _sweep_forever(self) -> None:
@@ -546,7 +532,7 @@ class WebsocketConnectionPool:
         idle_timeout = self._config.idle_timeout
         for connection in self._index.in_state(IDLE):
             if not connection.is_connected:
-                self._discard(connection, self._why_not_open(connection))
+                self._discard(connection, connection._loss_reason())
             elif connection.idle_for > idle_timeout:
                 self._discard(connection, f"idle for more than idle_timeout={idle_timeout:g}s")
 
