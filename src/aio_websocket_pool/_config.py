@@ -78,6 +78,11 @@ def check_uri(uri: object) -> str:
         raise ValueError(f"uri {shown!r} has port 0, which cannot be connected to")
     if parts.username is not None and parts.password is None:
         raise ValueError(f"uri {shown!r} has a user name but no password")
+    try:
+        for credential in (parts.username or "", parts.password or ""):
+            urllib.parse.unquote(credential, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"uri {shown!r} has user-info that is not percent-encoded UTF-8") from None
     return uri
 
 
@@ -144,7 +149,8 @@ def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("ssl= applies to wss:// URIs only; this one is ws://")
     try:
         connect(uri, **kwargs)
-    except InvalidURI:  # its message quotes the URI, secrets and all
+    # Both quote the URI, or the user-info that failed to decode, secrets and all.
+    except (InvalidURI, UnicodeError):
         raise ValueError(f"uri {redact_uri(uri)!r} is not a valid WebSocket URI") from None
     return dict(kwargs)
 

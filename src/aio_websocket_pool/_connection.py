@@ -185,12 +185,16 @@ class WebsocketConnection:
 
     @property
     def last_activity(self) -> float:
-        """Wall-clock time (``time.time()``) of the last send, receive or hand-out."""
+        """Wall-clock time (``time.time()``) of the last traffic: open, send, receive, pong."""
         return time.time() - self.idle_for
 
     @property
     def idle_for(self) -> float:
-        """Seconds since the last send, receive or hand-out (monotonic clock)."""
+        """Seconds since the last traffic (monotonic clock).
+
+        Hand-outs and releases do not count: a connection nobody sent or
+        received on is as unproven after a borrower gave it back as before.
+        """
         return time.monotonic() - self._last_activity
 
     @property
@@ -221,17 +225,25 @@ class WebsocketConnection:
                 self._open_once, max_attempts=self._max_attempts, where=redact_uri(self.uri)
             )
         except ConnectionUnavailableError as exc:
-            self._lifecycle.fire("fail", describe_error(exc.__cause__ or exc))
+            self._fail(describe_error(exc.__cause__ or exc))
             raise
         except BaseException:
-            self._lifecycle.fire("fail", "cancelled")
+            self._fail("cancelled")
             raise
-        if self._lifecycle.state is CLOSED:  # close() was called while we were opening
+        if self._lifecycle.state is not CONNECTING:
+            # close() ran, or a concurrent connect() won, while we were opening.
             await websocket.close()
-            raise ConnectionUnavailableError(f"{self.id} was closed while opening")
+            if self._lifecycle.state is CLOSED:
+                raise ConnectionUnavailableError(f"{self.id} was closed while opening")
+            return
         self.websocket = websocket
         self._last_activity = time.monotonic()
         self._lifecycle.fire("open")
+
+    def _fail(self, reason: str) -> None:
+        # Only a handshake still pending fails: close() may have retired it meanwhile.
+        if self._lifecycle.state is CONNECTING:
+            self._lifecycle.fire("fail", reason)
 
     async def _open_once(self) -> ClientConnection:
         kwargs = {
@@ -295,7 +307,6 @@ class WebsocketConnection:
             raise ConnectionBusyError("Connection is currently draining")
         if state is CLOSED:
             raise ConnectionUnavailableError(f"{self.id} has been closed")
-        self._last_activity = time.monotonic()
         self._lifecycle.fire("acquire")
 
     async def release(self) -> None:
@@ -303,7 +314,6 @@ class WebsocketConnection:
         if self._pool is not None:
             await self._pool.release(self)
         elif self._lifecycle.state is BUSY:
-            self._last_activity = time.monotonic()
             self._lifecycle.fire("release")
 
     @contextlib.asynccontextmanager

@@ -226,12 +226,17 @@ class WebsocketConnectionPool:
         self._spawn(self._sweep_forever(), "sweep")
         grants = [self._open_new(abandoned=True) for _ in range(self._config.warmup_connections)]
         openings = [grant.opening for grant in grants if grant.opening is not None]
-        results = await asyncio.gather(*openings, return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
+        if not openings:
+            return
+        # asyncio.wait, not gather: a caller that gives up must not cancel the
+        # pool's own handshakes; they finish, and their connections wait idle.
+        await asyncio.wait(openings)
+        outcomes = [task.exception() for task in openings if not task.cancelled()]
+        failures = [exc for exc in outcomes if exc is not None]
         if failures:
             logger.warning(
                 "warm-up opened %d of %d connections to %s; first failure: %s",
-                len(results) - len(failures), len(results), redact_uri(self.uri),
+                len(openings) - len(failures), len(openings), redact_uri(self.uri),
                 describe_error(failures[0].__cause__ or failures[0]),
             )  # fmt: skip
 
@@ -265,7 +270,11 @@ class WebsocketConnectionPool:
             await asyncio.wait({*self._workers, *self._closers})
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close_all()  # __aexit__ will not run: nothing may be left behind
+            raise
         return self
 
     async def __aexit__(
@@ -379,6 +388,9 @@ class WebsocketConnectionPool:
         grant = _Grant(connection)
         grant.abandoned = abandoned
         grant.opening = self._spawn(self._open(grant), f"open {connection.id}")
+        # A task cancelled before its first step never runs connect(), which
+        # is what fails a handshake that did not finish: do it here instead.
+        grant.opening.add_done_callback(lambda _: connection._fail("cancelled before it began"))
         return grant
 
     async def _open(self, grant: _Grant) -> None:
@@ -469,7 +481,6 @@ class WebsocketConnectionPool:
                 connection, whose, connection.state,
             )  # fmt: skip
             return
-        connection._last_activity = time.monotonic()
         if force_remove:
             self._discard(connection, "released with force_remove")
         elif not connection.is_connected:
@@ -497,6 +508,7 @@ class WebsocketConnectionPool:
                             message = await websocket.recv()
                     except TimeoutError:
                         break  # quiet for long enough: clean
+                    connection._last_activity = time.monotonic()
                     if not config.drain_condition(message):
                         self._discard(connection, f"drain_condition rejected message {drained + 1}")
                         return
@@ -511,7 +523,6 @@ class WebsocketConnectionPool:
         except Exception as exc:  # noqa: BLE001  (a user drain_condition may raise anything)
             self._discard(connection, f"drain_condition raised {type(exc).__name__}")
             return
-        connection._last_activity = time.monotonic()
         connection._lifecycle.fire("settle", f"{drained} messages drained" if drained else None)
 
     def _discard(self, connection: WebsocketConnection, reason: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.headers import build_authorization_basic
+from websockets.uri import parse_uri
 
 REDACTED: Final = "<redacted>"
 
@@ -68,17 +69,20 @@ def describe_close(exc: ConnectionClosed) -> str:
 
 
 def secrets_of(uri: str, headers: Mapping[str, str] | None) -> tuple[str, ...]:
-    """Every string that must be masked for a pool on ``uri`` sending ``headers``."""
+    """Every string that must be masked for a pool on ``uri`` sending ``headers``.
+
+    Each URI secret is listed as written and as websockets sends it (the
+    user-info percent-decoded, a non-ASCII query percent-encoded), since its
+    DEBUG log shows the latter. ``uri`` must have passed the pool's checks.
+    """
     parts = urllib.parse.urlsplit(uri)
+    sent = parse_uri(uri)
     found = list((headers or {}).values())
-    if parts.query:
-        found.append(parts.query)
-    if parts.username is not None:
-        found.append(parts.username)
-        if parts.password is not None:
-            found.append(parts.password)
-            # websockets sends URI credentials as a Basic Authorization header.
-            found.append(build_authorization_basic(parts.username, parts.password))
+    found += [parts.query, sent.query, parts.username or "", parts.password or ""]
+    if sent.user_info is not None:
+        found += sent.user_info
+        # websockets sends URI credentials as a Basic Authorization header.
+        found.append(build_authorization_basic(*sent.user_info))
     # Longest first, so that a secret containing another is masked whole.
     return tuple(sorted((s for s in found if s), key=len, reverse=True))
 
