@@ -119,9 +119,18 @@ BAD_POOL_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "warmup-negative": ({"warmup_connections": -1}, "warmup_connections"),
     "max_retries-0": ({"max_retries": 0}, "max_retries"),
     "max_retries-negative": ({"max_retries": -1}, "max_retries"),
-    "quiet-equals-drain": ({"drain_quiet_period": 2.0, "drain_timeout": 2.0}, "drain_quiet_period"),
-    "quiet-above-drain": ({"drain_quiet_period": 5.0, "drain_timeout": 1.0}, "drain_quiet_period"),
-    "quiet-above-default-drain": ({"drain_quiet_period": 10.5}, "drain_quiet_period"),
+    "quiet-equals-drain": (
+        {"check_server_data_on_release": True, "drain_quiet_period": 2.0, "drain_timeout": 2.0},
+        "drain_quiet_period",
+    ),
+    "quiet-above-drain": (
+        {"check_server_data_on_release": True, "drain_quiet_period": 5.0, "drain_timeout": 1.0},
+        "drain_quiet_period",
+    ),
+    "quiet-above-default-drain": (
+        {"check_server_data_on_release": True, "drain_quiet_period": 10.5},
+        "drain_quiet_period",
+    ),
     "history_size-0": ({"history_size": 0}, "history_size"),
     "history_size-negative": ({"history_size": -1}, "history_size"),
     "ssl-with-ws-uri": ({"ssl": True}, "ssl"),
@@ -231,6 +240,9 @@ ACCEPTED_POOL_VALUES: dict[str, dict[str, Any]] = {
     "idle_timeout-0": {"idle_timeout": 0},
     "drain_quiet_period-0": {"drain_quiet_period": 0},
     "quiet-just-below-drain": {"drain_quiet_period": 0.99, "drain_timeout": 1.0},
+    # 0.1.0 code may shorten drain_timeout below the default quiet period while
+    # draining is off: those settings are unused then, and must not be refused.
+    "short-drain-while-not-draining": {"drain_timeout": 1.0},
     "warmup-equals-max": {"warmup_connections": 4, "max_connections": 4},
     "one-of-everything": {"max_connections": 1, "max_retries": 1, "history_size": 1},
     "int-timeouts": {"cleanup_interval": 1, "connection_timeout": 2, "health_check_timeout": 3},

@@ -164,3 +164,24 @@ async def test_a_failed_async_with_pool_leaves_no_task_running(
     await pool.close_all()  # what nobody calls in real code: __aexit__ never ran
     # a failed __aenter__ shuts the pool down, leaving no task behind.
     assert left == [], left
+
+
+async def test_acquirers_that_give_up_do_not_pile_up_behind_a_long_wait(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server, max_connections=1, acquire_timeout=None)
+    held = await pool.acquire()
+    head = asyncio.create_task(pool.acquire(), name="test task")  # waits as long as it takes
+    await wait_until(lambda: pool.stats().waiting == 1, "the head waiter is queued")
+    quitters = [asyncio.create_task(pool.acquire(), name="test task") for _ in range(200)]
+    await wait_until(lambda: pool.stats().waiting == 201, "every acquirer is queued")
+    for quitter in quitters:
+        quitter.cancel()
+    await asyncio.gather(*quitters, return_exceptions=True)
+    assert all(quitter.cancelled() for quitter in quitters)
+    assert pool.stats().waiting == 1
+    assert len(pool._waiters) <= 2, "the queue keeps the acquirers that left"
+    await pool.release(held)
+    assert await asyncio.wait_for(head, BOUND) is held
+    await pool.release(held)
+    await pool.close_all()

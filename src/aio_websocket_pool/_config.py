@@ -217,15 +217,17 @@ class PoolConfig:
             )
         drain = check_number("drain_timeout", drain_timeout, strict=True)
         quiet = check_number("drain_quiet_period", drain_quiet_period)
-        if quiet >= drain:
+        if not isinstance(check_server_data_on_release, bool):
+            raise TypeError("check_server_data_on_release must be a bool")
+        # Checked only where draining is on: 0.1.0 code may set a drain_timeout
+        # below the default quiet period on a pool that never drains.
+        if check_server_data_on_release and quiet >= drain:
             raise ValueError(
                 f"drain_quiet_period ({quiet:g}) must be shorter than drain_timeout "
                 f"({drain:g}), or every drain would time out"
             )
         if drain_condition is not None and not callable(drain_condition):
             raise TypeError("drain_condition must be callable or None")
-        if not isinstance(check_server_data_on_release, bool):
-            raise TypeError("check_server_data_on_release must be a bool")
         checked_uri = check_uri(uri)
         return cls(
             uri=checked_uri,

@@ -151,6 +151,7 @@ class WebsocketConnectionPool:
         self.headers = self._config.headers
         self._index: StateIndex[WebsocketConnection] = StateIndex()
         self._waiters: deque[_Waiter] = deque()
+        self._departed = 0  # entries of _waiters whose acquirer left unserved
         self._dispatch_handle: asyncio.Handle | None = None
         self._workers: set[asyncio.Task[Any]] = set()  # cancelled by close_all()
         self._closers: set[asyncio.Task[Any]] = set()  # awaited by close_all()
@@ -258,6 +259,7 @@ class WebsocketConnectionPool:
                     waiter.future.set_exception(
                         ConnectionPoolUnavailableError("the pool was closed")
                     )
+            self._departed = 0
             for task in self._workers:
                 task.cancel()
             for connection in self.connections:
@@ -430,10 +432,25 @@ class WebsocketConnectionPool:
                 self._abandon(waiter.future.result())
             raise
         finally:
-            # A waiter that leaves stays queued, done, until a dispatch pops it:
-            # removing it from the middle of the queue would cost O(n) per timeout.
             if not waiter.future.done():
                 waiter.future.cancel()
+            if waiter.future.cancelled():  # left unserved: still queued, as a dead entry
+                self._note_departure()
+
+    def _note_departure(self) -> None:
+        """Count a dead entry in the queue; sweep them all out once they are half of it.
+
+        Removing each from the middle of the queue would cost O(n) per timeout,
+        and leaving them all to the dispatch (which pops them from the front)
+        would let them pile up behind a waiter that waits long: a leak while the
+        pool stays exhausted. Sweeping at half keeps both costs amortised O(1).
+        """
+        self._departed += 1
+        if self._departed * 2 > len(self._waiters):
+            live = [waiter for waiter in self._waiters if not waiter.future.done()]
+            self._waiters.clear()
+            self._waiters.extend(live)
+            self._departed = 0
 
     def _abandon(self, grant: _Grant) -> None:
         """Undo a grant whose acquirer left: its connection goes to the next borrower."""
@@ -587,6 +604,7 @@ class WebsocketConnectionPool:
             waiter = waiters[0]
             if waiter.future.done():
                 waiters.popleft()
+                self._departed -= 1
                 continue
             grant = self._try_grant(fresh=waiter.fresh)
             if grant is None:
