@@ -25,6 +25,9 @@ class LoopbackServer:
 
     Attributes:
         handshake_delay: Seconds each handshake waits before it is answered.
+        handshake_gate: While set (by :meth:`hold_handshakes`), every handshake
+            waits for this event before it is answered: tests see handshakes
+            in flight for as long as they need, whatever the machine's load.
         stray_messages: Extra messages sent after each echoed reply.
         stray_interval: Seconds between two stray messages (0: all at once);
             with both set, a reply is followed by a bounded, steady stream.
@@ -38,6 +41,7 @@ class LoopbackServer:
     """
 
     handshake_delay: float = 0.0
+    handshake_gate: asyncio.Event | None = None
     stray_messages: int = 0
     stray_interval: float = 0.0
     open_connections: int = 0
@@ -64,6 +68,16 @@ class LoopbackServer:
     def connections(self) -> set[ServerConnection]:
         assert self._server is not None
         return set(self._server.connections)
+
+    def hold_handshakes(self) -> None:
+        """Keep every handshake from now on in flight until :meth:`release_handshakes`."""
+        self.handshake_gate = asyncio.Event()
+
+    def release_handshakes(self) -> None:
+        """Answer every held handshake, and hold no more (shutdown does it too)."""
+        gate, self.handshake_gate = self.handshake_gate, None
+        if gate is not None:
+            gate.set()
 
     def refuse(self, count: int, status: int) -> None:
         """Answer the next ``count`` handshakes with HTTP ``status``."""
@@ -103,6 +117,8 @@ class LoopbackServer:
         try:
             if self.handshake_delay:
                 await asyncio.sleep(self.handshake_delay)
+            if self.handshake_gate is not None:
+                await self.handshake_gate.wait()
         finally:
             self.handshakes_in_flight -= 1
         if self._refusals:
@@ -137,6 +153,7 @@ class LoopbackServer:
                 yield self
             finally:
                 self.thaw()  # else closing a frozen connection waits for its close_timeout
+                self.release_handshakes()  # else closing waits for held handshakes
                 await asyncio.gather(*self._closing)
                 server.close()
                 await server.wait_closed()

@@ -11,6 +11,7 @@ names the package exports.
 from __future__ import annotations
 
 import inspect
+import logging
 import ssl
 import types
 from collections.abc import Callable
@@ -25,7 +26,14 @@ from websockets.http11 import Response
 
 import aio_websocket_pool
 from aio_websocket_pool import WebsocketConnection, WebsocketConnectionPool, WebsocketError
-from aio_websocket_pool._redact import REDACTED, describe_error, redact_uri
+from aio_websocket_pool._redact import (
+    REDACTED,
+    RedactingLogger,
+    describe_error,
+    mask,
+    redact_uri,
+    secrets_of,
+)
 
 URI = "ws://example.com/feed"
 NAN = float("nan")
@@ -462,6 +470,37 @@ def test_describe_error_never_copies_the_message(exc: BaseException, expected: s
     described = describe_error(exc)
     assert described == expected
     assert "secret" not in described.lower()
+
+
+def test_mask_replaces_every_occurrence_of_every_secret() -> None:
+    text = "token=SECRET123&again=SECRET123 as hunter2"
+    assert mask(text, ("SECRET123", "hunter2")) == (
+        f"token={REDACTED}&again={REDACTED} as {REDACTED}"
+    )
+
+
+def test_a_secret_inside_another_is_masked_whole() -> None:
+    # The query token is part of the header value too. Masked first, it would
+    # leave the rest of the header value ("-and-more") in the text.
+    secrets = secrets_of("ws://example.com/feed?SECRET123", {"X-Key": "SECRET123-and-more"})
+    assert secrets.index("SECRET123-and-more") < secrets.index("SECRET123")
+    assert mask("> X-Key: SECRET123-and-more", secrets) == f"> X-Key: {REDACTED}"
+
+
+def test_redacting_logger_masks_the_message_and_its_arguments(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = "tests.redacting"
+    adapter = RedactingLogger(logging.getLogger(name), ("SECRET123", "hunter2"))
+    with caplog.at_level(logging.DEBUG, logger=name):
+        adapter.debug("> GET /feed?token=SECRET123 HTTP/1.1")  # preformatted: in the message
+        adapter.debug("> %s: %s", "Authorization", "Basic hunter2")  # in an argument
+        adapter.debug("%d frames, %s", 2, "nothing to hide")
+    assert [r.getMessage() for r in caplog.records if r.name == name] == [
+        f"> GET /feed?token={REDACTED} HTTP/1.1",
+        f"> Authorization: Basic {REDACTED}",
+        "2 frames, nothing to hide",
+    ]
 
 
 def test_describe_error_names_the_errno() -> None:

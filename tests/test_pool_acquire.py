@@ -8,6 +8,7 @@ exactly what the states of its connections say they should be.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -38,9 +39,16 @@ make_pool = pool_maker(health_check_interval=None)
 async def start_queued(
     pool: WebsocketConnectionPool, coro: Coroutine[Any, Any, T]
 ) -> asyncio.Task[T]:
-    """Run ``coro`` (which acquires from ``pool``) as a task; return once it is queued."""
+    """Run ``coro`` (which acquires from ``pool``) as a task; return once it is queued.
+
+    A started pool queues an acquirer in the task's first step (no I/O comes
+    before), so one turn of the loop suffices and the check below holds at
+    once: no polling interval during which a short ``acquire_timeout`` could
+    expire. A pool that still has to start is polled for, within the bound.
+    """
     before = pool.stats().waiting
     task = asyncio.create_task(coro)
+    await asyncio.sleep(0)  # the task's first step runs before this returns
     await wait_until(
         lambda: pool.stats().waiting == before + 1 or task.done(), "the acquirer is queued"
     )
@@ -304,12 +312,14 @@ async def test_acquire_timeout_raises_after_waiting_and_leaves_no_trace(
     async with make_pool(server, max_connections=1, acquire_timeout=timeout) as pool:
         loop = asyncio.get_running_loop()
         held = await pool.acquire()
-        task = await start_waiter(pool, method)
+        # Taken before the acquirer starts its clock: however late the test task
+        # runs, the acquirer cannot give up before a full acquire_timeout passed.
         started = loop.time()
+        task = await start_waiter(pool, method)
         assert_consistent(pool)
         with pytest.raises(ConnectionPoolExhaustedError, match=r"acquire_timeout=0\.05s"):
             await asyncio.wait_for(task, BOUND)
-        assert loop.time() - started >= timeout * 0.5, "it did not wait"
+        assert loop.time() - started >= timeout * 0.99, "it gave up before acquire_timeout"
         assert pool.stats().waiting == 0
         assert_consistent(pool)
         await pool.release(held)
@@ -337,16 +347,39 @@ async def test_waiter_behind_a_timed_out_one_is_served(server: LoopbackServer) -
         assert_consistent(pool)
 
 
+async def test_a_waiter_granted_as_its_acquire_timeout_runs_out_gets_the_connection(
+    server: LoopbackServer,
+) -> None:
+    timeout = 0.05
+    async with make_pool(server, max_connections=1, acquire_timeout=timeout) as pool:
+        held = await pool.acquire()
+        waiter = await start_waiter(pool)
+        await pool.release(held)  # the grant is dispatched at the next turn of the loop
+        # Block the loop past acquire_timeout: in that next turn the dispatch
+        # grants the connection and then, in the same turn, the timeout fires.
+        # The waiter must take what it was granted, not fail and leave it busy.
+        time.sleep(timeout * 2)  # noqa: ASYNC251  (blocking on purpose)
+        assert await asyncio.wait_for(waiter, BOUND) is held
+        stats = assert_consistent(pool)
+        assert (stats.busy, stats.idle, stats.waiting, stats.acquired) == (1, 0, 0, 2)
+        await round_trip(held, "granted in time")
+        await pool.release(held)
+        assert_consistent(pool)
+
+
 # -- parallel cold bursts ------------------------------------------------------------------
 
 
 async def test_cold_burst_connects_in_parallel(server: LoopbackServer) -> None:
-    # Long enough that 100 loopback connects all reach the server within one
-    # handshake: every handshake is then in flight at once, unless the pool
-    # serialises them (0.1.0 had exactly one in flight at a time).
-    server.handshake_delay = 0.2
+    # The server answers no handshake until all 100 are in flight at once, which
+    # never happens if the pool serialises them (0.1.0 had exactly one in flight).
+    server.hold_handshakes()
     async with make_pool(server, max_connections=100, acquire_timeout=BOUND) as pool:
-        conns = await asyncio.wait_for(asyncio.gather(*(pool.acquire() for _ in range(100))), BOUND)
+        burst = asyncio.gather(*(pool.acquire() for _ in range(100)))
+        await wait_until(lambda: server.handshakes_in_flight == 100, "100 handshakes at once")
+        assert pool.stats().connecting == 100
+        server.release_handshakes()
+        conns = await asyncio.wait_for(burst, BOUND)
         assert len({id(conn) for conn in conns}) == 100
         assert all(conn.is_busy for conn in conns)
         assert server.peak_handshakes_in_flight == 100
@@ -362,7 +395,7 @@ async def test_cold_burst_connects_in_parallel(server: LoopbackServer) -> None:
 async def test_burst_beyond_max_connections_stays_within_limit(
     server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.handshake_delay = 0.02
+    server.hold_handshakes()
     async with make_pool(server, max_connections=10, acquire_timeout=BOUND) as pool:
         watch = watch_transitions(pool, monkeypatch)
 
@@ -375,10 +408,16 @@ async def test_burst_beyond_max_connections_stays_within_limit(
             finally:
                 await pool.release(conn)
 
-        await asyncio.wait_for(asyncio.gather(*(borrower(n) for n in range(100))), BOUND)
+        burst = asyncio.gather(*(borrower(n) for n in range(100)))
+        # All ten slots open in parallel, and the other 90 borrowers wait in line.
+        await wait_until(lambda: server.handshakes_in_flight == 10, "10 handshakes at once")
+        await wait_until(lambda: pool.stats().waiting == 90, "the other borrowers wait")
+        assert (pool.stats().connecting, server.handshakes_in_flight) == (10, 10)
+        server.release_handshakes()
+        await asyncio.wait_for(burst, BOUND)
         assert server.peak_connections <= 10
         assert server.handshakes == 10
-        assert server.peak_handshakes_in_flight > 1
+        assert server.peak_handshakes_in_flight == 10
         assert watch.peak_total == 10  # reached, never exceeded (checked at every transition)
         assert watch.problems == []
         assert_consistent(pool)
@@ -467,11 +506,15 @@ async def test_acquire_new_waits_when_all_busy_then_replaces_released(
 
 
 async def test_start_warms_up_connections_in_parallel(server: LoopbackServer) -> None:
-    server.handshake_delay = 0.05
+    server.hold_handshakes()  # answered once all three are in flight at once
     pool = make_pool(server, max_connections=5, warmup_connections=3)
     try:
         assert not pool.is_started
-        await asyncio.wait_for(pool.start(), BOUND)
+        starting = asyncio.create_task(pool.start())
+        await wait_until(lambda: server.handshakes_in_flight == 3, "3 handshakes at once")
+        assert not starting.done(), "start() returned before its warm-up connections opened"
+        server.release_handshakes()
+        await asyncio.wait_for(starting, BOUND)
         assert pool.is_started
         assert server.handshakes == 3
         assert server.peak_handshakes_in_flight == 3

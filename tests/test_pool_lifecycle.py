@@ -127,6 +127,9 @@ async def test_a_waiter_that_left_the_queue_never_gets_a_connection(
     await leave_queue(pool, mode)
     if second_waiter and other is None:  # acquire_timeout would expire for both at once
         other = spawn(pool.acquire())
+        # Its first step queues it; no poll interval, in which its short
+        # acquire_timeout could run out, comes between that and the release.
+        await asyncio.sleep(0)
     await wait_until(lambda: pool.stats().waiting == int(second_waiter), "queue as expected")
     assert_stats(pool, busy=1, total=1, acquired=1)
 
@@ -145,6 +148,7 @@ async def test_a_waiter_that_left_the_queue_never_gets_a_connection(
 
 
 @pytest.mark.parametrize("force_remove", [False, True], ids=["idle-grant", "new-slot-grant"])
+# force_remove: the held connection is lost and removed, so the waiter gets a new slot.
 async def test_a_waiter_cancelled_just_after_its_grant_gives_the_connection_back(
     server: LoopbackServer, force_remove: bool
 ) -> None:
@@ -152,7 +156,12 @@ async def test_a_waiter_cancelled_just_after_its_grant_gives_the_connection_back
     held = await pool.acquire()
     waiter = spawn(pool.acquire())
     await wait_until(lambda: pool.stats().waiting == 1, "the acquirer is queued")
-    await pool.release(held, force_remove=force_remove)
+    if force_remove:
+        # The peer drops it: released, its socket is dropped at once, freeing the
+        # slot in the same step (a graceful close would hold it until it ends).
+        await server.close_connections()
+        await wait_until(lambda: not held.is_connected, "the client saw the close")
+    await pool.release(held)
     await asyncio.sleep(0)  # the dispatch runs: the waiter is served but has not woken yet
     if force_remove:  # its slot was freed: the waiter was granted a new connection
         assert_stats(pool, connecting=1, waiting=0, acquired=1)
@@ -181,7 +190,7 @@ async def test_a_waiter_cancelled_just_after_its_grant_gives_the_connection_back
 async def test_cancel_during_handshake_leaves_the_connection_to_others(
     server: LoopbackServer, mode: str, other_waiter: bool, method: str
 ) -> None:
-    server.handshake_delay = 0.2
+    server.hold_handshakes()  # in flight until the test lets it finish
     pool = make_pool(server, max_connections=1)
     acquire: Callable[[], Coroutine[Any, Any, WebsocketConnection]] = getattr(pool, method)
     opening = acquire()
@@ -197,16 +206,15 @@ async def test_cancel_during_handshake_leaves_the_connection_to_others(
     else:
         await expect_cancelled(opener)
     # The handshake belongs to the pool: it goes on, and the slot stays taken meanwhile.
-    assert_stats(pool, total=1, busy=0)
-    if mode == "cancel":  # cancelled at once, well before the handshake can end
-        assert_stats(pool, connecting=1)
+    assert_stats(pool, connecting=1, total=1, busy=0)
+    assert server.handshakes_in_flight == 1
+    server.release_handshakes()
     if other is not None:
         conn = await other
         assert_stats(pool, busy=1, total=1, opened=1, acquired=1, reused=0)
     else:
         await wait_until(lambda: pool.stats().connecting == 0, "the handshake finished")
         assert_stats(pool, idle=1, busy=0, total=1, opened=1, acquired=0)
-        server.handshake_delay = 0.0
         conn = await pool.acquire()
     assert triggers(conn) == ["open", "acquire"]
     assert server.handshakes == 1  # the abandoned handshake was not wasted
@@ -219,7 +227,8 @@ async def test_cancel_during_handshake_leaves_the_connection_to_others(
 async def test_cancel_during_health_check_ping_never_leaks_a_busy_connection(
     server: LoopbackServer,
 ) -> None:
-    pool = make_pool(server, health_check_interval=0, health_check_timeout=0.5, close_timeout=0.2)
+    # The ping cannot time out before the test cancels it, however slow the machine.
+    pool = make_pool(server, health_check_interval=0, health_check_timeout=BOUND, close_timeout=0.2)
     frozen = await pool.acquire()
     await pool.release(frozen)
     server.freeze()  # the server stops reading: the health check's ping gets no pong
@@ -235,16 +244,15 @@ async def test_cancel_during_health_check_ping_never_leaks_a_busy_connection(
         in_flight = getattr(frozen.websocket, "pong_waiters", None)
     assert in_flight, "no ping in flight"
     await expect_cancelled(pinger)
-    stats = assert_stats(pool, busy=0, waiting=0)
-    assert frozen.state in (State.IDLE, State.CLOSED)
-    assert stats.idle == int(frozen.state is State.IDLE)
-    assert triggers(frozen)[:3] == ["open", "acquire", "release"]
-    assert triggers(frozen)[3:5] == [
-        "acquire",
-        "release" if frozen.state is State.IDLE else "close",
-    ]
+    # Cut short, the health check proved nothing: the connection is given back
+    # idle (neither kept busy for nobody nor closed), and still owes its check.
+    assert_stats(pool, busy=0, idle=1, total=1, waiting=0, closed=0)
+    assert frozen.state is State.IDLE
+    assert triggers(frozen) == ["open", "acquire", "release", "acquire", "release"]
 
-    # The next borrower does not get the frozen connection: its ping times out.
+    # The next borrower does not get the frozen connection: its ping times out
+    # (shortened from here on, so that the test need not wait BOUND for it).
+    frozen._pong_timeout = 0.1
     fresh = await pool.acquire()
     assert fresh is not frozen
     assert frozen.is_closed
@@ -283,35 +291,17 @@ async def test_cancel_between_send_and_recv_never_hands_on_a_stale_reply(
     await sent.wait()
     await expect_cancelled(task)
     (first,) = borrowed
-    if drain:
-        assert_stats(pool, draining=1, busy=0, total=1)
-        assert first.is_draining
-    else:
-        assert_stats(pool, busy=0, total=0, closed=1)
-        assert first.is_closed
-        assert "reply may still be owed" in (first.history[-1].reason or "")
+    # Drained or not, it is closed: a drain cannot tell a late reply from silence.
+    assert first.is_closed
+    assert "drain" not in triggers(first)
+    assert "reply may still be owed" in (first.history[-1].reason or "")
 
     async with pool.get_connection() as conn:
-        assert (conn is first) is drain
+        assert conn is not first
         await round_trip(conn, "fresh")  # its own reply, never "stale"
     if drain:
-        await wait_until(lambda: first.state is State.IDLE, "the second drain settled")
-        assert triggers(first) == [
-            "open",
-            "acquire",
-            "drain",
-            "settle",
-            "acquire",
-            "drain",
-            "settle",
-        ]
-        assert first.history[2].reason == "borrower left on an error"
-        assert first.history[3].reason == "1 messages drained"
-        assert first.history[5].reason is None  # a clean release this time
-        assert first.history[6].reason is None  # nothing stray to drain
-        assert_stats(pool, idle=1, total=1, opened=1, reused=1)
-    else:
-        assert_stats(pool, idle=1, total=1, opened=2, closed=1)
+        await wait_until(lambda: conn.state is State.IDLE, "the clean release drained")
+    assert_stats(pool, idle=1, total=1, opened=2, closed=1)
     await shut_down(pool, server, [first, conn])
 
 
@@ -398,7 +388,7 @@ async def test_close_all_shuts_everything_in_flight_down(
     await pool.release(draining)
     assert_stats(pool, busy=1, draining=1, total=2)
 
-    server.handshake_delay = 0.3
+    server.hold_handshakes()  # in flight until close_all() cancels it
     opener = spawn(pool.acquire_new())
     await wait_until(lambda: server.handshakes_in_flight == 1, "a handshake is in flight")
     (connecting,) = (c for c in pool.connections if c.state is State.CONNECTING)
@@ -603,7 +593,7 @@ async def test_release_misuse_changes_nothing_and_warns(
     await shut_down(pool, server, [conn])
 
 
-@pytest.mark.parametrize("message", [1, {"a": 1}, None, bytearray(b"bytes-like"), 1.5], ids=type)
+@pytest.mark.parametrize("message", [1, {"a": 1}, None, [b"a list"], 1.5], ids=type)
 async def test_send_refuses_what_is_neither_str_nor_bytes(
     server: LoopbackServer, message: object
 ) -> None:
@@ -651,7 +641,8 @@ async def test_standalone_connection_as_context_manager(server: LoopbackServer) 
         await round_trip(conn, "standalone")
         latency = await conn.ping()
         assert isinstance(latency, float)
-        assert latency >= 0.0
+        assert 0.0 < latency < BOUND  # a measured round trip, not a default
+        assert conn.latency == latency
         assert server.open_connections == 1
     assert conn.is_closed
     assert not conn.is_connected

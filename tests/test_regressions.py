@@ -17,6 +17,7 @@ import pytest
 
 from aio_websocket_pool import (
     ConnectionPoolUnavailableError,
+    State,
     WebsocketConnection,
     WebsocketConnectionPool,
 )
@@ -69,18 +70,31 @@ async def test_close_all_in_the_turn_a_handshake_was_queued_frees_its_slot(
 async def test_a_cancelled_health_check_is_not_skipped_by_the_next_borrower(
     server: LoopbackServer,
 ) -> None:
-    pool = make_pool(server, health_check_interval=0.2, health_check_timeout=0.3, close_timeout=0.1)
+    # The first ping cannot time out before its caller gives up, however slow the machine.
+    pool = make_pool(
+        server, health_check_interval=0.2, health_check_timeout=BOUND, close_timeout=0.1
+    )
     frozen = await pool.acquire()
     await pool.release(frozen)
     server.freeze()  # pings go unanswered from now on
-    await asyncio.sleep(0.25)  # idle longer than health_check_interval: needs a ping
+    # idle longer than health_check_interval: needs a ping
+    await wait_until(lambda: frozen.idle_for > 0.2, "idle past health_check_interval")
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):  # this caller gives up mid-ping
             await pool.acquire()
+    assert frozen.state is State.IDLE  # given back unverified
+    frozen._pong_timeout = 0.1  # the next ping fails fast: no need to wait BOUND for it
     try:
         conn = await pool.acquire()
         # the never-verified connection is pinged, fails, and is replaced.
         assert conn is not frozen, "handed out a connection whose health check never completed"
+        assert frozen.is_closed
+        assert [r.trigger for r in frozen.history] == [
+            "open", "acquire", "release", "acquire", "release", "acquire", "close"
+        ]  # fmt: skip
+        assert "health check failed" in (frozen.history[-1].reason or "")
+        assert server.handshakes == 2
+        await round_trip(conn, "a verified connection")
     finally:
         await pool.close_all()
         server.thaw()
@@ -122,35 +136,45 @@ def test_undecodable_user_info_is_a_value_error_without_the_password() -> None:
 async def test_concurrent_acquires_of_a_standalone_connection_open_one_socket(
     server: LoopbackServer,
 ) -> None:
-    server.handshake_delay = 0.05
+    server.hold_handshakes()  # both handshakes are in flight at once
     conn = WebsocketConnection(uri=server.uri)
-    results = await asyncio.gather(conn.acquire(), conn.acquire(), return_exceptions=True)
-    await conn.close()
-    await asyncio.sleep(0.2)
-    outcome = (sorted(type(r).__name__ for r in results), server.open_connections)
+    acquiring = asyncio.gather(conn.acquire(), conn.acquire(), return_exceptions=True)
+    await wait_until(lambda: server.handshakes_in_flight == 2, "both handshakes in flight")
+    server.release_handshakes()
+    results = await asyncio.wait_for(acquiring, BOUND)
     # Expected (as 0.1.0's busy check): one caller gets it, the other a
-    # ConnectionBusyError, and once it is closed no socket is left open.
-    assert outcome == (["ConnectionBusyError", "NoneType"], 0), (results, outcome)
+    # ConnectionBusyError; the socket the loser opened is closed at once.
+    assert sorted(type(r).__name__ for r in results) == ["ConnectionBusyError", "NoneType"]
+    assert conn.is_busy
+    assert [record.trigger for record in conn.history] == ["open", "acquire"]
+    await wait_until(lambda: server.open_connections == 1, "the loser's socket closed")
+    await round_trip(conn, "the winner's socket")
+    await conn.close()
+    await wait_until(lambda: server.open_connections == 0, "no socket left open")
 
 
 async def test_a_connect_cancelled_after_close_ends_cancelled(
     server: LoopbackServer,
 ) -> None:
-    server.handshake_delay = 0.5
+    server.hold_handshakes()
     conn = WebsocketConnection(uri=server.uri)
     connecting = asyncio.create_task(conn.connect(), name="test task")
-    await asyncio.sleep(0.05)  # the handshake is in flight
+    await wait_until(lambda: server.handshakes_in_flight == 1, "the handshake is in flight")
     await conn.close()  # e.g. shutdown closes it
     connecting.cancel()
     # the task ends cancelled (CancelledError), as asked.
     with pytest.raises(asyncio.CancelledError):
         await connecting
+    # closed once, while connecting, and nothing more (no "fail" for the cancellation).
+    assert conn.is_closed
+    assert [(r.trigger, r.reason) for r in conn.history] == [("fail", "closed by its user")]
+    assert conn.websocket is None
 
 
 async def test_a_failed_async_with_pool_leaves_no_task_running(
     server: LoopbackServer,
 ) -> None:
-    server.handshake_delay = 1.0
+    server.hold_handshakes()  # the warm-up never ends: the caller gives up
     pool = make_pool(server, warmup_connections=1)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.1), pool:  # slow warm-up: the caller gives up
@@ -161,9 +185,11 @@ async def test_a_failed_async_with_pool_leaves_no_task_running(
         for task in asyncio.all_tasks()
         if task.get_name().startswith("aio_websocket_pool") and not task.done()
     )
+    closed, total = pool.is_closed, pool.total_connections
     await pool.close_all()  # what nobody calls in real code: __aexit__ never ran
     # a failed __aenter__ shuts the pool down, leaving no task behind.
     assert left == [], left
+    assert (closed, total) == (True, 0)
 
 
 async def test_acquirers_that_give_up_do_not_pile_up_behind_a_long_wait(
@@ -183,5 +209,28 @@ async def test_acquirers_that_give_up_do_not_pile_up_behind_a_long_wait(
     assert len(pool._waiters) <= 2, "the queue keeps the acquirers that left"
     await pool.release(held)
     assert await asyncio.wait_for(head, BOUND) is held
+    await pool.release(held)
+    await pool.close_all()
+
+
+async def test_an_acquirer_that_gave_up_is_uncounted_once_the_dispatch_drops_it(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server, max_connections=1, acquire_timeout=None)
+    held = await pool.acquire()
+    head = asyncio.create_task(pool.acquire(), name="test task")
+    await wait_until(lambda: pool.stats().waiting == 1, "the head waiter is queued")
+    quitter = asyncio.create_task(pool.acquire(), name="test task")
+    await wait_until(lambda: pool.stats().waiting == 2, "the quitter is queued")
+    quitter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+    # One dead entry of two is not yet half the queue: it stays, and is counted.
+    assert (len(pool._waiters), pool._departed) == (2, 1)
+    await pool.release(held)
+    assert await asyncio.wait_for(head, BOUND) is held
+    # The dispatch served the head and dropped the dead entry behind it: the
+    # count of dead entries still queued is zero again, not a stale one.
+    assert (len(pool._waiters), pool._departed) == (0, 0)
     await pool.release(held)
     await pool.close_all()

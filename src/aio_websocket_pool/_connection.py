@@ -209,7 +209,8 @@ class WebsocketConnection:
 
         Does nothing if it is already open. A connection is opened once: one
         that was closed, or whose socket the peer closed (it is then retired
-        here), is never reopened; open a new one instead.
+        here), is never reopened; open a new one instead. A standalone
+        connection whose handshake failed may be connected again.
 
         Raises:
             HandshakeRejectedError: The server answered the handshake with 4xx.
@@ -241,8 +242,13 @@ class WebsocketConnection:
         self._lifecycle.fire("open")
 
     def _fail(self, reason: str) -> None:
-        # Only a handshake still pending fails: close() may have retired it meanwhile.
-        if self._lifecycle.state is CONNECTING:
+        """Fail a pooled connection's pending handshake, which frees its slot.
+
+        Only a handshake still pending fails: close() may have retired it
+        meanwhile. A standalone connection holds no slot and stays connecting,
+        so that connect() can be tried again, as in 0.1.0.
+        """
+        if self._pool is not None and self._lifecycle.state is CONNECTING:
             self._lifecycle.fire("fail", reason)
 
     async def _open_once(self) -> ClientConnection:
@@ -272,6 +278,16 @@ class WebsocketConnection:
         websocket, self.websocket = self.websocket, None
         if websocket is not None:
             await websocket.close()
+
+    def abort_socket(self) -> None:
+        """Drop the TCP connection now, without a closing handshake.
+
+        For a peer that is gone or does not answer: waiting for its close
+        frame would hold a socket (and a pool slot) for ``close_timeout``.
+        """
+        websocket, self.websocket = self.websocket, None
+        if websocket is not None:
+            websocket.transport.abort()
 
     def _loss_reason(self) -> str:
         """Why it is not open, in words fit for its history."""
@@ -338,16 +354,16 @@ class WebsocketConnection:
             raise ConnectionUnavailableError(f"{self.id} is not connected")
         return websocket
 
-    async def send(self, message: str | bytes) -> None:
-        """Send a text (``str``) or binary (``bytes``) message.
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send a text (``str``) or binary (bytes-like) message.
 
         Raises:
-            TypeError: ``message`` is neither ``str`` nor ``bytes``.
+            TypeError: ``message`` is neither ``str`` nor bytes-like.
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while sending.
         """
-        if not isinstance(message, str | bytes):
-            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+        if not isinstance(message, str | bytes | bytearray | memoryview):
+            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
         websocket = self._check_usable()
         try:
             await websocket.send(message)

@@ -90,7 +90,7 @@ TRANSITIONS: Final[tuple[Edge, ...]] = (
     Edge("acquire", (IDLE,), BUSY, "a borrower was handed the connection"),
     Edge("release", (BUSY,), IDLE, "the borrower gave it back and no draining is asked for"),
     Edge("drain", (BUSY,), DRAINING,
-         "the borrower gave it back with check_server_data_on_release, or left on an error"),
+         "the borrower gave it back and check_server_data_on_release is on"),
     Edge("settle", (DRAINING,), IDLE, "the drain saw drain_quiet_period of silence"),
     Edge("close", (IDLE, BUSY, DRAINING), CLOSED,
          "retired: idle timeout, failed health check, drain rejected or timed out, "

@@ -218,19 +218,31 @@ class WebsocketConnectionPool:
     async def start(self) -> None:
         """Start the idle sweep and open ``warmup_connections`` in parallel.
 
-        Warm-up failures are logged, not raised: the pool opens connections on
-        demand anyway. Calling it again, or after :meth:`close_all`, does nothing.
+        Waits for the warm-up handshakes. Their failures are logged, not
+        raised: the pool opens connections on demand anyway. A caller that
+        gives up does not cancel them. Calling it again, or after
+        :meth:`close_all`, does nothing.
+        """
+        warm_up = self._begin()
+        if warm_up is not None:
+            await asyncio.wait({warm_up})  # unlike gather, cancels nothing if we are cancelled
+
+    def _begin(self) -> asyncio.Task[None] | None:
+        """Start the sweep and the warm-up handshakes; return the task that reports on them.
+
+        Synchronous, so that ``acquire()`` can start the pool and still queue in
+        the order acquirers arrived, instead of after the warm-up.
         """
         if self._started or self._closed:
-            return
+            return None
         self._started = True
         self._spawn(self._sweep_forever(), "sweep")
-        grants = [self._open_new(abandoned=True) for _ in range(self._config.warmup_connections)]
-        openings = [grant.opening for grant in grants if grant.opening is not None]
+        openings = [self._open_new(abandoned=True) for _ in range(self._config.warmup_connections)]
         if not openings:
-            return
-        # asyncio.wait, not gather: a caller that gives up must not cancel the
-        # pool's own handshakes; they finish, and their connections wait idle.
+            return None
+        return self._spawn(self._report_warm_up(openings), "warm-up")
+
+    async def _report_warm_up(self, openings: list[asyncio.Task[None]]) -> None:
         await asyncio.wait(openings)
         outcomes = [task.exception() for task in openings if not task.cancelled()]
         failures = [exc for exc in outcomes if exc is not None]
@@ -352,7 +364,7 @@ class WebsocketConnectionPool:
 
     async def _acquire(self, *, fresh: bool) -> WebsocketConnection:
         if not self._started:
-            await self.start()
+            self._begin()
         timeout = self._config.acquire_timeout
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         grant = None if self._waiters else self._try_grant(fresh=fresh)
@@ -376,15 +388,24 @@ class WebsocketConnectionPool:
             if connection.is_connected:  # the free check: no I/O, just the socket's state
                 connection._lifecycle.fire("acquire")
                 return _Grant(connection)
-            self._discard(connection, connection._loss_reason())
-        if index.total >= self._config.max_connections:
+            self._discard(connection, connection._loss_reason(), abort=True)
+        # Sockets still finishing their closing handshake count too: the limit
+        # bounds what the server sees, not just what the pool tracks.
+        in_use = index.total + len(self._closers)
+        if in_use >= self._config.max_connections:
             victim = index.oldest(IDLE) if fresh else None
-            if victim is None:
+            if victim is None or in_use > self._config.max_connections:
                 return None
-            self._discard(victim, "closed to make room for a new connection")
-        return self._open_new(abandoned=False)
+            self._discard(victim, "closed to make room for a new connection", abort=True)
+        return self._new_grant(abandoned=False)
 
-    def _open_new(self, *, abandoned: bool) -> _Grant:
+    def _open_new(self, *, abandoned: bool) -> asyncio.Task[None]:
+        """Open a connection in a free slot; return the handshake's task."""
+        opening = self._new_grant(abandoned=abandoned).opening
+        assert opening is not None  # noqa: S101
+        return opening
+
+    def _new_grant(self, *, abandoned: bool) -> _Grant:
         connection = WebsocketConnection._for_pool(self._config, self)
         self._index.add(connection)
         grant = _Grant(connection)
@@ -412,6 +433,8 @@ class WebsocketConnectionPool:
                 raise ConnectionPoolUnavailableError("the pool was closed") from None
             self._abandon(grant)
             raise
+        if grant.connection.state is not BUSY:  # close_all() retired it before we woke
+            raise ConnectionPoolUnavailableError("the pool was closed")
         return grant.connection
 
     async def _wait_for_grant(self, *, fresh: bool, deadline: float | None) -> _Grant:
@@ -467,7 +490,7 @@ class WebsocketConnectionPool:
     async def _passes_health_check(self, connection: WebsocketConnection) -> bool:
         """Whether a reused connection may be handed out; if not, it is discarded."""
         if not connection.is_connected:
-            self._discard(connection, connection._loss_reason())
+            self._discard(connection, connection._loss_reason(), abort=True)
             return False
         interval = self._config.health_check_interval
         if interval is None or connection.idle_for < interval:
@@ -476,7 +499,7 @@ class WebsocketConnectionPool:
             await connection.ping()
         except (ConnectionUnavailableError, ConnectionClosedError) as exc:
             reason = describe_error(exc.__cause__ or exc)
-            self._discard(connection, f"health check failed: {reason}")
+            self._discard(connection, f"health check failed: {reason}", abort=True)
             return False
         except BaseException:
             self._release_now(connection)  # cancelled mid-ping: nothing is owed, keep it
@@ -489,6 +512,9 @@ class WebsocketConnectionPool:
         self, connection: WebsocketConnection, *, force_remove: bool = False, dirty: bool = False
     ) -> None:
         """Release without awaiting anything, so that cancellation cannot interrupt it."""
+        if not isinstance(connection, WebsocketConnection):  # e.g. None from a failed acquire
+            logger.warning("release of a %s ignored: not a connection", type(connection).__name__)
+            return
         if connection._pool is not self or connection.state is not BUSY:
             if connection._pool is self and self._closed:
                 return  # closed under its borrower by close_all(): nothing to give back
@@ -500,21 +526,23 @@ class WebsocketConnectionPool:
             return
         if force_remove:
             self._discard(connection, "released with force_remove")
-        elif not connection.is_connected:
-            self._discard(connection, connection._loss_reason())
-        elif self._config.check_server_data_on_release:
-            reason = "borrower left on an error" if dirty else None
-            connection._lifecycle.fire("drain", reason)
-            self._spawn(self._drain(connection), f"drain {connection.id}")
         elif dirty:
+            # A drain cannot tell a reply still on its way from silence: only
+            # closing guarantees that the next borrower never receives it.
             self._discard(connection, "borrower left on an error; a reply may still be owed")
+        elif not connection.is_connected:
+            self._discard(connection, connection._loss_reason(), abort=True)
+        elif self._config.check_server_data_on_release:
+            connection._lifecycle.fire("drain")
+            self._spawn(self._drain(connection), f"drain {connection.id}")
         else:
             connection._lifecycle.fire("release")
 
     async def _drain(self, connection: WebsocketConnection) -> None:
         """Read and drop stray messages until a quiet period; discard on anything else."""
         websocket = connection.websocket
-        assert websocket is not None  # noqa: S101  (only open connections are drained)
+        if websocket is None:  # its user closed it right after giving it back
+            return
         config = self._config
         drained = 0
         try:
@@ -540,12 +568,23 @@ class WebsocketConnectionPool:
         except Exception as exc:  # noqa: BLE001  (a user drain_condition may raise anything)
             self._discard(connection, f"drain_condition raised {type(exc).__name__}")
             return
+        if connection.state is not DRAINING:  # closed by its user while we listened
+            return
         connection._lifecycle.fire("settle", f"{drained} messages drained" if drained else None)
 
-    def _discard(self, connection: WebsocketConnection, reason: str) -> None:
-        """Retire a connection now (freeing its slot) and close its socket in the background."""
+    def _discard(
+        self, connection: WebsocketConnection, reason: str, *, abort: bool = False
+    ) -> None:
+        """Retire a connection now and close its socket.
+
+        A peer that is gone or silent gets its TCP connection dropped at once
+        (``abort``); any other gets a closing handshake in the background,
+        during which its socket still counts against ``max_connections``.
+        """
         connection.retire(reason)
-        if connection.websocket is not None:
+        if abort:
+            connection.abort_socket()
+        elif connection.websocket is not None:
             self._spawn(connection.close_socket(), f"close {connection.id}", closer=True)
 
     # -- background work ---------------------------------------------------------------
@@ -560,7 +599,7 @@ class WebsocketConnectionPool:
         idle_timeout = self._config.idle_timeout
         for connection in self._index.in_state(IDLE):
             if not connection.is_connected:
-                self._discard(connection, connection._loss_reason())
+                self._discard(connection, connection._loss_reason(), abort=True)
             elif connection.idle_for > idle_timeout:
                 self._discard(connection, f"idle for more than idle_timeout={idle_timeout:g}s")
 
@@ -574,7 +613,9 @@ class WebsocketConnectionPool:
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self._workers.discard(task)
-        self._closers.discard(task)
+        if task in self._closers:
+            self._closers.discard(task)
+            self._schedule_dispatch()  # the socket is closed: its capacity is free
         if task.cancelled():
             return
         exc = task.exception()  # retrieved here, so asyncio never warns about it
