@@ -391,10 +391,9 @@ class WebsocketConnectionPool:
             self._discard(connection, connection._loss_reason(), abort=True)
         # Sockets still finishing their closing handshake count too: the limit
         # bounds what the server sees, not just what the pool tracks.
-        in_use = index.total + len(self._closers)
-        if in_use >= self._config.max_connections:
+        if index.total + len(self._closers) >= self._config.max_connections:
             victim = index.oldest(IDLE) if fresh else None
-            if victim is None or in_use > self._config.max_connections:
+            if victim is None:
                 return None
             self._discard(victim, "closed to make room for a new connection", abort=True)
         return self._new_grant(abandoned=False)
