@@ -47,20 +47,21 @@ def the_opening_task() -> asyncio.Task[Any]:
 async def test_first_acquirer_is_served_first_while_the_warm_up_runs(
     server: LoopbackServer,
 ) -> None:
-    server.handshake_delay = 0.2
+    server.hold_handshakes()
     pool = make_pool(server, max_connections=1, warmup_connections=1)
     order: list[str] = []
 
     async def use(name: str) -> None:
         conn = await pool.acquire()
         order.append(name)
-        await asyncio.sleep(0.05)
         await pool.release(conn)
 
     try:
         first = spawn(use("first"))  # starts the pool, which warms up its one connection
-        await asyncio.sleep(0.05)  # the warm-up handshake is in flight
+        await wait_until(lambda: server.handshakes_in_flight == 1, "the warm-up is in flight")
         second = spawn(use("second"))  # arrives later, finds the pool full, queues
+        await wait_until(lambda: pool.stats().waiting == 2, "both acquirers are queued")
+        server.release_handshakes()
         await asyncio.wait_for(asyncio.gather(first, second), BOUND)
     finally:
         await pool.close_all()
@@ -165,7 +166,10 @@ async def test_release_of_none_warns_as_in_0_1_0(
     async with make_pool(server) as pool:
         await pool.release(None)  # type: ignore[arg-type]
     # 0.1.0 logs "not in busy set" and returns.
-    assert any(r.levelno == logging.WARNING for r in caplog.records)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [(r.name, r.getMessage()) for r in warnings] == [
+        ("aio_websocket_pool", "release of a NoneType ignored: not a connection")
+    ]
 
 
 async def test_send_accepts_a_bytearray_as_in_0_1_0(server: LoopbackServer) -> None:
