@@ -13,18 +13,34 @@ import asyncio
 import inspect
 import math
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidURI
 
 from ._redact import redact_uri
 
+if TYPE_CHECKING:
+    from ._connection import WebsocketConnection
+
 #: The type of ``drain_condition``: ``True`` drops the message and keeps draining,
 #: ``False`` means the connection is not clean and is discarded.
 DrainConditionCallback = Callable[[str | bytes], bool]
+
+#: The type of ``on_connect``, ``on_acquire`` and ``on_release``: an async function
+#: of the connection. Raising (or timing out) discards that connection.
+ConnectionHook = Callable[["WebsocketConnection"], Awaitable[None]]
+
+#: The type of ``on_unsolicited``: an async function of the connection and a
+#: message that arrived while nobody held it.
+UnsolicitedMessageHook = Callable[["WebsocketConnection", str | bytes], Awaitable[None]]
+
+#: Messages one drain may read before it gives up on the connection (a flood).
+DEFAULT_DRAIN_MAX_MESSAGES: Final = 1000
+#: Bytes one drain may read before it gives up on the connection (a flood).
+DEFAULT_DRAIN_MAX_BYTES: Final = 16 * 2**20
 
 #: Arguments that the pool sets itself from its own arguments.
 _RESERVED: Final = {
@@ -121,6 +137,27 @@ def check_optional_number(name: str, value: object) -> float | None:
     return None if value is None else check_number(name, value)
 
 
+def check_optional_positive(name: str, value: object) -> float | None:
+    """Like :func:`check_number` with 0 excluded, where ``None`` means "no limit"."""
+    return None if value is None else check_number(name, value, strict=True)
+
+
+def check_hook(name: str, value: object) -> Any:
+    """Return ``value`` if it is ``None`` or an async callable (``async def``).
+
+    Checked here because a plain function would only fail when the pool first
+    awaited its result, in the middle of a hand-out.
+    """
+    if value is None:
+        return None
+    is_async = inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(
+        getattr(value, "__call__", None)  # noqa: B004  (an object with an async __call__)
+    )
+    if not is_async:
+        raise TypeError(f"{name} must be an async function (async def) or None")
+    return value
+
+
 def check_count(name: str, value: object, *, minimum: int) -> int:
     """Return ``value`` if it is an int no less than ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -178,6 +215,16 @@ class PoolConfig:
     health_check_interval: float | None
     health_check_timeout: float
     history_size: int
+    on_connect: ConnectionHook | None
+    on_acquire: ConnectionHook | None
+    on_release: ConnectionHook | None
+    on_unsolicited: UnsolicitedMessageHook | None
+    hook_timeout: float
+    max_lifetime: float | None
+    min_connections: int
+    max_waiting: int | None
+    drain_max_messages: int
+    drain_max_bytes: int
     connect_kwargs: dict[str, Any] = field(repr=False)
 
     @classmethod
@@ -200,6 +247,16 @@ class PoolConfig:
         health_check_interval: object,
         health_check_timeout: object,
         history_size: object,
+        on_connect: object,
+        on_acquire: object,
+        on_release: object,
+        on_unsolicited: object,
+        hook_timeout: object,
+        max_lifetime: object,
+        min_connections: object,
+        max_waiting: object,
+        drain_max_messages: object,
+        drain_max_bytes: object,
         connect_kwargs: Mapping[str, Any],
     ) -> PoolConfig:
         """Check every argument and build the config.
@@ -214,6 +271,11 @@ class PoolConfig:
         if warmup > max_conns:
             raise ValueError(
                 f"warmup_connections ({warmup}) must not exceed max_connections ({max_conns})"
+            )
+        minimum = check_count("min_connections", min_connections, minimum=0)
+        if minimum > max_conns:
+            raise ValueError(
+                f"min_connections ({minimum}) must not exceed max_connections ({max_conns})"
             )
         drain = check_number("drain_timeout", drain_timeout, strict=True)
         quiet = check_number("drain_quiet_period", drain_quiet_period)
@@ -250,5 +312,17 @@ class PoolConfig:
                 "health_check_timeout", health_check_timeout, strict=True
             ),
             history_size=check_count("history_size", history_size, minimum=1),
+            on_connect=check_hook("on_connect", on_connect),
+            on_acquire=check_hook("on_acquire", on_acquire),
+            on_release=check_hook("on_release", on_release),
+            on_unsolicited=check_hook("on_unsolicited", on_unsolicited),
+            hook_timeout=check_number("hook_timeout", hook_timeout, strict=True),
+            max_lifetime=check_optional_positive("max_lifetime", max_lifetime),
+            min_connections=minimum,
+            max_waiting=None
+            if max_waiting is None
+            else check_count("max_waiting", max_waiting, minimum=0),
+            drain_max_messages=check_count("drain_max_messages", drain_max_messages, minimum=1),
+            drain_max_bytes=check_count("drain_max_bytes", drain_max_bytes, minimum=1),
             connect_kwargs=check_connect_kwargs(checked_uri, connect_kwargs),
         )

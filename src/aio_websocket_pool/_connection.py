@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
+import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
@@ -24,7 +26,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State as ProtocolState
 
+from ._backoff import Backoff
 from ._config import (
+    ConnectionHook,
     DrainConditionCallback,
     check_connect_kwargs,
     check_count,
@@ -36,11 +40,13 @@ from ._config import (
 from ._exceptions import (
     ConnectionBusyError,
     ConnectionClosedError,
+    ConnectionHookError,
     ConnectionUnavailableError,
 )
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, ConnectionLifecycle, State, TransitionRecord
+from ._hooks import run_hook
 from ._redact import RedactingLogger, describe_close, describe_error, redact_uri, secrets_of
-from ._retry import open_with_retries
+from ._retry import open_with_retries, server_says_not_now
 
 if TYPE_CHECKING:
     from ._config import PoolConfig
@@ -52,6 +58,30 @@ _ids: Final = itertools.count(1)
 #: Seconds a standalone connection waits for the handshake and for a pong.
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_HISTORY_SIZE: Final = 32
+
+
+class _PongClock(ClientConnection):
+    """A websockets connection that also remembers when it last received a pong.
+
+    websockets measures each ping's round trip (``latency``) but not when the
+    last pong came. A pong from websockets' own keepalive proves the peer alive
+    as well as one from the pool's health check, so knowing when it came lets
+    the pool skip a health check the keepalive already did.
+    """
+
+    pong_at: float = -math.inf  # monotonic clock
+
+    def acknowledge_pings(self, data: bytes) -> None:
+        super().acknowledge_pings(data)
+        self.pong_at = time.monotonic()
+
+
+@functools.cache
+def _with_pong_clock(connection_class: type[ClientConnection]) -> type[_PongClock]:
+    """``connection_class`` (a user's ``create_connection``) with the pong clock mixed in."""
+    if issubclass(connection_class, _PongClock):
+        return connection_class
+    return type(f"{connection_class.__name__}WithPongClock", (_PongClock, connection_class), {})
 
 
 class WebsocketConnection:
@@ -121,6 +151,14 @@ class WebsocketConnection:
             max_attempts=config.max_retries,
             pool=pool,
         )
+        self._on_connect = config.on_connect
+        self._hook_timeout = config.hook_timeout
+        self._gate = pool._backoff
+        self.generation = pool._generation
+        if config.max_lifetime is not None:
+            # Jittered by ±10 % so that connections opened together do not all
+            # retire together (psycopg_pool does the same).
+            self._lifetime = config.max_lifetime * pool._random.uniform(0.9, 1.1)
         return self
 
     def _setup(
@@ -140,6 +178,13 @@ class WebsocketConnection:
         self._pong_timeout = pong_timeout
         self._max_attempts = max_attempts
         self._pool = pool
+        self._on_connect: ConnectionHook | None = None
+        self._hook_timeout = DEFAULT_TIMEOUT
+        self._gate: Backoff | None = None
+        self._in_hook = False
+        self.generation = 0
+        self._lifetime = math.inf
+        self._opened_at = math.inf  # monotonic clock; set once the handshake succeeds
         self._last_activity = time.monotonic()
         self._lifecycle = ConnectionLifecycle(
             self.id,
@@ -199,8 +244,44 @@ class WebsocketConnection:
 
     @property
     def latency(self) -> float:
-        """The last ping round trip in seconds, as websockets measured it (0.0 before any)."""
+        """The last ping round trip in seconds (0.0 before any).
+
+        Measured by websockets for every pong: its keepalive pings
+        (``ping_interval``) and the pool's health checks alike.
+        """
         return 0.0 if self.websocket is None else self.websocket.latency
+
+    @property
+    def age(self) -> float:
+        """Seconds since the handshake succeeded (0.0 before it has)."""
+        return max(0.0, time.monotonic() - self._opened_at)
+
+    def _unproven_for(self, now: float) -> float:
+        """Seconds since anything proved the peer alive: traffic, or any pong."""
+        websocket = self.websocket
+        pong_at = websocket.pong_at if isinstance(websocket, _PongClock) else -math.inf
+        return now - max(self._last_activity, pong_at)
+
+    def _outlived(self) -> bool:
+        """Whether it is older than its (jittered) ``max_lifetime``."""
+        # The clock is read only where a lifetime is set: this runs on every release.
+        return self._lifetime != math.inf and time.monotonic() - self._opened_at > self._lifetime
+
+    def _buffered_frames(self) -> int:
+        """Frames received that nobody has read yet (no I/O).
+
+        websockets has no public way to ask, so this reads the size of its
+        receive queue, an attribute that is the same from websockets 15 to 17
+        (the range pyproject.toml admits; the tests run on both ends of it).
+        """
+        websocket = self.websocket
+        return 0 if websocket is None else len(websocket.recv_messages.frames)
+
+    def _peer_close_code(self) -> int | None:
+        """The close code the peer sent, if it sent a close frame."""
+        websocket = self.websocket
+        received = None if websocket is None else websocket.protocol.close_rcvd
+        return None if received is None else received.code
 
     # -- opening and closing ------------------------------------------------------
 
@@ -225,6 +306,11 @@ class WebsocketConnection:
             websocket = await open_with_retries(
                 self._open_once, max_attempts=self._max_attempts, where=redact_uri(self.uri)
             )
+            if self._lifecycle.state is CONNECTING and self._on_connect is not None:
+                await self._initialise(websocket, self._on_connect)
+        except ConnectionHookError as exc:
+            self._fail(str(exc))  # names the hook and the exception's type, nothing more
+            raise
         except ConnectionUnavailableError as exc:
             self._fail(describe_error(exc.__cause__ or exc))
             raise
@@ -233,13 +319,39 @@ class WebsocketConnection:
             raise
         if self._lifecycle.state is not CONNECTING:
             # close() ran, or a concurrent connect() won, while we were opening.
-            await websocket.close()
+            if websocket is not self.websocket:
+                await websocket.close()
             if self._lifecycle.state is CLOSED:
                 raise ConnectionUnavailableError(f"{self.id} was closed while opening")
             return
         self.websocket = websocket
-        self._last_activity = time.monotonic()
+        self._opened_at = self._last_activity = time.monotonic()
         self._lifecycle.fire("open")
+
+    async def _initialise(self, websocket: ClientConnection, on_connect: ConnectionHook) -> None:
+        """Run ``on_connect`` on the new WebSocket before anyone can be handed it.
+
+        The connection is still ``connecting`` meanwhile: no acquirer can see
+        it, and a failure frees its slot like a failed handshake. The socket
+        of a connection whose hook failed is dropped without a closing
+        handshake: whatever the hook left half done on the server, ends there.
+        """
+        self.websocket = websocket
+        try:
+            with self._hook_access():
+                await run_hook("on_connect", on_connect(self), seconds=self._hook_timeout)
+        except BaseException:
+            self.abort_socket()
+            raise
+
+    @contextlib.contextmanager
+    def _hook_access(self) -> Iterator[None]:
+        """Let a hook send and receive while the pool holds the connection."""
+        self._in_hook = True
+        try:
+            yield
+        finally:
+            self._in_hook = False
 
     def _fail(self, reason: str) -> None:
         """Fail a pooled connection's pending handshake, which frees its slot.
@@ -259,7 +371,21 @@ class WebsocketConnection:
         }
         logger = kwargs.get("logger") or _websockets_logger
         kwargs["logger"] = RedactingLogger(logger, secrets_of(self.uri, self.headers))
-        return await connect(self.uri, **kwargs)
+        kwargs["create_connection"] = _with_pong_clock(
+            kwargs.get("create_connection") or ClientConnection
+        )
+        gate = self._gate
+        if gate is None:
+            return await connect(self.uri, **kwargs)
+        await gate.wait()
+        try:
+            websocket = await connect(self.uri, **kwargs)
+        except Exception as exc:
+            if (not_now := server_says_not_now(exc)) is not None:
+                gate.trip(retry_after=not_now)
+            raise
+        gate.reset()
+        return websocket
 
     async def close(self) -> None:
         """Retire it and close the WebSocket. Idempotent."""
@@ -345,7 +471,7 @@ class WebsocketConnection:
 
     def _check_usable(self) -> ClientConnection:
         state = self._lifecycle.state
-        if state is not BUSY:
+        if state is not BUSY and not (self._in_hook and state is not CLOSED):
             if state is CLOSED:
                 raise ConnectionClosedError(f"{self.id} is closed")
             raise ConnectionBusyError("Connection must be acquired before sending or receiving")

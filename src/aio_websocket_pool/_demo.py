@@ -84,11 +84,12 @@ async def run_demo(settings: DemoSettings) -> str:
                 f"replies mixed up: {sum(first_half) + sum(second_half)}",
                 f"pool: {pool!r}",
             ]
-            dropped = [conn for conn in connections if conn.is_closed]
-            shown = dropped[0] if dropped else connections[0]
-            report += [
-                f"history of {shown.id} (oldest first):",
-                *(f"  {record}" for record in shown.history),
-            ]
+            # The one the server dropped, and its idle sibling: code 1001
+            # (going away) retires the siblings too.
+            for shown in [conn for conn in connections if conn.is_closed] or connections[:1]:
+                report += [
+                    f"history of {shown.id} (oldest first):",
+                    *(f"  {record}" for record in shown.history),
+                ]
         report.append(f"after close_all(): {pool!r}")
     return "\n".join(report)

@@ -9,8 +9,10 @@ aio-websocket-pool 0.1.0, so code written against it keeps working::
     ├── ConnectionClosedError         the connection closed under you
     ├── ConnectionDrainTimeoutError   kept for 0.1.0 imports; the pool never raises it
     ├── ConnectionUnavailableError    no connection could be opened
-    │   └── HandshakeRejectedError    the server answered the handshake with 4xx
+    │   ├── HandshakeRejectedError    the server answered the handshake with 4xx
+    │   └── ConnectionHookError       on_connect or on_acquire failed on a new connection
     ├── ConnectionPoolExhaustedError  no connection came free within acquire_timeout
+    │   └── TooManyWaitersError       max_waiting acquirers are queued already
     ├── ConnectionPoolUnavailableError  the pool is closed
     └── InvalidTransitionError        a lifecycle event that is illegal in the current state
 
@@ -60,8 +62,29 @@ class HandshakeRejectedError(ConnectionUnavailableError):
         self.status_code = status_code
 
 
+class ConnectionHookError(ConnectionUnavailableError):
+    """A hook of the pool raised or timed out, so its connection was discarded.
+
+    Raised to an acquirer when ``on_connect`` or ``on_acquire`` fails on a
+    newly opened connection (on a reused one, the pool tries another). The
+    hook's own exception is chained as ``__cause__``; the message names only
+    the hook and the exception's type.
+
+    Attributes:
+        hook: The hook's name (``"on_connect"``, ``"on_acquire"``, ...).
+    """
+
+    def __init__(self, message: str, *, hook: str) -> None:
+        super().__init__(message)
+        self.hook = hook
+
+
 class ConnectionPoolExhaustedError(WebsocketError):
     """Every connection stayed in use for the whole ``acquire_timeout``."""
+
+
+class TooManyWaitersError(ConnectionPoolExhaustedError):
+    """``max_waiting`` acquirers were already queued, so this one failed at once."""
 
 
 class ConnectionPoolUnavailableError(WebsocketError):

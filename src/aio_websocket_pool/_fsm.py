@@ -90,11 +90,13 @@ TRANSITIONS: Final[tuple[Edge, ...]] = (
     Edge("acquire", (IDLE,), BUSY, "a borrower was handed the connection"),
     Edge("release", (BUSY,), IDLE, "the borrower gave it back and no draining is asked for"),
     Edge("drain", (BUSY,), DRAINING,
-         "the borrower gave it back and check_server_data_on_release is on"),
-    Edge("settle", (DRAINING,), IDLE, "the drain saw drain_quiet_period of silence"),
+         "the borrower gave it back and check_server_data_on_release or on_release is set"),
+    Edge("settle", (DRAINING,), IDLE,
+         "on_release returned and the drain saw drain_quiet_period of silence"),
     Edge("close", (IDLE, BUSY, DRAINING), CLOSED,
-         "retired: idle timeout, failed health check, drain rejected or timed out, "
-         "force_remove, peer closed, or the pool closed"),
+         "retired: idle timeout, max_lifetime, expire_connections(), failed health check "
+         "or hook, drain rejected, flooded or timed out, force_remove, peer closed, "
+         "or the pool closed"),
 )  # fmt: skip
 
 INITIAL_STATE: Final = CONNECTING

@@ -19,6 +19,10 @@ Theory of operation:
   opened by pool tasks: an acquirer that is cancelled mid-handshake leaves the
   connection to the next waiter instead of wasting it, and ``close_all()`` can
   cancel every handshake in flight.
+* **A connection returns to idle only through** :meth:`_park`, which retires
+  it instead when it is stale (older than ``max_lifetime``, or opened before
+  :meth:`expire_connections`) or the pool is closing. One gate, so no path
+  back to the idle set can forget a policy.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
@@ -35,20 +40,38 @@ from typing import Any, Final, Literal, Self
 
 from websockets.exceptions import ConnectionClosed
 
-from ._config import DrainConditionCallback, PoolConfig
+from ._backoff import Backoff
+from ._config import (
+    DEFAULT_DRAIN_MAX_BYTES,
+    DEFAULT_DRAIN_MAX_MESSAGES,
+    ConnectionHook,
+    DrainConditionCallback,
+    PoolConfig,
+    UnsolicitedMessageHook,
+)
 from ._connection import DEFAULT_HISTORY_SIZE, WebsocketConnection
 from ._exceptions import (
     ConnectionClosedError,
+    ConnectionHookError,
     ConnectionPoolExhaustedError,
     ConnectionPoolUnavailableError,
     ConnectionUnavailableError,
+    TooManyWaitersError,
     WebsocketError,
 )
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, IDLE, TransitionRecord
-from ._redact import describe_close, describe_error, redact_uri
-from ._stats import PoolStats, StateIndex
+from ._hooks import run_hook
+from ._redact import describe_error, redact_uri
+from ._stats import PoolStats, StateIndex, Totals
 
 logger: Final = logging.getLogger("aio_websocket_pool")
+
+#: Close codes with which a server says it is going away as a whole (1001
+#: going away, 1012 service restart): the idle siblings of a connection closed
+#: with one are retired at once instead of failing one by one at hand-out.
+SERVER_GOING_AWAY: Final = frozenset({1001, 1012})
+#: Close code 1013, try again later: the pool backs off its new handshakes.
+TRY_AGAIN_LATER: Final = 1013
 
 
 class _Grant:
@@ -105,6 +128,27 @@ class WebsocketConnectionPool:
             before reuse. ``0`` pings on every reuse; ``None`` never pings.
         health_check_timeout: Seconds to wait for the pong of a health check.
         history_size: Transitions kept in each connection's history.
+        on_connect: ``async def on_connect(conn)``, run once after the
+            handshake, before the connection is first handed out
+            (authenticate, subscribe).
+        on_acquire: ``async def on_acquire(conn)``, run before each hand-out
+            (a custom health check).
+        on_release: ``async def on_release(conn)``, run when a connection
+            comes back, before it is reused (unsubscribe, reset).
+        on_unsolicited: ``async def on_unsolicited(conn, message)``, given
+            each message that arrived while nobody held the connection (idle
+            or draining). Without it they are dropped, and counted.
+        hook_timeout: Seconds each hook call may take. A hook that raises or
+            times out gets its connection discarded.
+        max_lifetime: Seconds (±10 % jitter) after which a connection is
+            retired when next released or found idle. ``None``: no limit.
+        min_connections: Connections kept open in the background, re-opened
+            (with backoff) after idle cleanup or failures.
+        max_waiting: The most acquirers queued at once; beyond it ``acquire()``
+            raises :class:`TooManyWaitersError` at once. ``None``: no limit.
+        drain_max_messages: A drain that reads more messages than this
+            discards the connection (a flood).
+        drain_max_bytes: Likewise, for the bytes the drained messages hold.
         **kwargs: Passed to ``websockets.asyncio.client.connect`` (``ssl``,
             ``subprotocols``, ``max_size``, ...).
 
@@ -133,6 +177,16 @@ class WebsocketConnectionPool:
         health_check_interval: float | None = 5.0,
         health_check_timeout: float = 5.0,
         history_size: int = DEFAULT_HISTORY_SIZE,
+        on_connect: ConnectionHook | None = None,
+        on_acquire: ConnectionHook | None = None,
+        on_release: ConnectionHook | None = None,
+        on_unsolicited: UnsolicitedMessageHook | None = None,
+        hook_timeout: float = 10.0,
+        max_lifetime: float | None = None,
+        min_connections: int = 0,
+        max_waiting: int | None = None,
+        drain_max_messages: int = DEFAULT_DRAIN_MAX_MESSAGES,
+        drain_max_bytes: int = DEFAULT_DRAIN_MAX_BYTES,
         **kwargs: Any,
     ) -> None:
         self._config = PoolConfig.from_arguments(
@@ -145,7 +199,11 @@ class WebsocketConnectionPool:
             drain_condition=drain_condition, acquire_timeout=acquire_timeout,
             health_check_interval=health_check_interval,
             health_check_timeout=health_check_timeout, history_size=history_size,
-            connect_kwargs=kwargs,
+            on_connect=on_connect, on_acquire=on_acquire, on_release=on_release,
+            on_unsolicited=on_unsolicited, hook_timeout=hook_timeout,
+            max_lifetime=max_lifetime, min_connections=min_connections,
+            max_waiting=max_waiting, drain_max_messages=drain_max_messages,
+            drain_max_bytes=drain_max_bytes, connect_kwargs=kwargs,
         )  # fmt: skip
         self.uri = self._config.uri
         self.headers = self._config.headers
@@ -155,7 +213,14 @@ class WebsocketConnectionPool:
         self._dispatch_handle: asyncio.Handle | None = None
         self._workers: set[asyncio.Task[Any]] = set()  # cancelled by close_all()
         self._closers: set[asyncio.Task[Any]] = set()  # awaited by close_all()
+        self._totals = Totals()
+        self._backoff = Backoff()
+        self._random = random.Random()  # noqa: S311  (lifetime jitter, not cryptography)
+        self._generation = 0  # bumped by expire_connections()
+        self._below_minimum = asyncio.Event()  # wakes the min_connections keeper
+        self._quiescent = asyncio.Event()  # set by close() once nothing is busy
         self._started = False
+        self._closing = False  # close() is waiting for borrowers
         self._closed = False
 
     # -- counters (all derived from connection states) -----------------------------
@@ -197,7 +262,7 @@ class WebsocketConnectionPool:
 
     def stats(self) -> PoolStats:
         """A frozen snapshot of the counters and running totals."""
-        index = self._index
+        index, totals = self._index, self._totals
         return PoolStats(
             connecting=index.count(CONNECTING),
             idle=index.count(IDLE),
@@ -211,6 +276,13 @@ class WebsocketConnectionPool:
             acquired=index.events["acquire"],
             reused=index.reused,
             closed=index.events["close"],
+            connections_lost=totals.connections_lost,
+            health_checks_failed=totals.health_checks_failed,
+            hooks_failed=totals.hooks_failed,
+            messages_drained=totals.messages_drained,
+            unsolicited_messages=totals.unsolicited_messages,
+            acquire_wait=totals.timing("acquire_wait"),
+            connect_time=totals.timing("connect_time"),
         )
 
     # -- lifecycle of the pool ---------------------------------------------------------
@@ -237,21 +309,95 @@ class WebsocketConnectionPool:
             return None
         self._started = True
         self._spawn(self._sweep_forever(), "sweep")
+        if self._config.min_connections:
+            self._spawn(self._keep_minimum(), "keep min_connections")
         openings = [self._open_new(abandoned=True) for _ in range(self._config.warmup_connections)]
         if not openings:
             return None
-        return self._spawn(self._report_warm_up(openings), "warm-up")
+        return self._spawn(self._report_openings(openings, "warm-up"), "warm-up")
 
-    async def _report_warm_up(self, openings: list[asyncio.Task[None]]) -> None:
+    async def _report_openings(self, openings: list[asyncio.Task[None]], what: str) -> bool:
+        """Wait for background handshakes; log their failures; return whether all opened."""
         await asyncio.wait(openings)
         outcomes = [task.exception() for task in openings if not task.cancelled()]
         failures = [exc for exc in outcomes if exc is not None]
         if failures:
             logger.warning(
-                "warm-up opened %d of %d connections to %s; first failure: %s",
-                len(openings) - len(failures), len(openings), redact_uri(self.uri),
+                "%s opened %d of %d connections to %s; first failure: %s",
+                what, len(openings) - len(failures), len(openings), redact_uri(self.uri),
                 describe_error(failures[0].__cause__ or failures[0]),
             )  # fmt: skip
+        return not failures
+
+    async def _keep_minimum(self) -> None:
+        """Keep ``min_connections`` open: re-open what idle cleanup, expiry or failures closed.
+
+        Woken by :meth:`_on_transition` whenever a connection closes below the
+        minimum. Failed openings are retried with exponential backoff and
+        jitter, so a server that is down gets no storm from an idle pool.
+        """
+        config = self._config
+        backoff = Backoff(self._random)
+        self._below_minimum.set()
+        while True:
+            await self._below_minimum.wait()
+            self._below_minimum.clear()
+            if self._closing:
+                return
+            slots_free = config.max_connections - self._index.total - len(self._closers)
+            missing = min(config.min_connections - self._index.total, slots_free)
+            if missing <= 0:
+                continue
+            openings = [self._open_new(abandoned=True) for _ in range(missing)]
+            if await self._report_openings(openings, "min_connections"):
+                backoff.reset()
+            else:
+                backoff.trip()
+                await backoff.wait()
+                self._below_minimum.set()
+
+    async def close(self, timeout: float | None = None) -> None:  # noqa: ASYNC109  (psycopg_pool's API)
+        """Shut down gracefully: let borrowers finish, then close everything.
+
+        New acquires and queued waiters fail with
+        :class:`ConnectionPoolUnavailableError` at once, and idle connections
+        close now. Connections that borrowers still hold (or that are being
+        opened for, or cleaned after, one) are closed as they come back; after
+        ``timeout`` seconds the rest are closed under their borrowers, as
+        :meth:`close_all` does. ``None`` waits as long as they take.
+
+        Raises:
+            ValueError: ``timeout`` is negative.
+        """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be at least 0 or None, got {timeout!r}")
+        if not self._closed and not self._closing:
+            self._closing = True
+            self._fail_waiters("the pool is closing")
+            for connection in self._index.in_state(IDLE):
+                self._discard(connection, "pool closing")
+            self._note_quiescence()
+        if not self._closed:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._quiescent.wait()
+            except TimeoutError:
+                logger.warning(
+                    "close(timeout=%g): %d connections still in use; closing them",
+                    timeout, self._index.count(BUSY) + self._index.count(DRAINING),
+                )  # fmt: skip
+        await self.close_all()
+
+    def expire_connections(self) -> None:
+        """Retire every connection opened before this call.
+
+        Idle ones close now; busy, draining and opening ones close when they
+        come back (or when their handshake ends). New ones replace them on
+        demand. For a credential rotation or a server deploy.
+        """
+        self._generation += 1
+        for connection in self._index.in_state(IDLE):
+            self._discard(connection, "expired by expire_connections()")
 
     async def close_all(self) -> None:
         """Close every connection and shut the pool down. Idempotent.
@@ -262,16 +408,7 @@ class WebsocketConnectionPool:
         """
         if not self._closed:
             self._closed = True
-            if self._dispatch_handle is not None:
-                self._dispatch_handle.cancel()
-                self._dispatch_handle = None
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if not waiter.future.done():
-                    waiter.future.set_exception(
-                        ConnectionPoolUnavailableError("the pool was closed")
-                    )
-            self._departed = 0
+            self._fail_waiters("the pool was closed")
             for task in self._workers:
                 task.cancel()
             for connection in self.connections:
@@ -282,6 +419,16 @@ class WebsocketConnectionPool:
         # open (websockets only aborts it when close_timeout runs out).
         while self._workers or self._closers:
             await asyncio.wait({*self._workers, *self._closers})
+
+    def _fail_waiters(self, why: str) -> None:
+        if self._dispatch_handle is not None:
+            self._dispatch_handle.cancel()
+            self._dispatch_handle = None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(ConnectionPoolUnavailableError(why))
+        self._departed = 0
 
     async def __aenter__(self) -> Self:
         try:
@@ -365,30 +512,38 @@ class WebsocketConnectionPool:
     async def _acquire(self, *, fresh: bool) -> WebsocketConnection:
         if not self._started:
             self._begin()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         timeout = self._config.acquire_timeout
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        deadline = None if timeout is None else started + timeout
         grant = None if self._waiters else self._try_grant(fresh=fresh)
         while True:
             if grant is None:
                 grant = await self._wait_for_grant(fresh=fresh, deadline=deadline)
             if grant.opening is not None:
-                return await self._take_opening(grant)
-            connection = grant.connection
-            if await self._passes_health_check(connection):
+                connection = await self._take_opening(grant)
+                ready = await self._passes_on_acquire(connection, reused=False)
+            else:
+                connection = grant.connection
+                ready = await self._ready_for_reuse(connection)
+            if ready:
+                self._totals.record("acquire_wait", loop.time() - started)
                 return connection
             # It was discarded, freeing a slot: ours, since we were already served.
             grant = self._try_grant(fresh=fresh)
 
     def _try_grant(self, *, fresh: bool) -> _Grant | None:
         """Claim a connection without waiting: the bookkeeping step. No I/O, no await."""
-        if self._closed:
-            raise ConnectionPoolUnavailableError("the pool is closed")
+        if self._closed or self._closing:
+            raise ConnectionPoolUnavailableError(
+                "the pool is closed" if self._closed else "the pool is closing"
+            )
         index = self._index
         while not fresh and (connection := index.most_recent(IDLE)) is not None:
             if connection.is_connected:  # the free check: no I/O, just the socket's state
                 connection._lifecycle.fire("acquire")
                 return _Grant(connection)
-            self._discard(connection, connection._loss_reason(), abort=True)
+            self._retire_lost(connection)
         # Sockets still finishing their closing handshake count too: the limit
         # bounds what the server sees, not just what the pool tracks.
         if index.total + len(self._closers) >= self._config.max_connections:
@@ -416,10 +571,20 @@ class WebsocketConnectionPool:
         return grant
 
     async def _open(self, grant: _Grant) -> None:
-        await grant.connection.connect()
+        connection = grant.connection
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await connection.connect()
+        except ConnectionHookError:
+            self._totals.hooks_failed += 1
+            raise
+        self._totals.record("connect_time", loop.time() - started)
         # Same step as the "open" transition: no one else can take it in between.
         if not grant.abandoned:
-            grant.connection._lifecycle.fire("acquire")
+            connection._lifecycle.fire("acquire")
+        elif (why := self._staleness(connection)) is not None:
+            self._discard(connection, why)
 
     async def _take_opening(self, grant: _Grant) -> WebsocketConnection:
         opening = grant.opening
@@ -439,6 +604,12 @@ class WebsocketConnectionPool:
     async def _wait_for_grant(self, *, fresh: bool, deadline: float | None) -> _Grant:
         if self._config.acquire_timeout == 0:
             raise self._exhausted()
+        limit = self._config.max_waiting
+        if limit is not None and len(self._waiters) - self._departed >= limit:
+            raise TooManyWaitersError(
+                f"{limit} acquirers already wait for a connection to {redact_uri(self.uri)} "
+                f"(max_waiting={limit})"
+            )
         waiter = _Waiter(fresh)
         self._waiters.append(waiter)
         self._schedule_dispatch()
@@ -486,22 +657,108 @@ class WebsocketConnectionPool:
             f"acquire_timeout={self._config.acquire_timeout:g}s ({self.stats()})"
         )
 
-    async def _passes_health_check(self, connection: WebsocketConnection) -> bool:
-        """Whether a reused connection may be handed out; if not, it is discarded."""
+    async def _ready_for_reuse(self, connection: WebsocketConnection) -> bool:
+        """Whether a reused connection may be handed out; if not, it was discarded.
+
+        In order: it is still open; what arrived while it sat idle is taken
+        away from the next borrower (see :meth:`_take_unsolicited`); no policy
+        retires it; it answers a ping if nothing proved it alive within
+        ``health_check_interval``; ``on_acquire`` accepts it.
+        """
         if not connection.is_connected:
-            self._discard(connection, connection._loss_reason(), abort=True)
+            self._retire_lost(connection)
+            return False
+        if connection._buffered_frames() and not await self._take_unsolicited(connection):
+            return False
+        if (why := self._staleness(connection)) is not None:
+            self._discard(connection, why)
             return False
         interval = self._config.health_check_interval
-        if interval is None or connection.idle_for < interval:
-            return True
+        if (
+            interval is not None
+            and connection._unproven_for(time.monotonic()) >= interval
+            and not await self._passes_health_check(connection)
+        ):
+            return False
+        return await self._passes_on_acquire(connection, reused=True)
+
+    async def _passes_health_check(self, connection: WebsocketConnection) -> bool:
         try:
             await connection.ping()
         except (ConnectionUnavailableError, ConnectionClosedError) as exc:
-            reason = describe_error(exc.__cause__ or exc)
-            self._discard(connection, f"health check failed: {reason}", abort=True)
+            self._totals.health_checks_failed += 1
+            if not connection.is_connected:
+                self._retire_lost(connection, during="health check")
+            else:
+                reason = describe_error(exc.__cause__ or exc)
+                self._discard(connection, f"health check failed: {reason}", abort=True)
             return False
         except BaseException:
             self._release_now(connection)  # cancelled mid-ping: nothing is owed, keep it
+            raise
+        return True
+
+    async def _passes_on_acquire(self, connection: WebsocketConnection, *, reused: bool) -> bool:
+        """Run ``on_acquire``. Its failure discards the connection, and is raised for a new one.
+
+        A reused connection that fails is replaced by another; a new one that
+        fails raises, or a hook that always fails would open connections forever.
+        """
+        hook = self._config.on_acquire
+        if hook is None:
+            return True
+        try:
+            await run_hook("on_acquire", hook(connection), seconds=self._config.hook_timeout)
+        except ConnectionHookError as exc:
+            self._totals.hooks_failed += 1
+            self._discard(connection, str(exc), abort=True)
+            if reused:
+                return False
+            raise
+        except BaseException:
+            # Cancelled mid-hook: what the hook left half done is unknown.
+            self._discard(connection, "cancelled during on_acquire", abort=True)
+            raise
+        return True
+
+    async def _take_unsolicited(self, connection: WebsocketConnection) -> bool:
+        """Take the messages that arrived while it was idle away from the next borrower.
+
+        They go to ``on_unsolicited``, or are dropped (and counted). A flood
+        beyond ``drain_max_messages`` or a hook failure discards the
+        connection. Returns whether it may still be handed out.
+        """
+        websocket = connection.websocket
+        assert websocket is not None  # noqa: S101  (it is connected)
+        config, hook = self._config, self._config.on_unsolicited
+        taken = 0
+        try:
+            while connection._buffered_frames():
+                taken += 1
+                if taken > config.drain_max_messages:
+                    self._discard(connection, f"more than {config.drain_max_messages} "
+                                  "unsolicited messages while idle")  # fmt: skip
+                    return False
+                # The rest of a fragmented message may still be on its way.
+                async with asyncio.timeout(config.health_check_timeout):
+                    message = await websocket.recv()
+                self._totals.unsolicited_messages += 1
+                if hook is not None:
+                    await run_hook(
+                        "on_unsolicited", hook(connection, message), seconds=config.hook_timeout
+                    )
+        except ConnectionHookError as exc:
+            self._totals.hooks_failed += 1
+            self._discard(connection, str(exc), abort=True)
+            return False
+        except TimeoutError:
+            self._discard(connection, "an unsolicited message never finished", abort=True)
+            return False
+        except ConnectionClosed:
+            self._retire_lost(connection, during="reading unsolicited messages")
+            return False
+        except BaseException:
+            self._discard(connection, "cancelled while reading unsolicited messages", abort=True)
             raise
         return True
 
@@ -523,27 +780,80 @@ class WebsocketConnectionPool:
                 connection, whose, connection.state,
             )  # fmt: skip
             return
+        config = self._config
         if force_remove:
             self._discard(connection, "released with force_remove")
+        elif not connection.is_connected:
+            self._retire_lost(connection)
         elif dirty:
             # A drain cannot tell a reply still on its way from silence: only
             # closing guarantees that the next borrower never receives it.
             self._discard(connection, "borrower left on an error; a reply may still be owed")
-        elif not connection.is_connected:
-            self._discard(connection, connection._loss_reason(), abort=True)
-        elif self._config.check_server_data_on_release:
+        elif config.check_server_data_on_release or config.on_release is not None:
             connection._lifecycle.fire("drain")
-            self._spawn(self._drain(connection), f"drain {connection.id}")
+            self._spawn(self._clean(connection), f"clean {connection.id}")
         else:
-            connection._lifecycle.fire("release")
+            self._park(connection, "release")
 
-    async def _drain(self, connection: WebsocketConnection) -> None:
-        """Read and drop stray messages until a quiet period; discard on anything else."""
+    def _park(
+        self, connection: WebsocketConnection, trigger: str, reason: str | None = None
+    ) -> None:
+        """Return a connection to idle through ``trigger``, unless a policy retires it.
+
+        The only way back to the idle set (see the module docstring).
+        """
+        why = self._staleness(connection)
+        if why is None:
+            connection._lifecycle.fire(trigger, reason)
+        else:
+            self._discard(connection, why)
+
+    def _staleness(self, connection: WebsocketConnection) -> str | None:
+        """Why a policy retires this connection instead of keeping it, or ``None``."""
+        if self._closing:
+            return "pool closing"
+        if connection.generation != self._generation:
+            return "expired by expire_connections()"
+        if connection._outlived():
+            return f"older than max_lifetime={self._config.max_lifetime:g}s (with jitter)"
+        return None
+
+    async def _clean(self, connection: WebsocketConnection) -> None:
+        """Make a given-back connection fit for reuse: ``on_release``, then the drain."""
+        config = self._config
+        hook = config.on_release
+        if hook is not None:
+            try:
+                with connection._hook_access():
+                    await run_hook("on_release", hook(connection), seconds=config.hook_timeout)
+            except ConnectionHookError as exc:
+                self._totals.hooks_failed += 1
+                self._discard(connection, str(exc), abort=True)
+                return
+        drained = 0
+        if config.check_server_data_on_release and connection.state is DRAINING:
+            outcome = await self._drain(connection)
+            if outcome is None:
+                return
+            drained = outcome
+        if connection.state is DRAINING:  # not closed by its user meanwhile
+            self._park(connection, "settle", f"{drained} messages drained" if drained else None)
+
+    async def _drain(self, connection: WebsocketConnection) -> int | None:
+        """Read stray messages until a quiet period: how many, or ``None`` if it was discarded.
+
+        Each goes through ``drain_condition`` (``False`` discards the
+        connection), then to ``on_unsolicited`` if set. A flood (beyond
+        ``drain_max_messages`` or ``drain_max_bytes``) or a drain longer than
+        ``drain_timeout`` discards the connection: a hostile or broken server
+        can neither pin it nor fill the memory.
+        """
         websocket = connection.websocket
         if websocket is None:  # its user closed it right after giving it back
-            return
+            return None
         config = self._config
-        drained = 0
+        hook = config.on_unsolicited
+        drained = size = 0
         try:
             async with asyncio.timeout(config.drain_timeout):
                 while True:
@@ -551,25 +861,50 @@ class WebsocketConnectionPool:
                         async with asyncio.timeout(config.drain_quiet_period):
                             message = await websocket.recv()
                     except TimeoutError:
-                        break  # quiet for long enough: clean
-                    connection._last_activity = time.monotonic()
-                    if not config.drain_condition(message):
-                        self._discard(connection, f"drain_condition rejected message {drained + 1}")
-                        return
+                        return drained  # quiet for long enough: clean
                     drained += 1
+                    size += len(message)
+                    self._totals.messages_drained += 1
+                    connection._last_activity = time.monotonic()
+                    if drained > config.drain_max_messages or size > config.drain_max_bytes:
+                        self._discard(connection, f"flooded during drain: {drained} messages, "
+                                      f"{size} bytes or characters")  # fmt: skip
+                        return None
+                    if not config.drain_condition(message):
+                        self._discard(connection, f"drain_condition rejected message {drained}")
+                        return None
+                    if hook is not None:
+                        await run_hook(
+                            "on_unsolicited", hook(connection, message), seconds=config.hook_timeout
+                        )
         except TimeoutError:
             reason = f"still receiving after drain_timeout={config.drain_timeout:g}s"
             self._discard(connection, f"{reason} ({drained} messages drained)")
-            return
-        except ConnectionClosed as exc:
-            self._discard(connection, f"closed during drain: {describe_close(exc)}")
-            return
+        except ConnectionClosed:
+            self._retire_lost(connection, during="drain")
+        except ConnectionHookError as exc:
+            self._totals.hooks_failed += 1
+            self._discard(connection, str(exc), abort=True)
         except Exception as exc:  # noqa: BLE001  (a user drain_condition may raise anything)
             self._discard(connection, f"drain_condition raised {type(exc).__name__}")
-            return
-        if connection.state is not DRAINING:  # closed by its user while we listened
-            return
-        connection._lifecycle.fire("settle", f"{drained} messages drained" if drained else None)
+        return None
+
+    def _retire_lost(self, connection: WebsocketConnection, *, during: str | None = None) -> None:
+        """Retire a connection the peer or the network closed, and heed what the peer said.
+
+        A server going away (1001, 1012) takes the idle siblings with it; one
+        that asks to try again later (1013) makes every new handshake back off.
+        """
+        code = connection._peer_close_code()
+        reason = connection._loss_reason()
+        self._totals.connections_lost += 1
+        self._discard(connection, reason if during is None else f"{reason}, found during {during}",
+                      abort=True)  # fmt: skip
+        if code in SERVER_GOING_AWAY:
+            for sibling in self._index.in_state(IDLE):
+                self._discard(sibling, f"a sibling was closed with code {code}: server going away")
+        elif code == TRY_AGAIN_LATER:
+            self._backoff.trip()
 
     def _discard(
         self, connection: WebsocketConnection, reason: str, *, abort: bool = False
@@ -594,12 +929,20 @@ class WebsocketConnectionPool:
             self._sweep()
 
     def _sweep(self) -> None:
-        """Retire idle connections that died or were idle longer than ``idle_timeout``."""
+        """Retire idle connections that died, went stale, or idled past ``idle_timeout``.
+
+        Idle cleanup stops at ``min_connections``, oldest first.
+        """
         idle_timeout = self._config.idle_timeout
         for connection in self._index.in_state(IDLE):
             if not connection.is_connected:
-                self._discard(connection, connection._loss_reason(), abort=True)
-            elif connection.idle_for > idle_timeout:
+                self._retire_lost(connection)
+            elif (why := self._staleness(connection)) is not None:
+                self._discard(connection, why)
+            elif (
+                connection.idle_for > idle_timeout
+                and self._index.total > self._config.min_connections
+            ):
                 self._discard(connection, f"idle for more than idle_timeout={idle_timeout:g}s")
 
     def _spawn(
@@ -626,8 +969,19 @@ class WebsocketConnectionPool:
     def _on_transition(self, connection: WebsocketConnection, record: TransitionRecord) -> None:
         """Called by every connection of this pool after each of its transitions."""
         self._index.move(connection, record)
-        if record.dest is IDLE or record.dest is CLOSED:
+        if record.dest is IDLE:
             self._schedule_dispatch()
+        elif record.dest is CLOSED:
+            self._schedule_dispatch()
+            if self._closing:
+                self._note_quiescence()
+            elif self._index.total < self._config.min_connections:
+                self._below_minimum.set()
+
+    def _note_quiescence(self) -> None:
+        """Tell :meth:`close` once no borrower holds (or is being cleaned after) a connection."""
+        if not self._index.count(BUSY) and not self._index.count(DRAINING):
+            self._quiescent.set()
 
     def _schedule_dispatch(self) -> None:
         # Deferred to the next loop iteration, so that a step that opens and

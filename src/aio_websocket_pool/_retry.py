@@ -57,6 +57,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError)
 
 
+def server_says_not_now(exc: BaseException) -> float | None:
+    """For an HTTP 503 refusal, the seconds its ``Retry-After`` asks for (0.0 if none).
+
+    ``None`` for any other failure. Only the delay-seconds form of
+    ``Retry-After`` is read; a date, or nonsense, counts as no header.
+    """
+    if not isinstance(exc, InvalidStatus) or exc.response.status_code != 503:
+        return None
+    retry_after = exc.response.headers.get("Retry-After", "")
+    return float(retry_after) if retry_after.isdigit() else 0.0
+
+
 async def open_with_retries(
     attempt: Callable[[], Awaitable[T]], *, max_attempts: int, where: str
 ) -> T:

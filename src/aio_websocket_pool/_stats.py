@@ -6,12 +6,16 @@ its current state, and moves it when (and only when) the lifecycle machine
 reports a transition. Each counter is the size of one bucket; running totals
 are counts of transitions by event. :meth:`StateIndex.check` recomputes all of
 it from the connections themselves, for the tests.
+
+What no state can tell (how long acquirers waited, why connections died,
+what was drained) is counted in :class:`Totals`, at the one place in the pool
+where each such thing happens.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -24,6 +28,68 @@ class _HasState(Protocol):
 
 
 C = TypeVar("C", bound=_HasState)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How long something took, summed over every time it happened.
+
+    Attributes:
+        count: How many times.
+        total: Seconds, summed.
+        max: The longest, in seconds.
+    """
+
+    count: int = 0
+    total: float = 0.0
+    max: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        """The average in seconds (0.0 before the first)."""
+        return self.total / self.count if self.count else 0.0
+
+
+#: Told of each measured duration: ``("acquire_wait" | "connect_time", seconds)``.
+TimingListener = Callable[[str, float], None]
+
+
+class Totals:
+    """Running totals of what the pool saw, other than transitions.
+
+    Plain mutable numbers, because :meth:`record` is on the acquire path: a
+    frozen record per acquire would cost more than the acquire's bookkeeping.
+    """
+
+    __slots__ = (
+        "_timings", "connections_lost", "health_checks_failed", "hooks_failed",
+        "listeners", "messages_drained", "unsolicited_messages",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.connections_lost = 0
+        self.health_checks_failed = 0
+        self.hooks_failed = 0
+        self.messages_drained = 0
+        self.unsolicited_messages = 0
+        self._timings: dict[str, list[float]] = {
+            "acquire_wait": [0, 0.0, 0.0], "connect_time": [0, 0.0, 0.0],
+        }  # fmt: skip
+        self.listeners: list[TimingListener] = []
+
+    def record(self, what: str, seconds: float) -> None:
+        """Add one duration to ``what`` (``"acquire_wait"`` or ``"connect_time"``)."""
+        timing = self._timings[what]
+        timing[0] += 1
+        timing[1] += seconds
+        timing[2] = max(timing[2], seconds)
+        for listener in self.listeners:
+            listener(what, seconds)
+
+    def timing(self, what: str) -> Timing:
+        """A snapshot of the durations recorded for ``what``."""
+        count, total, longest = self._timings[what]
+        return Timing(int(count), total, longest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +109,16 @@ class PoolStats:
         acquired: Times a connection was handed out.
         reused: Hand-outs of a connection that had been handed out before.
         closed: Open connections retired, for any reason.
+        connections_lost: Connections found closed by the peer or the network.
+        health_checks_failed: Health-check pings that failed or timed out.
+        hooks_failed: Hook calls that raised or timed out.
+        messages_drained: Stray messages read by drains after a release.
+        unsolicited_messages: Messages that arrived while a connection was
+            idle, found before it was handed out (never given to the borrower).
+        acquire_wait: Time from ``acquire()`` to the hand-out, for each
+            successful acquire (health check and hooks included).
+        connect_time: Time to open each new connection (retries and
+            ``on_connect`` included), for each one that opened.
     """
 
     connecting: int
@@ -57,6 +133,13 @@ class PoolStats:
     acquired: int
     reused: int
     closed: int
+    connections_lost: int = 0
+    health_checks_failed: int = 0
+    hooks_failed: int = 0
+    messages_drained: int = 0
+    unsolicited_messages: int = 0
+    acquire_wait: Timing = Timing()
+    connect_time: Timing = Timing()
 
     def __str__(self) -> str:
         return (
