@@ -11,7 +11,6 @@ the table itself, and the DEBUG log line.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import re
@@ -187,11 +186,11 @@ def test_history_records_chain_source_to_previous_dest() -> None:
         assert current.at >= previous.at
 
 
-@pytest.mark.parametrize("field", [field.name for field in dataclasses.fields(TransitionRecord)])
+@pytest.mark.parametrize("field", TransitionRecord._fields)
 def test_records_are_frozen(field: str) -> None:
     lifecycle = lifecycle_in(State.IDLE)
     record = lifecycle.history[-1]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         setattr(record, field, None)
     assert lifecycle.history[-1] == record
 

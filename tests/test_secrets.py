@@ -16,7 +16,7 @@ import base64
 import logging
 import traceback
 from collections.abc import Awaitable, Iterable
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -70,7 +70,7 @@ class Evidence:
         for n, record in enumerate(conn.history):
             where = f"history record {n} of {conn.id}"
             self.add(where, record)
-            for value in astuple(record):
+            for value in record:
                 self.add(f"field of {where}", value)
 
     def add_pool(self, pool: WebsocketConnectionPool) -> None:
