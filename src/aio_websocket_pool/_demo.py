@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 
+from ._history import write_history_jsonl
 from ._pool import WebsocketConnectionPool
 
 
@@ -27,12 +29,14 @@ class DemoSettings:
         requests: Request/reply round trips per task.
         connections: The pool's max_connections.
         reply_delay: Seconds the server takes to answer each request.
+        history_file: Where to write the pool's history as JSON lines, if anywhere.
     """
 
     tasks: int = 40
     requests: int = 5
     connections: int = 4
     reply_delay: float = 0.002
+    history_file: Path | None = None
 
 
 async def _echo_slowly(websocket: ServerConnection, delay: float) -> None:
@@ -91,4 +95,7 @@ async def run_demo(settings: DemoSettings) -> str:
                 *(f"  {record}" for record in shown.history),
             ]
         report.append(f"after close_all(): {pool!r}")
+    if settings.history_file is not None:
+        written = write_history_jsonl(pool.history, settings.history_file)
+        report.append(f"{written} transitions written to {settings.history_file} (JSON lines)")
     return "\n".join(report)
