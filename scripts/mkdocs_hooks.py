@@ -13,6 +13,10 @@ so the published state machine cannot drift from the one the pool runs on:
 * ``transitions-table``: every edge, with what causes it.
 
 A marker that names no known part fails the build.
+
+The docstrings use Sphinx roles (``:meth:`start```), which mkdocstrings shows
+as they are; :func:`on_page_content` drops the role and keeps the name, as
+Sphinx would show it (``~a.b.C`` as ``C``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from aio_websocket_pool import TRANSITIONS, render_diagram
 
 MARKER = re.compile(r"^<!-- generated: (?P<part>[\w-]+) -->$", re.MULTILINE)
+SPHINX_ROLE = re.compile(r":(?:attr|class|data|exc|func|meth|mod|obj):<code>(?:~[\w.]*\.)?")
 
 
 def _svg() -> str:
@@ -63,3 +68,9 @@ def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     """Replace each marker line of a page by the part it names."""
     del kwargs  # page, config and files: the parts depend on the table only
     return MARKER.sub(_generate, markdown)
+
+
+def on_page_content(html: str, **kwargs: Any) -> str:
+    """Show a Sphinx cross-reference in a docstring as the name it refers to."""
+    del kwargs
+    return SPHINX_ROLE.sub("<code>", html)

@@ -150,6 +150,13 @@ def test_state_machine_page_has_the_generated_table_and_mermaid_source(site: Pat
     assert "mermaid.min.js" not in html
 
 
+def test_api_reference_shows_names_not_sphinx_roles(site: Path) -> None:
+    html = (site / "reference" / "index.html").read_text(encoding="utf-8")
+    # :attr:`~WebsocketConnection.history` in render_connection_diagram's docstring:
+    assert "Its <code>history</code> tells the longer story" in html
+    assert not re.search(r":[a-z]+:<code>", html)
+
+
 def test_pages_taken_from_the_readme_have_its_content(site: Path) -> None:
     migration = (site / "migration" / "index.html").read_text(encoding="utf-8")
     assert "<code>acquire_timeout=0</code> restores the old behaviour" in migration
