@@ -13,6 +13,7 @@ the secrets did travel: they were sent, just never shown.
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import traceback
 from collections.abc import Awaitable, Iterable
@@ -30,6 +31,7 @@ from aio_websocket_pool import (
     State,
     WebsocketConnection,
     WebsocketConnectionPool,
+    write_history_jsonl,
 )
 from helpers import BOUND, exception_chain, round_trip
 from loopback import LoopbackServer
@@ -223,6 +225,10 @@ async def test_the_pool_shows_no_secret_in_traffic_failures_and_shutdown(
     evidence.add_pool(pool)
     for connection in created:
         evidence.add_connection(connection)
+    exported = io.StringIO()
+    assert write_history_jsonl(pool.history, exported) == len(pool.history)
+    assert {record.connection_id for record in pool.history} == {c.id for c in created}
+    evidence.add("the pool's history as JSON lines", exported.getvalue())
     evidence.add_records(caplog.records)
     assert len(evidence.exceptions) == 7
     evidence.assert_no_leak()

@@ -8,6 +8,7 @@ and exceptions. Each connection is a ``transitions`` state machine
 
 from ._config import DrainConditionCallback
 from ._connection import WebsocketConnection
+from ._diagram import DiagramFormat, render_connection_diagram, render_diagram
 from ._exceptions import (
     ConnectionBusyError,
     ConnectionClosedError,
@@ -15,11 +16,13 @@ from ._exceptions import (
     ConnectionPoolExhaustedError,
     ConnectionPoolUnavailableError,
     ConnectionUnavailableError,
+    GraphvizNotFoundError,
     HandshakeRejectedError,
     InvalidTransitionError,
     WebsocketError,
 )
 from ._fsm import TRANSITIONS, Edge, State, TransitionRecord
+from ._history import write_history_jsonl
 from ._pool import WebsocketConnectionPool
 from ._stats import PoolStats
 
@@ -31,8 +34,10 @@ __all__ = [
     "ConnectionPoolExhaustedError",
     "ConnectionPoolUnavailableError",
     "ConnectionUnavailableError",
+    "DiagramFormat",
     "DrainConditionCallback",
     "Edge",
+    "GraphvizNotFoundError",
     "HandshakeRejectedError",
     "InvalidTransitionError",
     "PoolStats",
@@ -41,6 +46,9 @@ __all__ = [
     "WebsocketConnection",
     "WebsocketConnectionPool",
     "WebsocketError",
+    "render_connection_diagram",
+    "render_diagram",
+    "write_history_jsonl",
 ]
 
 __version__ = "0.2.0.dev0"

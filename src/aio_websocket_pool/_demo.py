@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 
+from ._history import write_history_jsonl
 from ._pool import WebsocketConnectionPool
 
 
@@ -27,12 +29,14 @@ class DemoSettings:
         requests: Request/reply round trips per task.
         connections: The pool's max_connections.
         reply_delay: Seconds the server takes to answer each request.
+        history_file: Where to write the pool's history as JSON lines, if anywhere.
     """
 
     tasks: int = 40
     requests: int = 5
     connections: int = 4
     reply_delay: float = 0.002
+    history_file: Path | None = None
 
 
 async def _echo_slowly(websocket: ServerConnection, delay: float) -> None:
@@ -40,6 +44,10 @@ async def _echo_slowly(websocket: ServerConnection, delay: float) -> None:
         async for message in websocket:
             await asyncio.sleep(delay)
             await websocket.send(message)
+
+
+#: Transitions of each retired connection shown in the report.
+_SHOWN = 6
 
 
 async def run_demo(settings: DemoSettings) -> str:
@@ -55,7 +63,7 @@ async def run_demo(settings: DemoSettings) -> str:
             headers={"Authorization": "Bearer demo-secret"},
             max_connections=settings.connections,
             health_check_interval=0.5,
-            history_size=6,
+            history_size=32,
         )
         async with pool:
 
@@ -88,8 +96,11 @@ async def run_demo(settings: DemoSettings) -> str:
             # (going away) retires the siblings too.
             for shown in [conn for conn in connections if conn.is_closed] or connections[:1]:
                 report += [
-                    f"history of {shown.id} (oldest first):",
-                    *(f"  {record}" for record in shown.history),
+                    f"history of {shown.id}, last {_SHOWN} transitions:",
+                    *(f"  {record}" for record in shown.history[-_SHOWN:]),
                 ]
         report.append(f"after close_all(): {pool!r}")
+    if settings.history_file is not None:
+        written = write_history_jsonl(pool.history, settings.history_file)
+        report.append(f"{written} transitions written to {settings.history_file} (JSON lines)")
     return "\n".join(report)

@@ -14,7 +14,8 @@ aio-websocket-pool 0.1.0, so code written against it keeps working::
     ├── ConnectionPoolExhaustedError  no connection came free within acquire_timeout
     │   └── TooManyWaitersError       max_waiting acquirers are queued already
     ├── ConnectionPoolUnavailableError  the pool is closed
-    └── InvalidTransitionError        a lifecycle event that is illegal in the current state
+    ├── InvalidTransitionError        a lifecycle event that is illegal in the current state
+    └── GraphvizNotFoundError         an SVG diagram was asked for without Graphviz installed
 
 Messages never carry secrets: URIs in them are redacted (no user-info, no
 query string) and header values are never mentioned.
@@ -105,3 +106,14 @@ class InvalidTransitionError(WebsocketError):
         super().__init__(f"event {event!r} is not allowed in state {str(state)!r}")
         self.state = str(state)
         self.event = event
+
+
+class GraphvizNotFoundError(WebsocketError):
+    """An SVG diagram was asked for, but the Graphviz ``dot`` program is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "rendering SVG needs the Graphviz 'dot' program, which is not on PATH; "
+            "install it (Debian/Ubuntu: apt-get install graphviz), "
+            "or ask for the 'mermaid' or 'dot' format instead"
+        )

@@ -25,6 +25,7 @@ events are fired through the machine's event objects instead.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
 from collections import deque
@@ -131,6 +132,25 @@ class TransitionRecord(NamedTuple):
         stamp = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="milliseconds")
         line = f"{stamp} {self.connection_id} {self.trigger}: {self.source} -> {self.dest}"
         return f"{line} ({self.reason})" if self.reason else line
+
+    def __repr__(self) -> str:
+        # Printing conn.history (a tuple) shows its items' reprs: make them the readable line.
+        return f"<TransitionRecord {self}>"
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The record as JSON-ready fields; ``time`` is ISO 8601 UTC to the microsecond."""
+        return {
+            "time": datetime.fromtimestamp(self.at, UTC).isoformat(timespec="microseconds"),
+            "connection_id": self.connection_id,
+            "trigger": self.trigger,
+            "source": self.source.value,
+            "dest": self.dest.value,
+            "reason": self.reason,
+        }
+
+    def to_json(self) -> str:
+        """One line of JSON (no newline in it), for a JSON-lines history export."""
+        return json.dumps(self.as_dict(), ensure_ascii=False)
 
 
 #: Called after every transition with the lifecycle, the record of the move.

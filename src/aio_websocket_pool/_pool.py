@@ -208,6 +208,11 @@ class WebsocketConnectionPool:
         self.uri = self._config.uri
         self.headers = self._config.headers
         self._index: StateIndex[WebsocketConnection] = StateIndex()
+        # As many records as every slot's own history holds together, closed
+        # connections' included: enough to tell how each recent one ended.
+        self._history: deque[TransitionRecord] = deque(
+            maxlen=self._config.history_size * self._config.max_connections
+        )
         self._waiters: deque[_Waiter] = deque()
         self._departed = 0  # entries of _waiters whose acquirer left unserved
         self._dispatch_handle: asyncio.Handle | None = None
@@ -259,6 +264,15 @@ class WebsocketConnectionPool:
     def connections(self) -> tuple[WebsocketConnection, ...]:
         """A snapshot of the connections that hold a slot, for inspection."""
         return tuple(self._index)
+
+    @property
+    def history(self) -> tuple[TransitionRecord, ...]:
+        """The pool's recent transitions, oldest first, closed connections' included.
+
+        Bounded to ``history_size * max_connections`` records, the oldest
+        dropped first. Export it with :func:`write_history_jsonl`.
+        """
+        return tuple(self._history)
 
     def stats(self) -> PoolStats:
         """A frozen snapshot of the counters and running totals."""
@@ -968,6 +982,7 @@ class WebsocketConnectionPool:
 
     def _on_transition(self, connection: WebsocketConnection, record: TransitionRecord) -> None:
         """Called by every connection of this pool after each of its transitions."""
+        self._history.append(record)
         self._index.move(connection, record)
         if record.dest is IDLE:
             self._schedule_dispatch()
