@@ -1,0 +1,420 @@
+"""The pool's policies, against a real server: lifetimes, a floor, a queue bound, expiry, shutdown.
+
+Every test talks to the loopback echo server (``tests/loopback.py``) and turns
+one policy on: ``max_lifetime``, ``min_connections``, ``max_waiting``,
+:meth:`~WebsocketConnectionPool.expire_connections`, graceful
+:meth:`~WebsocketConnectionPool.close`, and the health check skipped after a
+keepalive pong. Each checks what borrowers see, why each connection left (its
+history), the pool's counters and the server's sockets.
+
+Waits poll a condition in a bounded loop (:func:`wait_until`); the only
+timings asserted are lower bounds that a backoff guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+
+import pytest
+
+from aio_websocket_pool import (
+    ConnectionClosedError,
+    ConnectionPoolExhaustedError,
+    ConnectionPoolUnavailableError,
+    State,
+    WebsocketConnection,
+    WebsocketConnectionPool,
+)
+from aio_websocket_pool._exceptions import TooManyWaitersError
+from helpers import BOUND, assert_consistent, pool_maker, round_trip, triggers, wait_until
+from loopback import LoopbackServer
+
+#: Bounded acquires; no health-check pings unless a test asks for them.
+make_pool = pool_maker(health_check_interval=None, acquire_timeout=BOUND)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def assert_closed(conn: WebsocketConnection, source: State, reason_part: str) -> None:
+    """``conn`` was closed from ``source`` for a reason that mentions ``reason_part``."""
+    assert conn.is_closed
+    record = conn.history[-1]
+    assert (record.trigger, record.source, record.dest) == ("close", source, State.CLOSED)
+    assert reason_part in (record.reason or ""), record.reason
+
+
+def spawn(coroutine: Awaitable[WebsocketConnection]) -> asyncio.Task[WebsocketConnection]:
+    """A task for a test's acquirer (named so that the leak check does not mistake it)."""
+
+    async def run() -> WebsocketConnection:
+        return await coroutine
+
+    return asyncio.create_task(run(), name="test acquirer")
+
+
+async def queue_acquirers(
+    pool: WebsocketConnectionPool, count: int
+) -> list[asyncio.Task[WebsocketConnection]]:
+    """Start ``count`` more acquirers and wait until they all queue."""
+    queued = pool.stats().waiting
+    tasks = [spawn(pool.acquire()) for _ in range(count)]
+    await wait_until(lambda: pool.stats().waiting == queued + count, f"{count} more queued")
+    return tasks
+
+
+async def server_closed_all(server: LoopbackServer) -> None:
+    await wait_until(lambda: server.open_connections == 0, "the server saw every socket close")
+
+
+# -- max_lifetime -------------------------------------------------------------------------
+
+
+async def test_a_connection_past_max_lifetime_is_closed_on_release_and_replaced_lazily(
+    server: LoopbackServer,
+) -> None:
+    async with make_pool(server, max_lifetime=0.3) as pool:
+        conn = await pool.acquire()
+        await pool.release(conn)
+        assert await pool.acquire() is conn  # young: reused
+        await round_trip(conn, "young")
+        await wait_until(lambda: conn.age > conn._lifetime, "older than its lifetime")
+
+        await pool.release(conn)
+
+        assert_closed(conn, State.BUSY, "older than max_lifetime")
+        assert pool.total_connections == 0  # no replacement until someone asks
+        assert server.handshakes == 1
+        fresh = await pool.acquire()
+        assert fresh is not conn
+        await round_trip(fresh, "fresh")
+        assert server.handshakes == 2
+        stats = assert_consistent(pool)
+        assert (stats.opened, stats.closed, stats.busy) == (2, 1, 1)
+        await pool.release(fresh)
+
+
+async def test_lifetimes_are_jittered_within_ten_percent(server: LoopbackServer) -> None:
+    async with make_pool(
+        server, max_lifetime=100.0, max_connections=8, warmup_connections=8
+    ) as pool:
+        lifetimes = [conn._lifetime for conn in pool.connections]
+        assert len(lifetimes) == 8
+        assert all(90.0 <= lifetime <= 110.0 for lifetime in lifetimes), lifetimes
+        assert len(set(lifetimes)) > 1, "every connection would retire at the same moment"
+        assert_consistent(pool)
+
+
+async def test_an_idle_connection_past_max_lifetime_is_retired_by_the_sweep(
+    server: LoopbackServer,
+) -> None:
+    async with make_pool(server, max_lifetime=0.2, cleanup_interval=0.02) as pool:
+        conn = await pool.acquire()
+        await pool.release(conn)
+        await wait_until(lambda: conn.is_closed, "the sweep retired it")
+
+        assert_closed(conn, State.IDLE, "older than max_lifetime")
+        assert triggers(conn) == ["open", "acquire", "release", "close"]
+        assert pool.total_connections == 0
+        assert_consistent(pool)
+        await server_closed_all(server)
+
+
+# -- min_connections ----------------------------------------------------------------------
+
+
+async def test_min_connections_are_opened_in_the_background_after_start(
+    server: LoopbackServer,
+) -> None:
+    async with make_pool(server, min_connections=3) as pool:
+        await wait_until(lambda: pool.available_connections == 3, "three idle connections")
+        assert server.handshakes == 3
+        assert all(triggers(conn) == ["open"] for conn in pool.connections)
+        stats = assert_consistent(pool)
+        assert (stats.total, stats.acquired) == (3, 0)
+
+
+@pytest.mark.parametrize("how", ["server-closes", "expired"])
+async def test_min_connections_are_reopened_after_they_close(
+    server: LoopbackServer, how: str
+) -> None:
+    async with make_pool(server, min_connections=2, cleanup_interval=0.02) as pool:
+        await wait_until(lambda: pool.available_connections == 2, "the minimum is open")
+        old = set(pool.connections)
+        if how == "server-closes":
+            await server.close_connections()  # the sweep finds them dead
+        else:
+            pool.expire_connections()
+
+        await wait_until(
+            lambda: pool.available_connections == 2 and not old & set(pool.connections),
+            "two new idle connections",
+        )
+
+        assert all(conn.is_closed for conn in old)
+        assert server.handshakes == 4
+        stats = assert_consistent(pool)
+        assert stats.connections_lost == (2 if how == "server-closes" else 0)
+
+
+async def test_idle_cleanup_never_goes_below_min_connections(server: LoopbackServer) -> None:
+    async with make_pool(
+        server, min_connections=1, max_connections=3, idle_timeout=0.05, cleanup_interval=0.02
+    ) as pool:
+        await wait_until(lambda: pool.available_connections == 1, "the minimum is open")
+        conns = [await pool.acquire() for _ in range(3)]
+        for conn in conns:
+            await pool.release(conn)
+
+        await wait_until(lambda: pool.total_connections == 1, "idle cleanup down to the minimum")
+        (kept,) = pool.connections
+        # Idle for four times idle_timeout: many sweeps passed it by.
+        await wait_until(lambda: kept.idle_for > 0.2, "kept idles well past idle_timeout")
+
+        assert kept.state is State.IDLE
+        assert pool.total_connections == 1
+        for conn in conns:
+            if conn is not kept:
+                assert_closed(conn, State.IDLE, "idle_timeout")
+        assert server.handshakes == 3  # nothing was closed and re-opened in a loop
+        assert_consistent(pool)
+
+
+async def test_min_connections_back_off_while_the_server_refuses(server: LoopbackServer) -> None:
+    server.refuse(3, 500)
+    loop = asyncio.get_running_loop()
+    async with make_pool(server, min_connections=1, max_retries=1) as pool:
+        started = loop.time()
+        await wait_until(lambda: pool.available_connections == 1, "the minimum is open at last")
+        elapsed = loop.time() - started
+
+        # One attempt per round, each round after a longer pause: no storm.
+        assert len(server.request_headers) == 4
+        assert server.handshakes == 1
+        # The pauses are at least 0.05 + 0.1 + 0.2 s (exponential, "equal jitter").
+        assert elapsed >= 0.3
+        stats = assert_consistent(pool)
+        assert (stats.failed_connects, stats.opened) == (3, 1)
+
+
+def test_min_connections_above_max_connections_is_rejected() -> None:
+    with pytest.raises(ValueError, match="min_connections"):
+        WebsocketConnectionPool("ws://127.0.0.1:9/", min_connections=3, max_connections=2)
+
+
+# -- max_waiting --------------------------------------------------------------------------
+
+
+async def test_acquirers_beyond_max_waiting_fail_at_once(server: LoopbackServer) -> None:
+    async with make_pool(server, max_connections=1, max_waiting=2) as pool:
+        held = await pool.acquire()
+        waiters = await queue_acquirers(pool, 2)
+
+        with pytest.raises(TooManyWaitersError) as excinfo:
+            await pool.acquire()
+
+        assert isinstance(excinfo.value, ConnectionPoolExhaustedError)
+        assert "max_waiting=2" in str(excinfo.value)
+        assert pool.stats().waiting == 2  # the two in line keep their places
+        for waiter in waiters:
+            await pool.release(held)
+            async with asyncio.timeout(BOUND):
+                held = await waiter
+            await round_trip(held, "served")
+        await pool.release(held)
+        stats = assert_consistent(pool)
+        assert (stats.acquired, stats.opened, stats.waiting) == (3, 1, 0)
+
+
+async def test_max_waiting_zero_never_queues(server: LoopbackServer) -> None:
+    async with make_pool(server, max_connections=1, max_waiting=0) as pool:
+        held = await pool.acquire()
+        with pytest.raises(TooManyWaitersError):
+            await pool.acquire()
+        assert pool.stats().waiting == 0
+        await pool.release(held)
+        assert await pool.acquire() is held  # something free: no queueing needed
+        await pool.release(held)
+        assert_consistent(pool)
+
+
+@pytest.mark.parametrize("leave", ["cancel", "wait_for"])
+async def test_a_waiter_that_left_frees_its_place_in_line(
+    server: LoopbackServer, leave: str
+) -> None:
+    async with make_pool(server, max_connections=1, max_waiting=1) as pool:
+        held = await pool.acquire()
+        if leave == "cancel":
+            (gone,) = await queue_acquirers(pool, 1)
+            gone.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+        else:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(pool.acquire(), 0.05)
+
+        (waiter,) = await queue_acquirers(pool, 1)  # not TooManyWaitersError
+
+        await pool.release(held)
+        async with asyncio.timeout(BOUND):
+            assert await waiter is held
+        await pool.release(held)
+        assert_consistent(pool)
+
+
+# -- expire_connections -------------------------------------------------------------------
+
+
+async def test_expire_connections_retires_idle_now_and_busy_on_release(
+    server: LoopbackServer,
+) -> None:
+    async with make_pool(server) as pool:
+        busy, idle = await pool.acquire(), await pool.acquire()
+        await pool.release(idle)
+
+        pool.expire_connections()
+
+        assert_closed(idle, State.IDLE, "expire_connections")
+        assert busy.is_busy
+        await round_trip(busy, "still mine")  # its borrower is not disturbed
+        await pool.release(busy)
+        assert_closed(busy, State.BUSY, "expire_connections")
+        fresh = await pool.acquire()
+        assert fresh not in (busy, idle)
+        await round_trip(fresh, "fresh")
+        assert server.handshakes == 3
+        await pool.release(fresh)
+        assert await pool.acquire() is fresh  # opened after the call: kept
+        await pool.release(fresh)
+        stats = assert_consistent(pool)
+        assert (stats.opened, stats.closed, stats.idle) == (3, 2, 1)
+
+
+# -- close(timeout) -----------------------------------------------------------------------
+
+
+async def test_close_fails_queued_and_new_acquirers_at_once(server: LoopbackServer) -> None:
+    pool = make_pool(server, max_connections=1)
+    held = await pool.acquire()
+    (waiter,) = await queue_acquirers(pool, 1)
+    closing = asyncio.create_task(pool.close(timeout=BOUND), name="test close")
+    async with asyncio.timeout(BOUND):
+        with pytest.raises(ConnectionPoolUnavailableError):
+            await waiter
+    with pytest.raises(ConnectionPoolUnavailableError):
+        await pool.acquire()
+    assert not closing.done()  # still waiting for the borrower
+
+    await round_trip(held, "finishing")
+    await pool.release(held)
+    async with asyncio.timeout(BOUND):
+        await closing
+    assert_closed(held, State.BUSY, "pool closing")
+    assert pool.is_closed
+    assert_consistent(pool)
+    await server_closed_all(server)
+
+
+async def test_close_lets_a_borrower_finish_then_closes_its_connection(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server)
+    busy, idle = await pool.acquire(), await pool.acquire()
+    await pool.release(idle)
+    closing = asyncio.create_task(pool.close(timeout=BOUND), name="test close")
+    await wait_until(lambda: idle.is_closed, "the idle one closed at once")
+    assert_closed(idle, State.IDLE, "pool closing")
+
+    await round_trip(busy, "request")  # a full round trip, during the shutdown
+    await pool.release(busy)
+    async with asyncio.timeout(BOUND):
+        await closing
+
+    assert_closed(busy, State.BUSY, "pool closing")
+    stats = assert_consistent(pool)
+    assert (stats.total, stats.opened, stats.closed) == (0, 2, 2)
+    await server_closed_all(server)
+
+
+async def test_close_closes_what_is_not_given_back_within_the_timeout(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server)
+    held = await pool.acquire()
+
+    await pool.close(timeout=0.05)
+
+    assert held.is_closed
+    with pytest.raises(ConnectionClosedError):
+        await held.send("too late")
+    await pool.release(held)  # ignored: nothing to give back
+    assert (pool.total_connections, pool.is_closed) == (0, True)
+    assert_consistent(pool)
+    await server_closed_all(server)
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, float("nan")])
+async def test_close_with_a_timeout_that_is_not_a_duration_is_rejected(bad: float) -> None:
+    pool = WebsocketConnectionPool("ws://127.0.0.1:9/")
+    with pytest.raises(ValueError, match="timeout"):
+        await pool.close(timeout=bad)
+    assert not pool.is_closed  # nothing was shut down by the refused call
+
+
+# -- latency, and the health check a keepalive pong makes unnecessary ----------------------
+
+
+async def test_a_recent_keepalive_pong_skips_the_health_check(server: LoopbackServer) -> None:
+    interval = 0.05
+    async with make_pool(server, health_check_interval=interval, ping_interval=0.02) as pool:
+        conn = await pool.acquire()
+        await round_trip(conn, "one")
+        await pool.release(conn)
+        # No traffic for twice the interval, yet a keepalive pong proved the peer alive.
+        await wait_until(
+            lambda: (
+                conn.idle_for > 2 * interval and conn._unproven_for(time.monotonic()) < interval / 2
+            ),
+            "idle past the interval, with a recent pong",
+        )
+
+        again = await pool.acquire()
+
+        assert again is conn
+        assert conn.latency > 0.0  # measured by the keepalive
+        # A health-check ping would have counted as traffic and reset idle_for.
+        assert conn.idle_for > 2 * interval
+        await round_trip(again, "two")
+        stats = assert_consistent(pool)
+        assert (stats.health_checks_failed, stats.reused, stats.opened) == (0, 1, 1)
+        await pool.release(again)
+
+
+async def test_without_keepalive_a_frozen_peer_fails_the_health_check(
+    server: LoopbackServer,
+) -> None:
+    interval = 0.05
+    async with make_pool(
+        server,
+        health_check_interval=interval,
+        health_check_timeout=0.1,
+        ping_interval=None,
+        close_timeout=0.2,
+    ) as pool:
+        conn = await pool.acquire()
+        await round_trip(conn, "one")
+        await pool.release(conn)
+        await wait_until(lambda: conn.idle_for > interval, "idle past the interval")
+        server.freeze()
+
+        fresh = await pool.acquire()
+
+        assert fresh is not conn
+        assert_closed(conn, State.BUSY, "health check failed")
+        server.thaw()
+        await round_trip(fresh, "two")
+        stats = assert_consistent(pool)
+        assert (stats.health_checks_failed, stats.opened, stats.closed) == (1, 2, 1)
+        await pool.release(fresh)
