@@ -28,12 +28,11 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -97,6 +96,35 @@ class _Waiter:
     future: asyncio.Future[_Grant] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+class _Borrowed:
+    """What ``pool.get_connection()`` returns: acquire on entry, release on exit.
+
+    A class rather than an ``asynccontextmanager``: it is on the path of every
+    request, and a generator-based context manager costs several microseconds.
+    """
+
+    __slots__ = ("_connection", "_fresh", "_pool")
+
+    def __init__(self, pool: WebsocketConnectionPool, *, fresh: bool) -> None:
+        self._pool = pool
+        self._fresh = fresh
+        self._connection: WebsocketConnection | None = None
+
+    async def __aenter__(self) -> WebsocketConnection:
+        self._connection = await self._pool._acquire(fresh=self._fresh)
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._pool._release_now(connection, dirty=exc_type is not None)
 
 
 def _was_granted(future: asyncio.Future[_Grant]) -> bool:
@@ -497,40 +525,31 @@ class WebsocketConnectionPool:
         """
         self._release_now(connection, force_remove=force_remove)
 
-    @contextlib.asynccontextmanager
-    async def get_connection(self) -> AsyncIterator[WebsocketConnection]:
+    def get_connection(self) -> _Borrowed:
         """Acquire a connection for the ``async with`` block and release it after.
 
         If the block raises (or is cancelled), a reply may still be on its way,
-        so the connection is drained (``check_server_data_on_release``) or
-        closed, never handed to the next borrower as it is.
+        so the connection is closed, never handed to the next borrower as it is.
         """
-        async with self._borrow(await self.acquire()) as connection:
-            yield connection
+        return _Borrowed(self, fresh=False)
 
-    @contextlib.asynccontextmanager
-    async def get_new_connection(self) -> AsyncIterator[WebsocketConnection]:
+    def get_new_connection(self) -> _Borrowed:
         """Like :meth:`get_connection`, with a newly opened connection."""
-        async with self._borrow(await self.acquire_new()) as connection:
-            yield connection
-
-    @contextlib.asynccontextmanager
-    async def _borrow(self, connection: WebsocketConnection) -> AsyncIterator[WebsocketConnection]:
-        try:
-            yield connection
-        except BaseException:
-            self._release_now(connection, dirty=True)
-            raise
-        self._release_now(connection)
+        return _Borrowed(self, fresh=True)
 
     async def _acquire(self, *, fresh: bool) -> WebsocketConnection:
         if not self._started:
             self._begin()
         loop = asyncio.get_running_loop()
         started = loop.time()
+        grant = None if self._waiters else self._try_grant(fresh=fresh)
+        # The fast path, taken by most acquires of a warm pool: an idle
+        # connection that needs no I/O and no hook before it is handed out.
+        if grant is not None and grant.opening is None and self._ready_at_once(grant.connection):
+            self._totals.record("acquire_wait", loop.time() - started)
+            return grant.connection
         timeout = self._config.acquire_timeout
         deadline = None if timeout is None else started + timeout
-        grant = None if self._waiters else self._try_grant(fresh=fresh)
         while True:
             if grant is None:
                 grant = await self._wait_for_grant(fresh=fresh, deadline=deadline)
@@ -669,6 +688,17 @@ class WebsocketConnectionPool:
         return ConnectionPoolExhaustedError(
             f"no connection to {redact_uri(self.uri)} came free within "
             f"acquire_timeout={self._config.acquire_timeout:g}s ({self.stats()})"
+        )
+
+    def _ready_at_once(self, connection: WebsocketConnection) -> bool:
+        """Whether a reused connection passes the checks of :meth:`_ready_for_reuse` without I/O."""
+        config = self._config
+        interval = config.health_check_interval
+        return (
+            config.on_acquire is None
+            and not connection._buffered_frames()
+            and (interval is None or connection._unproven_for(time.monotonic()) < interval)
+            and self._staleness(connection) is None
         )
 
     async def _ready_for_reuse(self, connection: WebsocketConnection) -> bool:
