@@ -28,6 +28,7 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -525,7 +526,7 @@ class WebsocketConnectionPool:
         """
         self._release_now(connection, force_remove=force_remove)
 
-    def get_connection(self) -> _Borrowed:
+    def get_connection(self) -> contextlib.AbstractAsyncContextManager[WebsocketConnection]:
         """Acquire a connection for the ``async with`` block and release it after.
 
         If the block raises (or is cancelled), a reply may still be on its way,
@@ -533,7 +534,7 @@ class WebsocketConnectionPool:
         """
         return _Borrowed(self, fresh=False)
 
-    def get_new_connection(self) -> _Borrowed:
+    def get_new_connection(self) -> contextlib.AbstractAsyncContextManager[WebsocketConnection]:
         """Like :meth:`get_connection`, with a newly opened connection."""
         return _Borrowed(self, fresh=True)
 
