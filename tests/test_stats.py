@@ -103,19 +103,24 @@ async def test_connect_time_counts_every_connection_opened(
         assert stats.acquire_wait.count == 4
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["while-idle", "while-busy"])
 async def test_a_connection_closed_by_the_peer_is_counted_lost_once_noticed(
-    server: LoopbackServer,
+    server: LoopbackServer, held: bool
 ) -> None:
     async with make_pool(server) as pool:
         conn = await pool.acquire()
-        await pool.release(conn)
+        if not held:
+            await pool.release(conn)
         await server.close_connections()
         await wait_until(lambda: not conn.is_connected, "the client saw the close")
         assert pool.stats().connections_lost == 0  # nobody looked at it yet
 
+        if held:
+            await pool.release(conn)  # its release notices
         fresh = await pool.acquire()
 
         assert fresh is not conn
+        assert conn.is_closed
         stats = assert_consistent(pool)
         assert (stats.connections_lost, stats.closed, stats.health_checks_failed) == (1, 1, 0)
         await pool.release(fresh)
