@@ -22,7 +22,6 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Final, Literal
 
 try:
@@ -31,8 +30,7 @@ try:
     from opentelemetry.util.types import AttributeValue
 except ImportError as exc:
     raise ImportError(
-        "aio_websocket_pool.otel needs opentelemetry-api: "
-        "pip install 'aio-websocket-pool[otel]'"
+        "aio_websocket_pool.otel needs opentelemetry-api: pip install 'aio-websocket-pool[otel]'"
     ) from exc
 
 from websockets.uri import parse_uri
@@ -71,8 +69,9 @@ class Metric:
 
     Attributes:
         name: The instrument's name.
-        kind: ``updowncounter`` and ``counter`` are observable, read from
-            ``stats()``; ``histogram`` is recorded as durations are measured.
+        kind: The OpenTelemetry instrument. Observable ones are read from
+            ``stats()`` when a reader collects; histograms are recorded as
+            durations are measured.
         unit: UCUM unit: ``s`` or an annotation such as ``{connection}``.
         field: The :class:`~aio_websocket_pool.PoolStats` field reported; for
             the connection count, ``None``: one point per state.
@@ -80,7 +79,7 @@ class Metric:
     """
 
     name: str
-    kind: Literal["updowncounter", "counter", "histogram"]
+    kind: Literal["ObservableUpDownCounter", "ObservableCounter", "Histogram"]
     unit: str
     field: str | None
     description: str
@@ -88,35 +87,50 @@ class Metric:
 
 #: Every instrument :func:`instrument` reports, in the order the docs list them.
 METRICS: Final[tuple[Metric, ...]] = (
-    Metric("websocket.pool.connection.count", "updowncounter", "{connection}", None,
+    Metric("websocket.pool.connection.count", "ObservableUpDownCounter",
+           "{connection}", None,
            "Connections holding a slot, by state (connecting, idle, busy, draining)."),
-    Metric("websocket.pool.connection.max", "updowncounter", "{connection}", "max_connections",
+    Metric("websocket.pool.connection.max", "ObservableUpDownCounter",
+           "{connection}", "max_connections",
            "The pool's max_connections."),
-    Metric("websocket.pool.acquire.pending", "updowncounter", "{request}", "waiting",
+    Metric("websocket.pool.acquire.pending", "ObservableUpDownCounter",
+           "{request}", "waiting",
            "Acquirers queued for a connection."),
-    Metric("websocket.pool.connection.opened", "counter", "{connection}", "opened",
+    Metric("websocket.pool.connection.opened", "ObservableCounter",
+           "{connection}", "opened",
            "Handshakes that succeeded."),
-    Metric("websocket.pool.connection.failed", "counter", "{connection}", "failed_connects",
+    Metric("websocket.pool.connection.failed", "ObservableCounter",
+           "{connection}", "failed_connects",
            "Connections that could not be opened, after retries."),
-    Metric("websocket.pool.connection.closed", "counter", "{connection}", "closed",
+    Metric("websocket.pool.connection.closed", "ObservableCounter",
+           "{connection}", "closed",
            "Open connections retired, for any reason."),
-    Metric("websocket.pool.connection.lost", "counter", "{connection}", "connections_lost",
+    Metric("websocket.pool.connection.lost", "ObservableCounter",
+           "{connection}", "connections_lost",
            "Connections found closed by the peer or the network."),
-    Metric("websocket.pool.acquire.completed", "counter", "{acquire}", "acquired",
+    Metric("websocket.pool.acquire.completed", "ObservableCounter",
+           "{acquire}", "acquired",
            "Times a connection was handed out."),
-    Metric("websocket.pool.acquire.reused", "counter", "{acquire}", "reused",
+    Metric("websocket.pool.acquire.reused", "ObservableCounter",
+           "{acquire}", "reused",
            "Hand-outs of a connection that had been handed out before."),
-    Metric("websocket.pool.health_check.failed", "counter", "{check}", "health_checks_failed",
+    Metric("websocket.pool.health_check.failed", "ObservableCounter",
+           "{check}", "health_checks_failed",
            "Health-check pings that failed or timed out."),
-    Metric("websocket.pool.hook.failed", "counter", "{call}", "hooks_failed",
+    Metric("websocket.pool.hook.failed", "ObservableCounter",
+           "{call}", "hooks_failed",
            "Hook calls that raised or timed out."),
-    Metric("websocket.pool.message.drained", "counter", "{message}", "messages_drained",
+    Metric("websocket.pool.message.drained", "ObservableCounter",
+           "{message}", "messages_drained",
            "Stray messages read by drains after a release."),
-    Metric("websocket.pool.message.unsolicited", "counter", "{message}", "unsolicited_messages",
+    Metric("websocket.pool.message.unsolicited", "ObservableCounter",
+           "{message}", "unsolicited_messages",
            "Messages that arrived while nobody held the connection."),
-    Metric("websocket.pool.acquire.duration", "histogram", "s", "acquire_wait",
+    Metric("websocket.pool.acquire.duration", "Histogram",
+           "s", "acquire_wait",
            "Time from acquire() to the hand-out, for each successful acquire."),
-    Metric("websocket.pool.connect.duration", "histogram", "s", "connect_time",
+    Metric("websocket.pool.connect.duration", "Histogram",
+           "s", "connect_time",
            "Time to open each new connection, retries and on_connect included."),
 )  # fmt: skip
 
@@ -177,7 +191,7 @@ class PoolInstrumentation:
     ) -> None:
         self._pool = weakref.ref(pool)
         self._instruments = instruments
-        self.attributes: Attributes = MappingProxyType(dict(attributes))
+        self.attributes: Attributes = dict(attributes)
 
     def uninstrument(self) -> None:
         """Stop reporting: no more histogram points, no more observations. Idempotent."""
@@ -218,7 +232,7 @@ class _Instruments:
         self.pools: list[PoolInstrumentation] = []
         self.histograms: dict[str, Histogram] = {}
         for metric in METRICS:
-            if metric.kind == "histogram":
+            if metric.kind == "Histogram":
                 assert metric.field is not None  # noqa: S101  (every histogram has one)
                 self.histograms[metric.field] = meter.create_histogram(
                     metric.name, unit=metric.unit, description=metric.description
@@ -226,7 +240,7 @@ class _Instruments:
                 continue
             create = (
                 meter.create_observable_counter
-                if metric.kind == "counter"
+                if metric.kind == "ObservableCounter"
                 else meter.create_observable_up_down_counter
             )
             create(
