@@ -87,6 +87,7 @@ def spawn(coroutine: Awaitable[WebsocketConnection]) -> asyncio.Task[WebsocketCo
 async def test_on_connect_runs_once_per_connection_before_it_is_handed_out(
     server: LoopbackServer,
 ) -> None:
+    """on_connect talks on each new connection, still connecting, once, before anyone gets it."""
     seen: list[tuple[WebsocketConnection, State]] = []
 
     async def on_connect(conn: WebsocketConnection) -> None:
@@ -116,6 +117,7 @@ async def test_on_connect_runs_once_per_connection_before_it_is_handed_out(
 async def test_a_failing_on_connect_raises_a_hook_error_and_frees_the_slot(
     server: LoopbackServer, caplog: pytest.LogCaptureFixture, failure: Failure, reason_part: str
 ) -> None:
+    """A failing on_connect costs the acquirer a typed error, the pool nothing; no secret leaks."""
     caplog.set_level(logging.DEBUG)
     seen: list[WebsocketConnection] = []
     async with make_pool(
@@ -146,6 +148,7 @@ async def test_a_failing_on_connect_raises_a_hook_error_and_frees_the_slot(
 async def test_on_connect_finishes_for_the_pool_when_its_acquirer_leaves(
     server: LoopbackServer,
 ) -> None:
+    """An acquirer that leaves mid-on_connect leaves an initialised connection to the pool."""
     entered = asyncio.Event()
     go_on = asyncio.Event()
     seen: list[WebsocketConnection] = []
@@ -195,6 +198,7 @@ async def test_on_connect_finishes_for_the_pool_when_its_acquirer_leaves(
 async def test_messages_left_over_from_on_connect_never_reach_the_first_borrower(
     server: LoopbackServer, warm: bool
 ) -> None:
+    """What the server sent during on_connect goes to on_unsolicited, not to the first borrower."""
     server.stray_messages = 1  # the server answers "auth" with its echo and one more message
     received: list[str | bytes] = []
 
@@ -224,6 +228,7 @@ async def test_messages_left_over_from_on_connect_never_reach_the_first_borrower
     reason="BUG: ConnectionHookError, which acquire() raises, is not exported by the package",
 )
 def test_connection_hook_error_is_public() -> None:
+    """The error acquire() raises for a failing hook can be imported from the package."""
     assert getattr(aio_websocket_pool, "ConnectionHookError", None) is ConnectionHookError
     assert "ConnectionHookError" in aio_websocket_pool.__all__
 
@@ -232,6 +237,7 @@ def test_connection_hook_error_is_public() -> None:
 
 
 async def test_on_acquire_runs_before_every_hand_out_new_or_reused(server: LoopbackServer) -> None:
+    """on_acquire runs, on a busy connection it may talk on, before each hand-out."""
     seen: list[tuple[WebsocketConnection, State]] = []
 
     async def on_acquire(conn: WebsocketConnection) -> None:
@@ -255,6 +261,7 @@ async def test_on_acquire_runs_before_every_hand_out_new_or_reused(server: Loopb
 async def test_on_acquire_failing_on_a_reused_connection_is_invisible_to_the_caller(
     server: LoopbackServer, idle: int
 ) -> None:
+    """A reused connection that fails on_acquire is closed and the caller gets another."""
     doomed: set[WebsocketConnection] = set()
 
     async def on_acquire(conn: WebsocketConnection) -> None:
@@ -285,6 +292,7 @@ async def test_on_acquire_failing_on_a_reused_connection_is_invisible_to_the_cal
 async def test_on_acquire_failing_on_a_new_connection_raises_a_hook_error(
     server: LoopbackServer, failure: Failure, reason_part: str
 ) -> None:
+    """A new connection that fails on_acquire is closed and the caller gets a typed error."""
     seen: list[WebsocketConnection] = []
     async with make_pool(
         server, on_acquire=failing_hook(failure, seen), hook_timeout=SHORT_HOOK_TIMEOUT
@@ -306,6 +314,7 @@ async def test_on_acquire_failing_on_a_new_connection_raises_a_hook_error(
 async def test_an_acquirer_cancelled_during_on_acquire_leaks_nothing(
     server: LoopbackServer, reused: bool
 ) -> None:
+    """Cancelled mid-on_acquire, the connection is closed: no busy slot is left for nobody."""
     stall = asyncio.Event()
     entered: list[WebsocketConnection] = []
 
@@ -344,6 +353,7 @@ async def test_an_acquirer_cancelled_during_on_acquire_leaks_nothing(
 async def test_on_release_runs_on_every_release_before_the_connection_is_reused(
     server: LoopbackServer,
 ) -> None:
+    """on_release runs on each release, draining, and the next borrower waits for it."""
     gate = asyncio.Event()
     seen: list[tuple[WebsocketConnection, State, int]] = []
 
@@ -381,6 +391,7 @@ async def test_on_release_runs_on_every_release_before_the_connection_is_reused(
 async def test_a_failing_on_release_discards_the_connection(
     server: LoopbackServer, failure: Failure, reason_part: str
 ) -> None:
+    """A connection whose on_release fails is closed, and the next acquire opens a new one."""
     async with make_pool(
         server, on_release=failing_hook(failure), hook_timeout=SHORT_HOOK_TIMEOUT
     ) as pool:
@@ -407,6 +418,7 @@ async def test_a_failing_on_release_discards_the_connection(
 async def test_messages_pushed_while_idle_never_reach_the_next_borrower(
     server: LoopbackServer, with_hook: bool
 ) -> None:
+    """Messages that arrive while idle go to on_unsolicited (or are dropped), counted either way."""
     server.stray_messages = 2
     server.stray_interval = 0.02  # they arrive after the reply, while the connection is idle
     received: list[tuple[WebsocketConnection, str | bytes]] = []
@@ -436,6 +448,7 @@ async def test_messages_pushed_while_idle_never_reach_the_next_borrower(
 async def test_drained_messages_go_to_on_unsolicited_after_on_release(
     server: LoopbackServer, with_on_release: bool
 ) -> None:
+    """A drain runs after on_release, and hands what it reads to on_unsolicited."""
     server.stray_messages = 2
     events: list[object] = []
 
@@ -474,6 +487,8 @@ async def test_drained_messages_go_to_on_unsolicited_after_on_release(
 
 @pytest.mark.parametrize("hook", ["on_connect", "on_acquire", "on_release", "on_unsolicited"])
 def test_a_hook_that_is_not_async_is_rejected_at_construction(hook: str) -> None:
+    """A plain function as a hook fails at construction, not at the first hand-out."""
+
     def plain(*args: object) -> None:
         del args
 
@@ -483,5 +498,6 @@ def test_a_hook_that_is_not_async_is_rejected_at_construction(hook: str) -> None
 
 @pytest.mark.parametrize("hook_timeout", [0, 0.0, -1.0])
 def test_a_hook_timeout_that_is_not_positive_is_rejected(hook_timeout: float) -> None:
+    """hook_timeout must be a positive number of seconds."""
     with pytest.raises(ValueError, match="hook_timeout"):
         WebsocketConnectionPool("ws://127.0.0.1:9/", hook_timeout=hook_timeout)

@@ -76,6 +76,7 @@ async def server_closed_all(server: LoopbackServer) -> None:
 async def test_a_connection_past_max_lifetime_is_closed_on_release_and_replaced_lazily(
     server: LoopbackServer,
 ) -> None:
+    """A connection is reused while young, closed on release once old, replaced only on demand."""
     async with make_pool(server, max_lifetime=0.3) as pool:
         conn = await pool.acquire()
         await pool.release(conn)
@@ -98,6 +99,7 @@ async def test_a_connection_past_max_lifetime_is_closed_on_release_and_replaced_
 
 
 async def test_lifetimes_are_jittered_within_ten_percent(server: LoopbackServer) -> None:
+    """Connections opened together get different lifetimes, within ±10 % of max_lifetime."""
     async with make_pool(
         server, max_lifetime=100.0, max_connections=8, warmup_connections=8
     ) as pool:
@@ -111,6 +113,7 @@ async def test_lifetimes_are_jittered_within_ten_percent(server: LoopbackServer)
 async def test_an_idle_connection_past_max_lifetime_is_retired_by_the_sweep(
     server: LoopbackServer,
 ) -> None:
+    """The sweep retires an idle connection that outlived its lifetime."""
     async with make_pool(server, max_lifetime=0.2, cleanup_interval=0.02) as pool:
         conn = await pool.acquire()
         await pool.release(conn)
@@ -129,6 +132,7 @@ async def test_an_idle_connection_past_max_lifetime_is_retired_by_the_sweep(
 async def test_min_connections_are_opened_in_the_background_after_start(
     server: LoopbackServer,
 ) -> None:
+    """start() leads to min_connections idle connections, opened by the pool on its own."""
     async with make_pool(server, min_connections=3) as pool:
         await wait_until(lambda: pool.available_connections == 3, "three idle connections")
         assert server.handshakes == 3
@@ -141,6 +145,7 @@ async def test_min_connections_are_opened_in_the_background_after_start(
 async def test_min_connections_are_reopened_after_they_close(
     server: LoopbackServer, how: str
 ) -> None:
+    """Connections lost or expired below the minimum are replaced in the background."""
     async with make_pool(server, min_connections=2, cleanup_interval=0.02) as pool:
         await wait_until(lambda: pool.available_connections == 2, "the minimum is open")
         old = set(pool.connections)
@@ -161,6 +166,7 @@ async def test_min_connections_are_reopened_after_they_close(
 
 
 async def test_idle_cleanup_never_goes_below_min_connections(server: LoopbackServer) -> None:
+    """Idle cleanup closes the surplus but keeps min_connections, however long they idle."""
     async with make_pool(
         server, min_connections=1, max_connections=3, idle_timeout=0.05, cleanup_interval=0.02
     ) as pool:
@@ -184,6 +190,7 @@ async def test_idle_cleanup_never_goes_below_min_connections(server: LoopbackSer
 
 
 async def test_min_connections_back_off_while_the_server_refuses(server: LoopbackServer) -> None:
+    """Refused reopenings are retried one at a time, after growing pauses, until one succeeds."""
     server.refuse(3, 500)
     loop = asyncio.get_running_loop()
     async with make_pool(server, min_connections=1, max_retries=1) as pool:
@@ -201,6 +208,7 @@ async def test_min_connections_back_off_while_the_server_refuses(server: Loopbac
 
 
 def test_min_connections_above_max_connections_is_rejected() -> None:
+    """A minimum above the maximum fails at construction."""
     with pytest.raises(ValueError, match="min_connections"):
         WebsocketConnectionPool("ws://127.0.0.1:9/", min_connections=3, max_connections=2)
 
@@ -209,6 +217,7 @@ def test_min_connections_above_max_connections_is_rejected() -> None:
 
 
 async def test_acquirers_beyond_max_waiting_fail_at_once(server: LoopbackServer) -> None:
+    """Beyond max_waiting queued acquirers, acquire() fails at once; those in line are served."""
     async with make_pool(server, max_connections=1, max_waiting=2) as pool:
         held = await pool.acquire()
         waiters = await queue_acquirers(pool, 2)
@@ -230,6 +239,7 @@ async def test_acquirers_beyond_max_waiting_fail_at_once(server: LoopbackServer)
 
 
 async def test_max_waiting_zero_never_queues(server: LoopbackServer) -> None:
+    """max_waiting=0 fails when nothing is free and serves at once when something is."""
     async with make_pool(server, max_connections=1, max_waiting=0) as pool:
         held = await pool.acquire()
         with pytest.raises(TooManyWaitersError):
@@ -245,6 +255,7 @@ async def test_max_waiting_zero_never_queues(server: LoopbackServer) -> None:
 async def test_a_waiter_that_left_frees_its_place_in_line(
     server: LoopbackServer, leave: str
 ) -> None:
+    """A waiter that gave up no longer counts against max_waiting."""
     async with make_pool(server, max_connections=1, max_waiting=1) as pool:
         held = await pool.acquire()
         if leave == "cancel":
@@ -270,6 +281,7 @@ async def test_a_waiter_that_left_frees_its_place_in_line(
     reason="BUG: TooManyWaitersError, which acquire() raises, is not exported by the package",
 )
 def test_too_many_waiters_error_is_public() -> None:
+    """The error acquire() raises beyond max_waiting can be imported from the package."""
     assert getattr(aio_websocket_pool, "TooManyWaitersError", None) is TooManyWaitersError
     assert "TooManyWaitersError" in aio_websocket_pool.__all__
 
@@ -280,6 +292,7 @@ def test_too_many_waiters_error_is_public() -> None:
 async def test_expire_connections_retires_idle_now_and_busy_on_release(
     server: LoopbackServer,
 ) -> None:
+    """expire_connections() closes idle ones now, busy ones on release, and spares later ones."""
     async with make_pool(server) as pool:
         busy, idle = await pool.acquire(), await pool.acquire()
         await pool.release(idle)
@@ -306,6 +319,7 @@ async def test_expire_connections_retires_idle_now_and_busy_on_release(
 
 
 async def test_close_fails_queued_and_new_acquirers_at_once(server: LoopbackServer) -> None:
+    """close() fails the queue and newcomers at once, and waits for the borrower."""
     pool = make_pool(server, max_connections=1)
     held = await pool.acquire()
     (waiter,) = await queue_acquirers(pool, 1)
@@ -330,6 +344,7 @@ async def test_close_fails_queued_and_new_acquirers_at_once(server: LoopbackServ
 async def test_close_lets_a_borrower_finish_then_closes_its_connection(
     server: LoopbackServer,
 ) -> None:
+    """close() closes idle ones now; a borrower finishes its round trip, then its one closes."""
     pool = make_pool(server)
     busy, idle = await pool.acquire(), await pool.acquire()
     await pool.release(idle)
@@ -351,6 +366,7 @@ async def test_close_lets_a_borrower_finish_then_closes_its_connection(
 async def test_close_closes_what_is_not_given_back_within_the_timeout(
     server: LoopbackServer,
 ) -> None:
+    """After close()'s timeout, connections still held are closed under their borrowers."""
     pool = make_pool(server)
     held = await pool.acquire()
 
@@ -373,6 +389,7 @@ async def test_close_closes_what_is_not_given_back_within_the_timeout(
 async def test_close_waits_for_a_connection_being_opened_for_an_acquirer(
     server: LoopbackServer,
 ) -> None:
+    """close() lets an acquirer whose handshake is in flight use its connection, then closes it."""
     # close()'s docstring: connections "being opened for" a borrower are closed as they come back.
     pool = make_pool(server)
     server.hold_handshakes()
@@ -396,6 +413,7 @@ async def test_close_waits_for_a_connection_being_opened_for_an_acquirer(
 
 @pytest.mark.parametrize("bad", [-1, -0.5, float("nan")])
 async def test_close_with_a_timeout_that_is_not_a_duration_is_rejected(bad: float) -> None:
+    """close() refuses a negative or NaN timeout, and shuts nothing down."""
     pool = WebsocketConnectionPool("ws://127.0.0.1:9/")
     with pytest.raises(ValueError, match="timeout"):
         await pool.close(timeout=bad)
@@ -406,6 +424,7 @@ async def test_close_with_a_timeout_that_is_not_a_duration_is_rejected(bad: floa
 
 
 async def test_a_recent_keepalive_pong_skips_the_health_check(server: LoopbackServer) -> None:
+    """A keepalive pong within health_check_interval makes the health-check ping unnecessary."""
     interval = 0.05
     async with make_pool(server, health_check_interval=interval, ping_interval=0.02) as pool:
         conn = await pool.acquire()
@@ -434,6 +453,7 @@ async def test_a_recent_keepalive_pong_skips_the_health_check(server: LoopbackSe
 async def test_without_keepalive_a_frozen_peer_fails_the_health_check(
     server: LoopbackServer,
 ) -> None:
+    """Without keepalive, a connection idle past the interval is pinged, and replaced if silent."""
     interval = 0.05
     async with make_pool(
         server,

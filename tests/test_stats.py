@@ -36,6 +36,7 @@ def spawn(pool: WebsocketConnectionPool, *, new: bool = False) -> asyncio.Task[W
 
 
 async def test_stats_count_connections_by_state(server: LoopbackServer) -> None:
+    """stats() counts connecting, idle, busy and draining connections, one of each here."""
     cleaning = asyncio.Event()
 
     async def on_release(conn: WebsocketConnection) -> None:
@@ -68,6 +69,7 @@ async def test_stats_count_connections_by_state(server: LoopbackServer) -> None:
 async def test_acquire_wait_counts_every_acquire_and_the_longest_wait(
     server: LoopbackServer,
 ) -> None:
+    """acquire_wait counts each acquire, and its max covers a wait for a held connection."""
     async with make_pool(server, max_connections=1) as pool:
         held = await pool.acquire()
         waiter = spawn(pool)
@@ -89,6 +91,7 @@ async def test_acquire_wait_counts_every_acquire_and_the_longest_wait(
 async def test_connect_time_counts_every_connection_opened(
     server: LoopbackServer, delay: float
 ) -> None:
+    """connect_time counts each connection opened, handshake delay included, reuses not."""
     server.handshake_delay = delay
     async with make_pool(server, max_connections=3) as pool:
         conns = await asyncio.gather(*(pool.acquire() for _ in range(3)))
@@ -107,6 +110,7 @@ async def test_connect_time_counts_every_connection_opened(
 async def test_a_connection_closed_by_the_peer_is_counted_lost_once_noticed(
     server: LoopbackServer, held: bool
 ) -> None:
+    """A connection the peer closed counts as lost once the pool notices it, not before."""
     async with make_pool(server) as pool:
         conn = await pool.acquire()
         if not held:
@@ -127,6 +131,7 @@ async def test_a_connection_closed_by_the_peer_is_counted_lost_once_noticed(
 
 
 async def test_a_failed_health_check_is_counted(server: LoopbackServer) -> None:
+    """A health check that got no pong counts as failed, not as a lost connection."""
     async with make_pool(
         server, health_check_interval=0, health_check_timeout=0.1, close_timeout=0.2
     ) as pool:
@@ -180,6 +185,7 @@ async def make_a_hook_fail(
 
 @pytest.mark.parametrize("hook", ["on_connect", "on_acquire", "on_release", "on_unsolicited"])
 async def test_a_failing_hook_is_counted(server: LoopbackServer, hook: str) -> None:
+    """A failure of any hook counts once in hooks_failed."""
     failing: Any = refuse_message if hook == "on_unsolicited" else refuse_connection
     async with make_pool(server, **{hook: failing}) as pool:
         assert pool.stats().hooks_failed == 0
@@ -196,6 +202,7 @@ async def test_a_failing_hook_is_counted(server: LoopbackServer, hook: str) -> N
 async def test_stray_messages_are_counted_where_they_were_read(
     server: LoopbackServer, drain: bool
 ) -> None:
+    """Stray messages count as drained or as unsolicited, by who read them."""
     server.stray_messages = 3
     server.stray_interval = 0.01  # after the reply: read by a drain, or arriving while idle
     async with make_pool(
@@ -223,10 +230,12 @@ async def test_stray_messages_are_counted_where_they_were_read(
     [(Timing(), 0.0), (Timing(1, 0.5, 0.5), 0.5), (Timing(4, 2.0, 1.5), 0.5)],
 )
 def test_timing_mean_is_the_total_over_the_count(timing: Timing, mean: float) -> None:
+    """Timing.mean is total / count, and 0.0 before anything was timed."""
     assert timing.mean == pytest.approx(mean)
 
 
 async def test_stats_are_a_frozen_snapshot(server: LoopbackServer) -> None:
+    """stats() is a snapshot: it does not change with the pool, and cannot be changed."""
     async with make_pool(server) as pool:
         before = pool.stats()
         conn = await pool.acquire()
