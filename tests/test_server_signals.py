@@ -197,18 +197,7 @@ async def test_other_close_codes_on_one_connection_leave_its_siblings_alone(
 
 @pytest.mark.parametrize(
     "closed",
-    [
-        0,
-        pytest.param(
-            2,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: _sweep iterates a snapshot of the idle connections; siblings "
-                "_retire_lost already retired come up later in it, are not connected, and "
-                "are retired as lost again (connections_lost counts them, sockets aborted)",
-            ),
-        ),
-    ],
+    [0, 2],
     ids=["newest", "oldest"],
 )
 async def test_sweep_retires_the_idle_siblings_of_a_connection_closed_with_1012(
@@ -333,12 +322,6 @@ async def test_refusals_until_retries_run_out_raise_unavailable_then_the_pool_re
         await shut_down(pool, server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: each 503 of one wave of concurrent handshakes counts as another signal "
-    "in a row, so a single burst of refusals shuts the gate for MAX_DELAY/2..MAX_DELAY "
-    "(5-10 s) instead of BASE_DELAY/2..BASE_DELAY",
-)
 async def test_one_wave_of_refusals_backs_off_like_one_signal(server: LoopbackServer) -> None:
     """Refusals of handshakes that all began before the first one came back are one signal."""
     server.refuse(20, 503)
@@ -555,12 +538,6 @@ async def test_a_flood_while_idle_beyond_drain_max_messages_discards_the_connect
         await shut_down(pool, server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a connection discarded for a flood gets a closing handshake, which cannot "
-    "finish while its receive buffer is full (websockets stopped reading), so its socket and "
-    "its slot stay held until close_timeout (websockets' default: 10 s)",
-)
 @pytest.mark.parametrize("where", ["drain", "idle"])
 async def test_a_flooded_connection_frees_its_slot_at_once(
     server: LoopbackServer, where: str

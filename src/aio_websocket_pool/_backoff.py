@@ -6,7 +6,10 @@ own schedule would still send it a storm of handshakes from a busy pool, so
 the pool keeps one gate that all of its new handshakes pass through. Each
 "not now" pushes the gate's opening further out, exponentially with the number
 of signals in a row, with jitter (so that many clients spread out); a
-successful handshake resets the count. A ``Retry-After`` the server sent is
+successful handshake resets the count. Only a signal that comes while the gate
+is open counts as a new one: the other refusals of a burst of handshakes sent
+before the first answer came back are echoes of the same "not now", and must
+not push one short overload to the maximum delay. A ``Retry-After`` the server sent is
 honoured, up to :data:`MAX_DELAY`.
 """
 
@@ -34,12 +37,14 @@ class Backoff:
 
     def trip(self, retry_after: float | None = None) -> float:
         """Record one "not now" from the server; return the seconds the gate now stays shut."""
-        self._signals += 1
-        ceiling = min(MAX_DELAY, BASE_DELAY * 2 ** (self._signals - 1))
-        delay = self._random.uniform(ceiling / 2, ceiling)  # "equal jitter": never ~0
+        now = asyncio.get_running_loop().time()
+        delay = 0.0
+        if now >= self._open_at:  # a new signal, not an echo of the one that shut the gate
+            self._signals += 1
+            ceiling = min(MAX_DELAY, BASE_DELAY * 2 ** (self._signals - 1))
+            delay = self._random.uniform(ceiling / 2, ceiling)  # "equal jitter": never ~0
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_DELAY))
-        now = asyncio.get_running_loop().time()
         self._open_at = max(self._open_at, now + delay)
         return self._open_at - now
 

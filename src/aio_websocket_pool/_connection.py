@@ -425,6 +425,9 @@ class WebsocketConnection:
         received = websocket.protocol.close_rcvd
         if received is not None:
             return f"closed by peer: close code {received.code}"
+        sent = websocket.protocol.close_sent
+        if sent is not None:  # websockets closed it itself: a message over max_size (1009), ...
+            return f"closed by this side: close code {sent.code}"
         if websocket.close_code is not None:
             return f"closed: close code {websocket.close_code}"
         return "connection lost"

@@ -781,8 +781,10 @@ class WebsocketConnectionPool:
             while connection._buffered_frames():
                 taken += 1
                 if taken > config.drain_max_messages:
+                    # Aborted: websockets stopped reading the flood, so a closing
+                    # handshake could not finish before close_timeout.
                     self._discard(connection, f"more than {config.drain_max_messages} "
-                                  "unsolicited messages while idle")  # fmt: skip
+                                  "unsolicited messages while idle", abort=True)  # fmt: skip
                     return False
                 # The rest of a fragmented message may still be on its way.
                 async with asyncio.timeout(config.health_check_timeout):
@@ -913,7 +915,7 @@ class WebsocketConnectionPool:
                     connection._last_activity = time.monotonic()
                     if drained > config.drain_max_messages or size > config.drain_max_bytes:
                         self._discard(connection, f"flooded during drain: {drained} messages, "
-                                      f"{size} bytes or characters")  # fmt: skip
+                                      f"{size} bytes or characters", abort=True)  # fmt: skip
                         return None
                     if not config.drain_condition(message):
                         self._discard(connection, f"drain_condition rejected message {drained}")
@@ -980,6 +982,8 @@ class WebsocketConnectionPool:
         """
         idle_timeout = self._config.idle_timeout
         for connection in self._index.in_state(IDLE):
+            if connection.state is not IDLE:  # retired meanwhile, with a sibling that went away
+                continue
             if not connection.is_connected:
                 self._retire_lost(connection)
             elif (why := self._staleness(connection)) is not None:
