@@ -152,7 +152,8 @@ def instrument(
         pool: The pool to report on. It is held weakly: a pool that was
             garbage-collected stops reporting.
         meter_provider: Where the instruments are created; by default the
-            global one (``opentelemetry.metrics.get_meter_provider()``).
+            global one (``opentelemetry.metrics.get_meter_provider()``), so
+            set that before the first call.
         attributes: Added to every point, to tell pools apart
             (``{"pool": "feeds"}``). They override ``server.address`` and
             ``server.port``. Never put a secret here.
@@ -168,9 +169,9 @@ def instrument(
                 provider.get_meter(METER_NAME, __version__)
             )
     server = parse_uri(pool.uri)
-    points: dict[str, AttributeValue] = {"server.address": server.host, "server.port": server.port}
-    points.update(attributes or {})
-    instrumentation = PoolInstrumentation(pool, instruments, points)
+    carried: dict[str, AttributeValue] = {"server.address": server.host, "server.port": server.port}
+    carried.update(attributes or {})
+    instrumentation = PoolInstrumentation(pool, instruments, carried)
     instruments.pools.append(instrumentation)
     pool._totals.listeners.append(instrumentation._record)
     return instrumentation
