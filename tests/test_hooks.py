@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 import aio_websocket_pool
 from aio_websocket_pool import State, WebsocketConnection, WebsocketConnectionPool
@@ -186,12 +187,6 @@ async def test_on_connect_finishes_for_the_pool_when_its_acquirer_leaves(
         pytest.param(
             False,
             id="opened-for-the-acquirer",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: a connection opened for an acquirer is handed out without taking "
-                "the messages that arrived during on_connect; one opened in the background and "
-                "parked idle has them taken (_take_unsolicited runs on reuse only)",
-            ),
         ),
     ],
 )
@@ -223,10 +218,6 @@ async def test_messages_left_over_from_on_connect_never_reach_the_first_borrower
         assert_consistent(pool)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ConnectionHookError, which acquire() raises, is not exported by the package",
-)
 def test_connection_hook_error_is_public() -> None:
     """The error acquire() raises for a failing hook can be imported from the package."""
     assert getattr(aio_websocket_pool, "ConnectionHookError", None) is ConnectionHookError
@@ -501,3 +492,29 @@ def test_a_hook_timeout_that_is_not_positive_is_rejected(hook_timeout: float) ->
     """hook_timeout must be a positive number of seconds."""
     with pytest.raises(ValueError, match="hook_timeout"):
         WebsocketConnectionPool("ws://127.0.0.1:9/", hook_timeout=hook_timeout)
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["opened-in-background", "opened-for-acquirer"])
+async def test_a_greeting_reaches_the_first_borrower_when_there_is_no_on_connect(
+    warm: bool,
+) -> None:
+    """Without on_connect, what the server sends on connect goes to the first borrower.
+
+    Only what arrives after a hand-out, while nobody holds the connection, is unsolicited.
+    """
+
+    async def greet_then_echo(websocket: ServerConnection) -> None:
+        await websocket.send("welcome")
+        async for message in websocket:
+            await websocket.send(message)
+
+    async with serve(greet_then_echo, "127.0.0.1", 0) as greeter:
+        port = greeter.sockets[0].getsockname()[1]
+        pool = make_pool(f"ws://127.0.0.1:{port}", warmup_connections=1 if warm else 0)
+        async with pool:
+            async with pool.get_connection() as conn:
+                if warm:  # the greeting arrived while it sat idle, before its first hand-out
+                    await wait_until(lambda: conn._buffered_frames() > 0, "the greeting arrived")
+                assert await conn.recv() == "welcome"
+                await round_trip(conn, "first")
+            assert pool.stats().unsolicited_messages == 0

@@ -276,10 +276,6 @@ async def test_a_waiter_that_left_frees_its_place_in_line(
         assert_consistent(pool)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TooManyWaitersError, which acquire() raises, is not exported by the package",
-)
 def test_too_many_waiters_error_is_public() -> None:
     """The error acquire() raises beyond max_waiting can be imported from the package."""
     assert getattr(aio_websocket_pool, "TooManyWaitersError", None) is TooManyWaitersError
@@ -381,11 +377,6 @@ async def test_close_closes_what_is_not_given_back_within_the_timeout(
     await server_closed_all(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: close() counts only busy and draining connections as in use; it cancels a "
-    "handshake in flight for an acquirer, whom its docstring says it waits for",
-)
 async def test_close_waits_for_a_connection_being_opened_for_an_acquirer(
     server: LoopbackServer,
 ) -> None:

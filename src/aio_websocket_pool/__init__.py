@@ -6,31 +6,35 @@ and exceptions. Each connection is a ``transitions`` state machine
 (:data:`TRANSITIONS`); the pool derives every counter from those states.
 """
 
-from ._config import DrainConditionCallback
+from ._config import ConnectionHook, DrainConditionCallback, UnsolicitedMessageHook
 from ._connection import WebsocketConnection
 from ._diagram import DiagramFormat, render_connection_diagram, render_diagram
 from ._exceptions import (
     ConnectionBusyError,
     ConnectionClosedError,
     ConnectionDrainTimeoutError,
+    ConnectionHookError,
     ConnectionPoolExhaustedError,
     ConnectionPoolUnavailableError,
     ConnectionUnavailableError,
     GraphvizNotFoundError,
     HandshakeRejectedError,
     InvalidTransitionError,
+    TooManyWaitersError,
     WebsocketError,
 )
 from ._fsm import TRANSITIONS, Edge, State, TransitionRecord
 from ._history import write_history_jsonl
 from ._pool import WebsocketConnectionPool
-from ._stats import PoolStats
+from ._stats import PoolStats, Timing
 
 __all__ = [
     "TRANSITIONS",
     "ConnectionBusyError",
     "ConnectionClosedError",
     "ConnectionDrainTimeoutError",
+    "ConnectionHook",
+    "ConnectionHookError",
     "ConnectionPoolExhaustedError",
     "ConnectionPoolUnavailableError",
     "ConnectionUnavailableError",
@@ -42,7 +46,10 @@ __all__ = [
     "InvalidTransitionError",
     "PoolStats",
     "State",
+    "Timing",
+    "TooManyWaitersError",
     "TransitionRecord",
+    "UnsolicitedMessageHook",
     "WebsocketConnection",
     "WebsocketConnectionPool",
     "WebsocketError",

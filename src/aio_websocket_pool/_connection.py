@@ -182,6 +182,7 @@ class WebsocketConnection:
         self._hook_timeout = DEFAULT_TIMEOUT
         self._gate: Backoff | None = None
         self._in_hook = False
+        self._handed_out_before = False  # given back to its pool at least once
         self.generation = 0
         self._lifetime = math.inf
         self._opened_at = math.inf  # monotonic clock; set once the handshake succeeds

@@ -245,6 +245,7 @@ class WebsocketConnectionPool:
         self._waiters: deque[_Waiter] = deque()
         self._departed = 0  # entries of _waiters whose acquirer left unserved
         self._dispatch_handle: asyncio.Handle | None = None
+        self._opening: set[_Grant] = set()  # handshakes in flight
         self._workers: set[asyncio.Task[Any]] = set()  # cancelled by close_all()
         self._closers: set[asyncio.Task[Any]] = set()  # awaited by close_all()
         self._totals = Totals()
@@ -313,7 +314,9 @@ class WebsocketConnectionPool:
             draining=index.count(DRAINING),
             total=index.total,
             max_connections=self._config.max_connections,
-            waiting=sum(not waiter.future.done() for waiter in self._waiters),
+            # Not a scan of the queue: stats() may be read from another thread
+            # (an OpenTelemetry reader), while the event loop changes the queue.
+            waiting=max(0, len(self._waiters) - self._departed),
             opened=index.events["open"],
             failed_connects=index.events["fail"],
             acquired=index.events["acquire"],
@@ -403,8 +406,9 @@ class WebsocketConnectionPool:
         """Shut down gracefully: let borrowers finish, then close everything.
 
         New acquires and queued waiters fail with
-        :class:`ConnectionPoolUnavailableError` at once, and idle connections
-        close now. Connections that borrowers still hold (or that are being
+        :class:`ConnectionPoolUnavailableError` at once, idle connections close
+        now, and handshakes nobody waits for (warm-up, ``min_connections``) are
+        cancelled. Connections that borrowers still hold (or that are being
         opened for, or cleaned after, one) are closed as they come back; after
         ``timeout`` seconds the rest are closed under their borrowers, as
         :meth:`close_all` does. ``None`` waits as long as they take.
@@ -419,6 +423,9 @@ class WebsocketConnectionPool:
             self._fail_waiters("the pool is closing")
             for connection in self._index.in_state(IDLE):
                 self._discard(connection, "pool closing")
+            for grant in self._opening:
+                if grant.abandoned and grant.opening is not None:
+                    grant.opening.cancel()
             self._note_quiescence()
         if not self._closed:
             try:
@@ -556,7 +563,10 @@ class WebsocketConnectionPool:
                 grant = await self._wait_for_grant(fresh=fresh, deadline=deadline)
             if grant.opening is not None:
                 connection = await self._take_opening(grant)
-                ready = await self._passes_on_acquire(connection, reused=False)
+                ready = (
+                    not self._has_unsolicited(connection)
+                    or await self._take_unsolicited(connection)
+                ) and await self._passes_on_acquire(connection, reused=False)
             else:
                 connection = grant.connection
                 ready = await self._ready_for_reuse(connection)
@@ -599,9 +609,15 @@ class WebsocketConnectionPool:
         grant = _Grant(connection)
         grant.abandoned = abandoned
         grant.opening = self._spawn(self._open(grant), f"open {connection.id}")
-        # A task cancelled before its first step never runs connect(), which
-        # is what fails a handshake that did not finish: do it here instead.
-        grant.opening.add_done_callback(lambda _: connection._fail("cancelled before it began"))
+        self._opening.add(grant)
+
+        def opened(_: asyncio.Task[None]) -> None:
+            self._opening.discard(grant)
+            # A task cancelled before its first step never runs connect(), which
+            # is what fails a handshake that did not finish: do it here instead.
+            connection._fail("cancelled before it began")
+
+        grant.opening.add_done_callback(opened)
         return grant
 
     async def _open(self, grant: _Grant) -> None:
@@ -697,7 +713,7 @@ class WebsocketConnectionPool:
         interval = config.health_check_interval
         return (
             config.on_acquire is None
-            and not connection._buffered_frames()
+            and not self._has_unsolicited(connection)
             and (interval is None or connection._unproven_for(time.monotonic()) < interval)
             and self._staleness(connection) is None
         )
@@ -713,7 +729,7 @@ class WebsocketConnectionPool:
         if not connection.is_connected:
             self._retire_lost(connection)
             return False
-        if connection._buffered_frames() and not await self._take_unsolicited(connection):
+        if self._has_unsolicited(connection) and not await self._take_unsolicited(connection):
             return False
         if (why := self._staleness(connection)) is not None:
             self._discard(connection, why)
@@ -765,6 +781,19 @@ class WebsocketConnectionPool:
             self._discard(connection, "cancelled during on_acquire", abort=True)
             raise
         return True
+
+    def _has_unsolicited(self, connection: WebsocketConnection) -> bool:
+        """Whether messages nobody asked for wait on a connection about to be handed out.
+
+        What a server sends right after the handshake (a greeting) belongs to
+        the first borrower, as on a plain websockets connection, unless
+        ``on_connect`` is set: then the hook owns the start of the session, and
+        what it left unread is unsolicited. After the first hand-out, anything
+        received while nobody held the connection is.
+        """
+        return bool(connection._buffered_frames()) and (
+            connection._handed_out_before or self._config.on_connect is not None
+        )
 
     async def _take_unsolicited(self, connection: WebsocketConnection) -> bool:
         """Take the messages that arrived while it was idle away from the next borrower.
@@ -827,6 +856,7 @@ class WebsocketConnectionPool:
                 connection, whose, connection.state,
             )  # fmt: skip
             return
+        connection._handed_out_before = True
         config = self._config
         if force_remove:
             self._discard(connection, "released with force_remove")
@@ -1029,8 +1059,13 @@ class WebsocketConnectionPool:
                 self._below_minimum.set()
 
     def _note_quiescence(self) -> None:
-        """Tell :meth:`close` once no borrower holds (or is being cleaned after) a connection."""
-        if not self._index.count(BUSY) and not self._index.count(DRAINING):
+        """Tell :meth:`close` once no connection is held by, opening for or cleaned after anyone.
+
+        Every connection still live when the pool started closing reaches
+        ``closed`` in the end: those are the only transitions to watch.
+        """
+        index = self._index
+        if not (index.count(BUSY) or index.count(DRAINING) or index.count(CONNECTING)):
             self._quiescent.set()
 
     def _schedule_dispatch(self) -> None:

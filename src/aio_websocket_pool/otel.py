@@ -59,8 +59,6 @@ STATE_ATTRIBUTE: Final = "websocket.pool.connection.state"
 DURATION_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0,
 )  # fmt: skip
-#: ``stats()`` reads of a pool in a row that may meet the event loop changing it.
-_READ_ATTEMPTS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,19 +203,12 @@ class PoolInstrumentation:
     def stats(self) -> PoolStats | None:
         """The pool's stats, or None once it was garbage-collected.
 
-        Readers such as the SDK's periodic one collect on their own thread,
-        while the event loop may be changing the waiter queue that ``stats()``
-        iterates; that raises RuntimeError, and reading again succeeds.
+        Readers such as the SDK's periodic one collect on their own thread:
+        ``stats()`` only reads sizes and numbers, never iterates what the event
+        loop may be changing, so it is safe to call from there.
         """
         pool = self._pool()
-        if pool is None:
-            return None
-        for _ in range(_READ_ATTEMPTS - 1):
-            try:
-                return pool.stats()
-            except RuntimeError:
-                continue
-        return pool.stats()
+        return None if pool is None else pool.stats()
 
     def _record(self, what: str, seconds: float) -> None:
         # A listener of the pool: on the event loop, once per measured duration.
