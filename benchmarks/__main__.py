@@ -1,0 +1,92 @@
+"""``python -m benchmarks``: run the suite, print the table, write the results JSON.
+
+``bash scripts/dev bench`` runs it with the project's venv (run it that way:
+it sets the venv up). Options::
+
+    --quick            smaller sizes, fewer repeats: under a minute
+    --tiny             the smallest sizes, one repeat (the smoke test's)
+    --subjects LIST    comma-separated, of ours,raw,v010 (default: all three)
+    --output FILE      where the JSON goes (default: benchmarks/results/latest.json)
+    --compare FILE     also print the change from an earlier results JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import envs, plan, report
+from .runner import run_cases
+from .subjects import SUBJECTS
+
+#: Where the results go unless --output says otherwise (git ignores the folder).
+DEFAULT_OUTPUT = envs.ROOT / "benchmarks" / "results" / "latest.json"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_const", dest="size", const="quick")
+    sizes.add_argument("--tiny", action="store_const", dest="size", const="tiny")
+    parser.set_defaults(size="full")
+    parser.add_argument("--subjects", default=",".join(SUBJECTS))
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--compare", type=Path, metavar="FILE")
+    args = parser.parse_args(argv)
+    args.subjects = [name.strip() for name in args.subjects.split(",") if name.strip()]
+    unknown = set(args.subjects) - set(SUBJECTS)
+    if unknown or not args.subjects:
+        parser.error(f"--subjects takes names among {', '.join(SUBJECTS)}")
+    return args
+
+
+def run(size: str, subjects: list[str]) -> dict[str, Any]:
+    """Run the suite of ``size`` for ``subjects``; return the whole results document."""
+    open_files = envs.raise_open_files_limit()
+    if open_files < 2 * max(plan.SCALES[size]) + 200:
+        print(
+            f"warning: only {open_files} open files allowed; big scales may fail", file=sys.stderr
+        )
+    for subject in subjects:
+        envs.interpreter(subject)  # sets up 0.1.0's venv before anything is timed
+    started = datetime.datetime.now(datetime.UTC)
+    began = time.perf_counter()
+    print(f"benchmarks ({size}): {', '.join(subjects)}", file=sys.stderr)
+    measured = asyncio.run(run_cases(plan.cases(size), subjects))
+    return {
+        "schema": 1,
+        "size": size,
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - began, 1),
+        "machine": envs.machine(),
+        **measured,
+        "rows": report.table_rows(plan.rows(size), measured["cases"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    previous = json.loads(args.compare.read_text()) if args.compare else None
+    results = run(args.size, args.subjects)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    machine = results["machine"]
+    print(f"\n{machine['cpu']}, {machine['cores']} cores, {machine['python']}")
+    print(report.render(results["rows"]))
+    for line in report.errors(results["cases"]):
+        print(f"error: {line}")
+    if previous is not None:
+        print(f"\nchange since {args.compare}:")
+        print(report.comparison(previous, results))
+    print(f"\nresults: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

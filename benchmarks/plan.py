@@ -1,0 +1,228 @@
+"""What runs: the cases of each size (full, quick, tiny) and the rows of the table with targets.
+
+A :class:`Case` is one workload with its sizes, run for every subject. A
+:class:`Row` is one line of the table: one metric of one case (or the ratio
+of two cases, for scaling) with the target issue 4 sets for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .workloads import Params
+
+#: Open connections of the scaling workload (W6), per size; rows compare the last to the first.
+SCALES = {"full": (10, 100, 1000), "quick": (10, 100, 1000), "tiny": (2, 8)}
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One workload with its sizes.
+
+    Attributes:
+        key: Names the case in the results (``w1``, ``w6-cycle-1000``, ...).
+        title: What it measures, for the progress lines.
+        workload: A name in :data:`benchmarks.workloads.WORKLOADS`.
+        params: Its sizes.
+        handshake_delay: Seconds the echo server holds each handshake.
+        fresh_process: Run it in a worker of its own (memory: nothing from
+            earlier cases in the heap).
+    """
+
+    key: str
+    title: str
+    workload: str
+    params: Params
+    handshake_delay: float = 0.0
+    fresh_process: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What ours must reach on a row; every row also asks ours to be ahead of 0.1.0.
+
+    Attributes:
+        over_raw: The most ours may cost as a multiple of raw (for a
+            throughput, raw / ours), or None.
+        at_most: The most ours may be, in the row's unit, or None.
+        text: The target in words, for the table.
+    """
+
+    text: str
+    over_raw: float | None = None
+    at_most: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the table.
+
+    Attributes:
+        label: The workload, short.
+        case: The case key whose median ``metric`` is shown.
+        metric: A key of that case's samples.
+        unit: The metric's unit.
+        lower_is_better: False for throughputs.
+        per: When set, the row shows ``case``'s metric divided by this case's
+            (scaling: the cost at 1,000 connections over the cost at 10).
+        target: What ours must reach, or None for a row shown for information.
+    """
+
+    label: str
+    case: str
+    metric: str
+    unit: str
+    lower_is_better: bool = True
+    per: str | None = None
+    target: Target | None = field(default=None)
+
+
+def _sizes(size: str) -> dict[str, Params]:
+    full = size == "full"
+    tiny = size == "tiny"
+    repeats = 1 if tiny else (7 if full else 3)
+    return {
+        "w1": Params(requests=50 if tiny else (3000 if full else 1000), repeats=repeats),
+        "w2": Params(
+            connections=5 if tiny else 50,
+            workers=5 if tiny else 50,
+            requests=5 if tiny else (100 if full else 30),
+            repeats=repeats,
+        ),
+        "w3": Params(
+            connections=4 if tiny else 20,
+            workers=40 if tiny else 200,
+            requests=2 if tiny else (25 if full else 8),
+            repeats=repeats,
+        ),
+        "w4": Params(
+            connections=10 if tiny else 100,
+            workers=10 if tiny else 100,
+            repeats=1 if tiny else (5 if full else 2),
+        ),
+        "w5": Params(
+            requests=200 if tiny else (20000 if full else 5000),
+            repeats=repeats,
+            budget=1.0 if full else 0.3,
+        ),
+        "w7": Params(connections=5 if tiny else (200 if full else 50)),
+    }
+
+
+def _scaling(size: str, sizes: dict[str, Params]) -> list[Case]:
+    """W6: the cycle (W5) and the concurrent requests (W2), at each scale.
+
+    The concurrent run keeps the total number of requests per round the same at
+    every scale, with as many workers as connections.
+    """
+    cycle, concurrent = sizes["w5"], sizes["w2"]
+    total = concurrent.workers * concurrent.requests * (2 if size == "full" else 1)
+    cases = []
+    for scale in SCALES[size]:
+        cases.append(
+            Case(
+                f"w6-cycle-{scale}",
+                f"W6 acquire + release, {scale} connections open",
+                "cycle",
+                Params(
+                    connections=scale,
+                    requests=cycle.requests,
+                    repeats=cycle.repeats,
+                    budget=cycle.budget,
+                ),
+            )
+        )
+        cases.append(
+            Case(
+                f"w6-concurrent-{scale}",
+                f"W6 {scale} workers over {scale} connections",
+                "concurrent",
+                Params(
+                    connections=scale,
+                    workers=scale,
+                    requests=max(1, total // scale),
+                    repeats=max(1, concurrent.repeats - 2),
+                ),
+            )
+        )
+    return cases
+
+
+def cases(size: str) -> list[Case]:
+    """Every case of a run of ``size`` (``full``, ``quick`` or ``tiny``), in the order run."""
+    sizes = _sizes(size)
+    w2, w3, w4, w7 = sizes["w2"], sizes["w3"], sizes["w4"], sizes["w7"]
+    return [
+        Case("w1", "W1 sequential request/response", "sequential", sizes["w1"]),
+        Case("w2", f"W2 {w2.workers} workers over {w2.connections} connections", "concurrent", w2),
+        Case("w3", f"W3 {w3.workers} workers share {w3.connections} connections", "concurrent", w3),
+        Case(
+            "w4",
+            f"W4 {w4.workers} cold acquires, 20 ms handshakes",
+            "cold_burst",
+            w4,
+            handshake_delay=0.02,
+        ),
+        Case("w5", "W5 acquire + release, no I/O", "cycle", sizes["w5"]),
+        *_scaling(size, sizes),
+        Case(
+            "w7",
+            f"W7 memory of {w7.connections} idle connections",
+            "memory",
+            w7,
+            fresh_process=True,
+        ),
+    ]
+
+
+def rows(size: str) -> list[Row]:
+    """The lines of the table for a run of ``size``, with issue 4's targets."""
+    low, high = SCALES[size][0], SCALES[size][-1]
+    flat = Target(f"≤ 1.2 ({high}/{low})", at_most=1.2)
+    return [
+        Row("W1 sequential", "w1", "us_per_request", "µs/req", target=Target("≤ 1.10× raw", 1.10)),
+        Row(
+            "W2 concurrent",
+            "w2",
+            "req_per_s",
+            "req/s",
+            lower_is_better=False,
+            target=Target("≥ raw / 1.10", 1.10),
+        ),
+        Row(
+            "W3 oversubscribed",
+            "w3",
+            "req_per_s",
+            "req/s",
+            lower_is_better=False,
+            target=Target("≥ raw queue / 1.15", 1.15),
+        ),
+        Row("W3 errors", "w3", "errors", "count", target=Target("0", at_most=0)),
+        Row("W3 wait p50", "w3", "wait_p50_us", "µs"),
+        Row("W3 wait p99", "w3", "wait_p99_us", "µs"),
+        Row("W3 wait max", "w3", "wait_max_us", "µs"),
+        Row("W4 cold burst", "w4", "ms_all_acquired", "ms", target=Target("≤ 1.3× raw", 1.3)),
+        Row("W5 acquire+release", "w5", "us_per_cycle", "µs", target=Target("≤ 15 µs", at_most=15)),
+        Row(f"W6 cycle @{low}", f"w6-cycle-{low}", "us_per_cycle", "µs"),
+        Row(f"W6 cycle @{high}", f"w6-cycle-{high}", "us_per_cycle", "µs"),
+        Row(
+            "W6 cycle scaling",
+            f"w6-cycle-{high}",
+            "us_per_cycle",
+            "×",
+            per=f"w6-cycle-{low}",
+            target=flat,
+        ),
+        Row(f"W6 requests @{low}", f"w6-concurrent-{low}", "us_per_request", "µs/req"),
+        Row(f"W6 requests @{high}", f"w6-concurrent-{high}", "us_per_request", "µs/req"),
+        Row(
+            "W6 request scaling",
+            f"w6-concurrent-{high}",
+            "us_per_request",
+            "×",
+            per=f"w6-concurrent-{low}",
+            target=flat,
+        ),
+        Row("W7 RSS per idle conn", "w7", "rss_kib_per_connection", "KiB"),
+        Row("W7 heap per idle conn", "w7", "heap_kib_per_connection", "KiB"),
+    ]
