@@ -58,7 +58,7 @@ def run(size: str, subjects: list[str]) -> dict[str, Any]:
     started = datetime.datetime.now(datetime.UTC)
     began = time.perf_counter()
     print(f"benchmarks ({size}): {', '.join(subjects)}", file=sys.stderr)
-    measured = asyncio.run(run_cases(plan.cases(size), subjects))
+    measured = asyncio.run(run_cases(plan.cases(size), subjects, plan.PASSES[size]))
     return {
         "schema": 1,
         "size": size,

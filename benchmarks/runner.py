@@ -124,8 +124,6 @@ class Worker:
         except (OSError, EOFError, TimeoutError, ValueError) as exc:
             await self.stop(kill=True)
             return {"error": f"worker failed: {type(exc).__name__}: {exc}"}
-        if "samples" in answer:
-            answer["median"] = medians(answer["samples"])
         return answer
 
     async def _started(self) -> _Process:
@@ -158,12 +156,20 @@ async def _run_case(case: Case, subjects: list[Worker], uri: str) -> dict[str, A
     return results
 
 
-async def run_cases(cases: list[Case], subjects: list[str]) -> dict[str, Any]:
-    """Run every case for every subject; progress goes to standard error.
+def _merge(into: dict[str, Any], answer: dict[str, Any]) -> None:
+    """Add one pass's answer to a subject's results: samples add up, the first error stays."""
+    into.setdefault("samples", []).extend(answer.get("samples", []))
+    if "error" in answer:
+        into.setdefault("error", answer["error"])
+
+
+async def run_cases(cases: list[Case], subjects: list[str], passes: int) -> dict[str, Any]:
+    """Run every case for every subject, the whole list ``passes`` times; progress on stderr.
 
     Returns:
         ``{"subjects": {subject: worker description}, "cases": {key: {...}}}``,
-        each case with its title, workload, params and per-subject results.
+        each case with its title, workload, params and per-subject results:
+        the samples of every pass, their medians, and the first error if any.
     """
     workers = [Worker(subject) for subject in subjects]
     results: dict[str, Any] = {}
@@ -174,15 +180,27 @@ async def run_cases(cases: list[Case], subjects: list[str]) -> dict[str, Any]:
         }
         for worker in workers:
             stack.push_async_callback(worker.stop)
-        for case in cases:
-            began = time.perf_counter()
-            outcome = await _run_case(case, workers, servers[case.handshake_delay].uri)
-            results[case.key] = {
-                "title": case.title,
-                "workload": case.workload,
-                "params": asdict(case.params),
-                "handshake_delay": case.handshake_delay,
-                "results": outcome,
-            }
-            print(f"  {case.title}: {time.perf_counter() - began:.1f} s", file=sys.stderr)
+        for number in range(1, passes + 1):
+            for case in cases:
+                began = time.perf_counter()
+                outcome = await _run_case(case, workers, servers[case.handshake_delay].uri)
+                entry = results.setdefault(
+                    case.key,
+                    {
+                        "title": case.title,
+                        "workload": case.workload,
+                        "params": asdict(case.params),
+                        "passes": passes,
+                        "handshake_delay": case.handshake_delay,
+                        "results": {subject: {} for subject in subjects},
+                    },
+                )
+                for subject, answer in outcome.items():
+                    _merge(entry["results"][subject], answer)
+                took = time.perf_counter() - began
+                print(f"  pass {number}/{passes}: {case.title}: {took:.1f} s", file=sys.stderr)
+    for entry in results.values():
+        for result in entry["results"].values():
+            if result["samples"]:
+                result["median"] = medians(result["samples"])
     return {"subjects": {w.subject: w.description for w in workers}, "cases": results}

@@ -54,7 +54,7 @@ def test_tiny_run_measures_every_case_for_ours_and_raw(tmp_path: Path) -> None:
         assert set(case["results"]) == set(SUBJECTS), key
         for subject, result in case["results"].items():
             assert "error" not in result, (key, subject, result)
-            assert len(result["samples"]) == case["params"]["repeats"], (key, subject)
+            assert len(result["samples"]) == case["params"]["repeats"] * case["passes"]
             assert set(result["median"]) == set(result["samples"][0]), (key, subject)
             assert all(_is_number(value) for value in result["median"].values()), (key, subject)
 
