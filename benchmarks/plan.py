@@ -7,7 +7,7 @@ of two cases, for scaling) with the target issue 4 sets for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .workloads import Params
 
@@ -66,8 +66,6 @@ class Row:
         metric: A key of that case's samples.
         unit: The metric's unit.
         lower_is_better: False for throughputs.
-        per: When set, the row shows ``case``'s metric divided by this case's
-            (scaling: the cost at 1,000 connections over the cost at 10).
         target: What ours must reach, or None for a row shown for information.
     """
 
@@ -76,7 +74,6 @@ class Row:
     metric: str
     unit: str
     lower_is_better: bool = True
-    per: str | None = None
     target: Target | None = field(default=None)
 
 
@@ -113,42 +110,31 @@ def _sizes(size: str) -> dict[str, Params]:
 
 
 def _scaling(size: str, sizes: dict[str, Params]) -> list[Case]:
-    """W6: the cycle (W5) and the concurrent requests (W2), at each scale.
+    """W6: the cycle (W5) and the concurrent requests (W2), at each of :data:`SCALES`.
 
-    The concurrent run keeps the total number of requests per round the same at
-    every scale, with as many workers as connections.
+    The concurrent requests keep the same total per round at every scale, with
+    as many workers as connections.
     """
+    scales = SCALES[size]
     cycle, concurrent = sizes["w5"], sizes["w2"]
     total = concurrent.workers * concurrent.requests * (2 if size == "full" else 1)
-    cases = []
-    for scale in SCALES[size]:
-        cases.append(
-            Case(
-                f"w6-cycle-{scale}",
-                f"W6 acquire + release, {scale} connections open",
-                "cycle",
-                Params(
-                    connections=scale,
-                    requests=cycle.requests,
-                    repeats=cycle.repeats,
-                    budget=cycle.budget,
-                ),
-            )
-        )
-        cases.append(
-            Case(
-                f"w6-concurrent-{scale}",
-                f"W6 {scale} workers over {scale} connections",
-                "concurrent",
-                Params(
-                    connections=scale,
-                    workers=scale,
-                    requests=max(1, total // scale),
-                    repeats=max(1, concurrent.repeats - 1),
-                ),
-            )
-        )
-    return cases
+    shown = "/".join(str(scale) for scale in scales)
+    return [
+        Case(
+            "w6-cycle",
+            f"W6 acquire + release with {shown} connections open",
+            "scaling_cycle",
+            replace(cycle, scales=scales),
+        ),
+        Case(
+            "w6-concurrent",
+            f"W6 {shown} workers over as many connections",
+            "scaling_concurrent",
+            replace(
+                concurrent, requests=total, repeats=max(1, concurrent.repeats - 1), scales=scales
+            ),
+        ),
+    ]
 
 
 def cases(size: str) -> list[Case]:
@@ -206,26 +192,12 @@ def rows(size: str) -> list[Row]:
         Row("W3 wait max", "w3", "wait_max_us", "µs"),
         Row("W4 cold burst", "w4", "ms_all_acquired", "ms", target=Target("≤ 1.3× raw", 1.3)),
         Row("W5 acquire+release", "w5", "us_per_cycle", "µs", target=Target("≤ 15 µs", at_most=15)),
-        Row(f"W6 cycle @{low}", f"w6-cycle-{low}", "us_per_cycle", "µs"),
-        Row(f"W6 cycle @{high}", f"w6-cycle-{high}", "us_per_cycle", "µs"),
-        Row(
-            "W6 cycle scaling",
-            f"w6-cycle-{high}",
-            "us_per_cycle",
-            "×",
-            per=f"w6-cycle-{low}",
-            target=flat,
-        ),
-        Row(f"W6 requests @{low}", f"w6-concurrent-{low}", "us_per_request", "µs/req"),
-        Row(f"W6 requests @{high}", f"w6-concurrent-{high}", "us_per_request", "µs/req"),
-        Row(
-            "W6 request scaling",
-            f"w6-concurrent-{high}",
-            "us_per_request",
-            "×",
-            per=f"w6-concurrent-{low}",
-            target=flat,
-        ),
+        Row(f"W6 cycle @{low}", "w6-cycle", f"us_per_cycle@{low}", "µs"),
+        Row(f"W6 cycle @{high}", "w6-cycle", f"us_per_cycle@{high}", "µs"),
+        Row("W6 cycle scaling", "w6-cycle", "ratio", "×", target=flat),
+        Row(f"W6 requests @{low}", "w6-concurrent", f"us_per_request@{low}", "µs/req"),
+        Row(f"W6 requests @{high}", "w6-concurrent", f"us_per_request@{high}", "µs/req"),
+        Row("W6 request scaling", "w6-concurrent", "ratio", "×", target=flat),
         Row("W7 RSS per idle conn", "w7", "rss_kib_per_connection", "KiB"),
         Row("W7 heap per idle conn", "w7", "heap_kib_per_connection", "KiB"),
     ]

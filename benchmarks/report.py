@@ -17,18 +17,10 @@ from .subjects import SUBJECTS
 HEADINGS = {"ours": "ours", "raw": "raw", "v010": "0.1.0"}
 
 
-def _median(cases: dict[str, Any], case: str, subject: str, metric: str) -> float | None:
-    result = cases.get(case, {}).get("results", {}).get(subject, {})
-    value = result.get("median", {}).get(metric)
-    return None if value is None else float(value)
-
-
 def _value(row: Row, cases: dict[str, Any], subject: str) -> float | None:
-    value = _median(cases, row.case, subject, row.metric)
-    if value is None or row.per is None:
-        return value
-    base = _median(cases, row.per, subject, row.metric)
-    return None if not base else value / base
+    result = cases.get(row.case, {}).get("results", {}).get(subject, {})
+    value = result.get("median", {}).get(row.metric)
+    return None if value is None else float(value)
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:
@@ -72,7 +64,6 @@ def table_rows(rows: list[Row], cases: dict[str, Any]) -> list[dict[str, Any]]:
                 "unit": row.unit,
                 "case": row.case,
                 "metric": row.metric,
-                "per": row.per,
                 "lower_is_better": row.lower_is_better,
                 "values": values,
                 "ours_over_raw": _ratio(values["ours"], values["raw"]),

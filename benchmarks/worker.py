@@ -48,7 +48,7 @@ def answer(subject: str, request: dict[str, Any]) -> dict[str, Any]:
     """Run one request; a failure becomes ``{"error": ...}`` so the suite goes on."""
     try:
         workload = WORKLOADS[request["workload"]]
-        params = Params(**request["params"])
+        params = Params.from_json(request["params"])
         return {"samples": asyncio.run(workload(subject, request["uri"], params))}
     except Exception as exc:  # noqa: BLE001  (reported in the results, not raised)
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -7,8 +7,9 @@ micro-loop of :func:`cycle` also by a time budget. Clocks are
 ``time.perf_counter_ns``.
 
 Workload → issue 4's workloads: :func:`sequential` is W1, :func:`concurrent`
-is W2, W3 and the throughput half of W6, :func:`cold_burst` is W4,
-:func:`cycle` is W5 and the other half of W6, :func:`memory` is W7.
+is W2 and W3, :func:`cold_burst` is W4, :func:`cycle` is W5,
+:func:`scaling_cycle` and :func:`scaling_concurrent` are W6 (W5 and W2 at
+several sizes), :func:`memory` is W7.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .subjects import Subject, make_subject
@@ -44,6 +45,7 @@ class Params:
         repeats: Timed rounds, after one untimed warm-up round.
         budget: Seconds a round of :func:`cycle` may take: it stops early past it,
             so that a slow subject (0.1.0 pings on every reuse) stays bounded.
+        scales: Connections open, one subject each, for the scaling workloads.
     """
 
     connections: int = 1
@@ -51,6 +53,12 @@ class Params:
     requests: int = 1
     repeats: int = 1
     budget: float = 1.0
+    scales: tuple[int, ...] = ()
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> Params:
+        """The params a worker was sent (JSON has lists where the params have tuples)."""
+        return cls(**{**fields, "scales": tuple(fields.get("scales", ()))})
 
 
 def _us(nanoseconds: float) -> float:
@@ -119,7 +127,7 @@ async def _concurrent_round(subject: Subject[Any], params: Params) -> Sample:
 
 
 async def concurrent(name: str, uri: str, params: Params) -> list[Sample]:
-    """W2, W3, W6: ``workers`` tasks × ``requests`` requests over ``connections`` connections.
+    """W2, W3: ``workers`` tasks × ``requests`` requests over ``connections`` connections.
 
     Reports throughput, errors (a request that raised; the task goes on to its
     next one) and the wait for a connection (from asking to entering the block).
@@ -157,37 +165,94 @@ async def cold_burst(name: str, uri: str, params: Params) -> list[Sample]:
 
 
 async def _cycles(subject: Subject[Any], params: Params) -> Sample:
+    """One round of acquire + release cycles, with the garbage collector off.
+
+    The collector is run before and is off during the round, so that a
+    collection triggered by the pool's allocations does not land in one round
+    and not another; the cost of the allocations themselves is still counted.
+    """
     budget = params.budget * 1e9
     done = 0
-    start = time.perf_counter_ns()
-    while done < params.requests and time.perf_counter_ns() - start < budget:
-        for _ in range(BATCH):
-            connection = await subject.acquire()
-            await subject.release(connection)
-        done += BATCH
-    return {"us_per_cycle": _us(time.perf_counter_ns() - start) / done}
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        while done < params.requests and time.perf_counter_ns() - start < budget:
+            for _ in range(BATCH):
+                connection = await subject.acquire()
+                await subject.release(connection)
+            done += BATCH
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+    return {"us_per_cycle": _us(elapsed) / done}
 
 
 async def cycle(name: str, uri: str, params: Params) -> list[Sample]:
-    """W5, W6: acquire + release with no I/O in between, ``connections`` open: µs per cycle.
-
-    The garbage collector is off during each round (collected before it), so
-    that a collection triggered by the pool's allocations does not land in one
-    round and not another; the cost of those allocations is still counted.
-    """
+    """W5: acquire + release with no I/O in between, ``connections`` open: µs per cycle."""
     subject = await _opened(name, uri, params, warm=params.connections)
     try:
-        samples = []
-        for _ in range(params.repeats + 1):
-            gc.collect()
-            gc.disable()
-            try:
-                samples.append(await _cycles(subject, params))
-            finally:
-                gc.enable()
-        return samples[1:]
+        return [await _cycles(subject, params) for _ in range(params.repeats + 1)][1:]
     finally:
         await subject.close()
+
+
+Round = Callable[[Subject[Any], Params], Coroutine[Any, Any, Sample]]
+
+
+async def _scaled(
+    name: str, uri: str, params: Params, *, at: Callable[[int], Params], run: Round, metric: str
+) -> list[Sample]:
+    """Run ``run`` at each of ``params.scales``, a round at each scale in turn, all open at once.
+
+    Each scale has a subject of its own, opened with ``at(scale)`` and all its
+    connections before the first round. Taking turns pairs the rounds: a burst
+    of load from elsewhere on the machine falls on neighbouring rounds of every
+    scale, and each sample's ``ratio`` (``metric`` at the largest scale over
+    the smallest) compares rounds run moments apart.
+    """
+    subjects: dict[int, tuple[Subject[Any], Params]] = {}
+    try:
+        for scale in params.scales:
+            sized = at(scale)
+            subjects[scale] = (await _opened(name, uri, sized, warm=scale), sized)
+        samples = []
+        for _ in range(params.repeats + 1):
+            sample: Sample = {}
+            for scale, (subject, sized) in subjects.items():
+                measured = await run(subject, sized)
+                sample.update({f"{key}@{scale}": value for key, value in measured.items()})
+            low, high = min(params.scales), max(params.scales)
+            sample["ratio"] = sample[f"{metric}@{high}"] / sample[f"{metric}@{low}"]
+            samples.append(sample)
+        return samples[1:]
+    finally:
+        for subject, _ in subjects.values():
+            await subject.close()
+
+
+async def scaling_cycle(name: str, uri: str, params: Params) -> list[Sample]:
+    """W6: :func:`cycle` with each of ``scales`` connections open."""
+
+    def at(scale: int) -> Params:
+        return replace(params, connections=scale, workers=1)
+
+    return await _scaled(name, uri, params, at=at, run=_cycles, metric="us_per_cycle")
+
+
+async def scaling_concurrent(name: str, uri: str, params: Params) -> list[Sample]:
+    """W6: :func:`concurrent` with as many workers as connections, for each of ``scales``.
+
+    ``requests`` is the total per round, the same at every scale, shared
+    evenly between the workers.
+    """
+
+    def at(scale: int) -> Params:
+        return replace(
+            params, connections=scale, workers=scale, requests=max(1, params.requests // scale)
+        )
+
+    return await _scaled(name, uri, params, at=at, run=_concurrent_round, metric="us_per_request")
 
 
 def _rss_bytes() -> float:
@@ -241,6 +306,8 @@ WORKLOADS: dict[str, Workload] = {
     "concurrent": concurrent,
     "cold_burst": cold_burst,
     "cycle": cycle,
+    "scaling_cycle": scaling_cycle,
+    "scaling_concurrent": scaling_concurrent,
     "memory": memory,
 }
 
