@@ -21,7 +21,7 @@ import cProfile
 import pstats
 from pathlib import Path
 
-from .runner import EchoServer
+from .runner import echo_server
 from .subjects import PoolSubject
 from .workloads import PAYLOAD, Params, cycle, sequential
 
@@ -47,11 +47,11 @@ async def profile(workload: str, count: int) -> tuple[float, pstats.Stats]:
     """
     timed = cycle if workload == "cycle" else sequential
     metric = "us_per_cycle" if workload == "cycle" else "us_per_request"
-    async with EchoServer(0.0) as server:
-        samples = await timed("ours", server.uri, Params(requests=count, repeats=3, budget=10.0))
+    async with echo_server(0.0) as uri:
+        samples = await timed("ours", uri, Params(requests=count, repeats=3, budget=10.0))
         unprofiled = sorted(sample[metric] for sample in samples)[1]
         subject = PoolSubject("ours")
-        await subject.open(server.uri, connections=1, workers=1, warm=1)
+        await subject.open(uri, connections=1, workers=1, warm=1)
         try:
             await _operations(subject, workload, count // 10)  # warm-up
             profiler = cProfile.Profile()

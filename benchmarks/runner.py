@@ -13,9 +13,9 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from .envs import ROOT, interpreter
@@ -77,32 +77,17 @@ class _Process:
             await self.process.wait()
 
 
-class EchoServer:
-    """``benchmarks.echo_server`` in a child process, with its handshake delay."""
-
-    def __init__(self, handshake_delay: float) -> None:
-        self.handshake_delay = handshake_delay
-        self.uri = ""
-        self._process: _Process | None = None
-
-    async def __aenter__(self) -> Self:
-        self._process = await _Process.start(
-            Path(sys.executable),
-            "benchmarks.echo_server",
-            f"--handshake-delay={self.handshake_delay}",
-        )
-        port = (await self._process.read_line(START_TIMEOUT)).split()[1]
-        self.uri = f"ws://127.0.0.1:{port}/"
-        return self
-
-    async def __aexit__(
-        self,
-        _type: type[BaseException] | None,
-        _exc: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        if self._process is not None:
-            await self._process.stop()
+@contextlib.asynccontextmanager
+async def echo_server(handshake_delay: float) -> AsyncIterator[str]:
+    """``benchmarks.echo_server`` in a child process for the block; yields its URI."""
+    process = await _Process.start(
+        Path(sys.executable), "benchmarks.echo_server", f"--handshake-delay={handshake_delay}"
+    )
+    try:
+        port = (await process.read_line(START_TIMEOUT)).split()[1]
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        await process.stop()
 
 
 class Worker:
@@ -175,7 +160,7 @@ async def run_cases(cases: list[Case], subjects: list[str], passes: int) -> dict
     results: dict[str, Any] = {}
     async with contextlib.AsyncExitStack() as stack:
         servers = {
-            delay: await stack.enter_async_context(EchoServer(delay))
+            delay: await stack.enter_async_context(echo_server(delay))
             for delay in sorted({case.handshake_delay for case in cases})
         }
         for worker in workers:
@@ -183,7 +168,7 @@ async def run_cases(cases: list[Case], subjects: list[str], passes: int) -> dict
         for number in range(1, passes + 1):
             for case in cases:
                 began = time.perf_counter()
-                outcome = await _run_case(case, workers, servers[case.handshake_delay].uri)
+                outcome = await _run_case(case, workers, servers[case.handshake_delay])
                 entry = results.setdefault(
                     case.key,
                     {
