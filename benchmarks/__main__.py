@@ -27,6 +27,8 @@ from .subjects import SUBJECTS
 
 #: Where the results go unless --output says otherwise (git ignores the folder).
 DEFAULT_OUTPUT = envs.ROOT / "benchmarks" / "results" / "latest.json"
+#: A one-minute load average above this at the start means something else is using the cores.
+BUSY = 1.0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -57,14 +59,20 @@ def run(size: str, subjects: list[str]) -> dict[str, Any]:
         envs.interpreter(subject)  # sets up 0.1.0's venv before anything is timed
     started = datetime.datetime.now(datetime.UTC)
     began = time.perf_counter()
-    print(f"benchmarks ({size}): {', '.join(subjects)}", file=sys.stderr)
+    load = envs.load_average()
+    print(f"benchmarks ({size}): {', '.join(subjects)}; load average {load}", file=sys.stderr)
+    if load > BUSY:
+        print("warning: the machine is busy; figures will be noisy", file=sys.stderr)
     measured = asyncio.run(run_cases(plan.cases(size), subjects, plan.PASSES[size]))
     return {
         "schema": 1,
         "size": size,
         "started": started.isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - began, 1),
-        "machine": envs.machine(),
+        "machine": {
+            **envs.machine(),
+            "load_average": {"start": load, "end": envs.load_average()},
+        },
         **measured,
         "rows": report.table_rows(plan.rows(size), measured["cases"]),
     }
@@ -77,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     machine = results["machine"]
-    print(f"\n{machine['cpu']}, {machine['cores']} cores, {machine['python']}")
+    load = machine["load_average"]
+    print(
+        f"\n{machine['cpu']}, {machine['cores']} cores, {machine['python']}, "
+        f"load average {load['start']} → {load['end']}"
+    )
     print(report.render(results["rows"]))
     for line in report.errors(results["cases"]):
         print(f"error: {line}")

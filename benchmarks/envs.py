@@ -88,6 +88,14 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
+def load_average() -> float:
+    """Runnable processes over the last minute (what else keeps the cores busy), or NaN."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return float("nan")
+
+
 def machine() -> dict[str, Any]:
     """The machine and the code the run measured."""
     return {

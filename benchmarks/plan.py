@@ -103,7 +103,7 @@ def _sizes(size: str) -> dict[str, Params]:
         "w5": Params(
             requests=200 if tiny else (20000 if full else 5000),
             repeats=repeats,
-            budget=1.0 if full else 0.3,
+            budget=0.5 if full else 0.3,
         ),
         "w7": Params(connections=5 if tiny else (200 if full else 50)),
     }
@@ -117,7 +117,7 @@ def _scaling(size: str, sizes: dict[str, Params]) -> list[Case]:
     """
     scales = SCALES[size]
     cycle, concurrent = sizes["w5"], sizes["w2"]
-    total = concurrent.workers * concurrent.requests * (2 if size == "full" else 1)
+    total = concurrent.workers * concurrent.requests
     shown = "/".join(str(scale) for scale in scales)
     return [
         Case(
