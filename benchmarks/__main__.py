@@ -1,13 +1,7 @@
-"""``python -m benchmarks``: run the suite, print the table, write the results JSON.
+"""Run the benchmark suite, print the table, write the results JSON.
 
-``bash scripts/dev bench`` runs it with the project's venv (run it that way:
-it sets the venv up). Options::
-
-    --quick            smaller sizes, fewer repeats: under a minute
-    --tiny             the smallest sizes, one repeat (the smoke test's)
-    --subjects LIST    comma-separated, of ours,raw,v010 (default: all three)
-    --output FILE      where the JSON goes (default: benchmarks/results/latest.json)
-    --compare FILE     also print the change from an earlier results JSON
+``bash scripts/dev bench [options]`` runs it with the project's venv (run it
+that way: it sets the venv up); docs/performance.md says what it measures.
 """
 
 from __future__ import annotations
@@ -32,14 +26,40 @@ BUSY = 1.0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bash scripts/dev bench", description=__doc__)
     sizes = parser.add_mutually_exclusive_group()
-    sizes.add_argument("--quick", action="store_const", dest="size", const="quick")
-    sizes.add_argument("--tiny", action="store_const", dest="size", const="tiny")
+    sizes.add_argument(
+        "--quick",
+        action="store_const",
+        dest="size",
+        const="quick",
+        help="smaller sizes, one pass: under a minute",
+    )
+    sizes.add_argument(
+        "--tiny",
+        action="store_const",
+        dest="size",
+        const="tiny",
+        help="the smallest sizes, one round (the smoke test's; figures mean nothing)",
+    )
     parser.set_defaults(size="full")
-    parser.add_argument("--subjects", default=",".join(SUBJECTS))
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--compare", type=Path, metavar="FILE")
+    parser.add_argument(
+        "--subjects",
+        default=",".join(SUBJECTS),
+        metavar="LIST",
+        help=f"comma-separated, among {','.join(SUBJECTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        metavar="FILE",
+        help=f"where the results JSON goes (default: {DEFAULT_OUTPUT.relative_to(envs.ROOT)})",
+    )
+    parser.add_argument(
+        "--compare", type=Path, metavar="FILE",
+        help="also print the change since an earlier results JSON",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.subjects = [name.strip() for name in args.subjects.split(",") if name.strip()]
     unknown = set(args.subjects) - set(SUBJECTS)
