@@ -4,13 +4,16 @@
 
     .venv/bin/python -m benchmarks.hotpath               # W5: acquire + release
     .venv/bin/python -m benchmarks.hotpath sequential    # W1: request/response
+    .venv/bin/python -m benchmarks.hotpath concurrent    # W2: 50 tasks, 50 connections
 
-It opens our pool on the echo server (in its own process, as in the suite),
-warms up, then profiles a bounded number of operations and prints the
-functions with the largest cumulative time, divided by the number of
-operations. cProfile roughly doubles the cost of each Python call, so read the
-figures as shares of the cost, next to the unprofiled µs per operation printed
-first.
+It runs the suite's own workload for ours against the echo server (in its own
+process, as in the suite): unprofiled first (median of 3 rounds), then once
+under cProfile, and prints the functions with the largest cumulative time,
+divided by the number of operations (the profiled run's warm-up round and the
+pool's set-up are in the profile too: they are small next to the rounds).
+cProfile roughly triples the cost of each Python call and not that of a system
+call, so read the figures as shares of the cost, next to the unprofiled µs per
+operation printed first.
 """
 
 from __future__ import annotations
@@ -19,48 +22,43 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+from dataclasses import replace
 from pathlib import Path
 
 from .runner import echo_server
-from .subjects import PoolSubject
-from .workloads import PAYLOAD, Params, cycle, sequential
+from .workloads import WORKLOADS, Params
 
-#: Operations profiled (and timed) after the warm-up.
-OPERATIONS = 20_000
-
-
-async def _operations(subject: PoolSubject, workload: str, count: int) -> None:
-    for _ in range(count):
-        if workload == "cycle":
-            await subject.release(await subject.acquire())
-        else:
-            async with subject.borrow(0) as connection:
-                await connection.send(PAYLOAD)
-                await connection.recv()
+#: What each profile runs: the workload, its sizes, the metric that is its cost per operation.
+PROFILES = {
+    "cycle": ("cycle", Params(requests=20_000, repeats=3, budget=60.0), "us_per_cycle"),
+    "sequential": ("sequential", Params(requests=3_000, repeats=3), "us_per_request"),
+    "concurrent": (
+        "concurrent",
+        Params(connections=50, workers=50, requests=100, repeats=3),
+        "us_per_request",
+    ),
+}
 
 
-async def profile(workload: str, count: int) -> tuple[float, pstats.Stats]:
-    """Time ``count`` operations of ``workload`` unprofiled (median of 3), then profile as many.
+async def profile(name: str) -> tuple[float, int, pstats.Stats]:
+    """Run profile ``name`` unprofiled, then once more under cProfile.
 
     Returns:
-        The unprofiled µs per operation and the profile's statistics.
+        The unprofiled µs per operation (median of 3 rounds), the number of
+        operations profiled, and the profile's statistics.
     """
-    timed = cycle if workload == "cycle" else sequential
-    metric = "us_per_cycle" if workload == "cycle" else "us_per_request"
+    workload, params, metric = PROFILES[name]
+    run = WORKLOADS[workload]
     async with echo_server(0.0) as uri:
-        samples = await timed("ours", uri, Params(requests=count, repeats=3, budget=10.0))
-        unprofiled = sorted(sample[metric] for sample in samples)[1]
-        subject = PoolSubject("ours")
-        await subject.open(uri, connections=1, workers=1, warm=1)
-        try:
-            await _operations(subject, workload, count // 10)  # warm-up
-            profiler = cProfile.Profile()
-            profiler.enable()
-            await _operations(subject, workload, count)
-            profiler.disable()
-        finally:
-            await subject.close()
-    return unprofiled, pstats.Stats(profiler)
+        samples = await run("ours", uri, params)
+        unprofiled = sorted(sample[metric] for sample in samples)[len(samples) // 2]
+        once = replace(params, repeats=1)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await run("ours", uri, once)
+        profiler.disable()
+    operations = once.workers * once.requests * (once.repeats + 1)  # with the warm-up round
+    return unprofiled, operations, pstats.Stats(profiler)
 
 
 def _where(file: str, line: int, function: str) -> str:
@@ -85,13 +83,12 @@ def table(stats: pstats.Stats, count: int, top: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath", description=__doc__)
-    parser.add_argument("workload", nargs="?", choices=("cycle", "sequential"), default="cycle")
-    parser.add_argument("--operations", type=int, default=OPERATIONS)
-    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("profile", nargs="?", choices=tuple(PROFILES), default="cycle")
+    parser.add_argument("--top", type=int, default=40, help="how many functions to show")
     args = parser.parse_args(argv)
-    unprofiled, stats = asyncio.run(profile(args.workload, args.operations))
-    print(f"{args.workload}: {unprofiled:.2f} µs per operation unprofiled (median of 3)")
-    print(table(stats, args.operations, args.top))
+    unprofiled, operations, stats = asyncio.run(profile(args.profile))
+    print(f"{args.profile}: {unprofiled:.2f} µs per operation unprofiled (median of 3 rounds)")
+    print(table(stats, operations, args.top))
 
 
 if __name__ == "__main__":
