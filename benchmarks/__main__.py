@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {line}")
     if previous is not None:
         print(f"\nchange since {args.compare}:")
+        if previous.get("size") != results["size"]:
+            print(f"(its size was {previous.get('size')}, this run's {results['size']}: "
+                  "the workloads' sizes differ, so only large changes mean anything)")  # fmt: skip
         print(report.comparison(previous, results))
     print(f"\nresults: {args.output}")
     return 0
