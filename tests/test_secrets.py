@@ -335,3 +335,26 @@ def test_the_pool_config_repr_shows_no_secret() -> None:
     assert "max_connections=50" in shown
     for secret in ("SECRET-1", "SECRET-2", "SECRET-3", "SECRET-4", "alice"):
         assert secret not in shown
+
+
+async def test_websockets_frame_log_shows_frame_sizes_not_payloads(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """websockets logs every frame with its payload at DEBUG: the pool's logger shows only sizes."""
+    payload = "payload-secret-7d21"
+    caplog.set_level(logging.DEBUG)
+    async with WebsocketConnectionPool(server.uri, health_check_interval=0) as pool:
+        async with pool.get_connection() as conn:
+            await conn.send(payload)
+            assert await conn.recv() == payload
+            await conn.send(payload.encode())
+            assert await conn.recv() == payload.encode()
+        async with pool.get_connection() as conn:  # pinged: control frames are shown the same way
+            await conn.send(payload)
+            assert await conn.recv() == payload
+    client_lines = [r.getMessage() for r in caplog.records if r.name == "websockets.client"]
+    assert any(line.startswith("> TEXT [19 bytes]") for line in client_lines), client_lines
+    assert any(line.startswith("< BINARY [19 bytes]") for line in client_lines), client_lines
+    assert any(line.startswith("> PING [") for line in client_lines), client_lines
+    assert any(line.startswith("> CLOSE 1000") for line in client_lines), client_lines
+    assert not [line for line in client_lines if "payload-secret" in line]

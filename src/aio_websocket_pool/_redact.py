@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.headers import build_authorization_basic
 from websockets.uri import parse_uri
 
@@ -95,12 +96,21 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def describe_frame(frame: Frame) -> str:
+    """A frame's kind and size, without its payload (a close frame keeps its code)."""
+    if frame.opcode is Opcode.CLOSE:
+        return str(frame)
+    more = "" if frame.fin else ", continued"
+    return f"{frame.opcode.name} [{len(frame.data)} bytes{more}]"
+
+
 class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger adapter that masks known secrets in every argument it formats.
 
     websockets logs each handshake header, and the request path with its query,
-    at DEBUG. Passing this adapter as its ``logger`` keeps those lines useful
-    (which headers, which path) without the values.
+    at DEBUG, and every frame with the start of its payload. Passing this
+    adapter as its ``logger`` keeps those lines useful (which headers, which
+    path, which frames of what size) without the values or the payloads.
     """
 
     def __init__(self, logger: logging.Logger, secrets: tuple[str, ...]) -> None:
@@ -110,5 +120,10 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):
             return
-        masked = tuple(mask(arg, self.secrets) if isinstance(arg, str) else arg for arg in args)
+        masked = tuple(
+            mask(arg, self.secrets) if isinstance(arg, str)
+            else describe_frame(arg) if isinstance(arg, Frame)
+            else arg
+            for arg in args
+        )  # fmt: skip
         self.logger.log(level, mask(str(msg), self.secrets), *masked, **kwargs)

@@ -14,6 +14,7 @@ cause, or a :class:`~aio_websocket_pool.HandshakeRejectedError` for a 4xx.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
@@ -54,6 +55,8 @@ def is_transient(exc: BaseException) -> bool:
         return exc.response.status_code >= 500
     if isinstance(exc, InvalidMessage):
         return isinstance(exc.__cause__, EOFError)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False  # the same certificate fails the same way: an OSError that is final
     return isinstance(exc, OSError | TimeoutError)
 
 
