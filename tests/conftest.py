@@ -1,20 +1,23 @@
-"""Fixtures shared by the pool tests: a loopback server and a leak check."""
+"""Fixtures shared by the pool tests: the harness's loopback server and a leak check."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from loopback import LoopbackServer
+if TYPE_CHECKING:  # imported at run time, the plugin could not be loaded as a plugin
+    from aio_websocket_pool.testing import LoopbackServer
+
+pytest_plugins = ["aio_websocket_pool.testing"]
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LoopbackServer]:
-    """A fresh echo server on 127.0.0.1, port 0."""
-    async with LoopbackServer().running() as running:
-        yield running
+def server(websocket_server: LoopbackServer) -> LoopbackServer:
+    """A fresh echo server on 127.0.0.1, port 0 (the harness's fixture, by its short name)."""
+    return websocket_server
 
 
 @pytest.fixture(autouse=True)
