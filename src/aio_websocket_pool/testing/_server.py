@@ -113,6 +113,11 @@ class LoopbackServer:
         return self._server is not None
 
     @property
+    def requests_in_flight(self) -> int:
+        """Connections with a request received and not yet answered (see ``reply_delay``)."""
+        return len(self._busy)
+
+    @property
     def connections(self) -> set[ServerConnection]:
         """The WebSocket connections open right now (handshake done, not closing)."""
         return set() if self._server is None else set(self._server.connections)
@@ -283,8 +288,7 @@ class LoopbackServer:
             self.peak_handshakes_in_flight, self.handshakes_in_flight
         )
         try:
-            if self.handshake_delay:
-                await asyncio.sleep(self.handshake_delay)
+            await _wait_unless_closed(conn, self.handshake_delay)
             if self.handshake_gate is not None:
                 await self.handshake_gate.wait()
         finally:
@@ -312,8 +316,7 @@ class LoopbackServer:
 
     async def _reply(self, conn: ServerConnection, message: Data) -> None:
         self._busy.add(conn)
-        if self.reply_delay:
-            await asyncio.sleep(self.reply_delay)
+        await _wait_unless_closed(conn, self.reply_delay)
         await conn.send(message)
         self._busy.discard(conn)
         strays = self.stray_messages
@@ -323,3 +326,11 @@ class LoopbackServer:
             if self.stray_interval:
                 await asyncio.sleep(self.stray_interval)
             await conn.send(f"{STRAY_PREFIX}{n}")
+
+
+async def _wait_unless_closed(conn: ServerConnection, seconds: float) -> None:
+    """Wait ``seconds``, less if the client goes: a delay must not outlive its connection."""
+    if seconds:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await conn.wait_closed()
