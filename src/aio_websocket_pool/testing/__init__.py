@@ -10,6 +10,10 @@ run (see ``docs/testing.md``):
   counts of connections and sockets; the headers of every handshake.
 * :class:`TcpProxy`, a TCP proxy to put in front of it: freeze one connection
   or all (a half-open peer), slow every chunk of bytes, drop connections.
+* :class:`Chaos` turns those knobs at random (seeded) while
+  :func:`tagged_workload` sends tagged requests through a pool and cancels
+  some at random points; its :class:`Tally` counts every outcome, and any
+  reply delivered to the wrong borrower.
 
 As a pytest plugin (``pytest_plugins = ["aio_websocket_pool.testing"]`` in
 your top ``conftest.py``) it provides the ``websocket_server`` and
@@ -21,6 +25,7 @@ pytest loads a plugin.
 
 import sys
 
+from ._chaos import Chaos, Tally, tagged_workload
 from ._proxy import ProxyLink, TcpProxy
 from ._server import STRAY_PREFIX, LoopbackServer, Which
 
@@ -28,4 +33,13 @@ if "pytest" in sys.modules:  # loaded by pytest, as a plugin or from a test
     from ._plugin import websocket_proxy as websocket_proxy
     from ._plugin import websocket_server as websocket_server
 
-__all__ = ["STRAY_PREFIX", "LoopbackServer", "ProxyLink", "TcpProxy", "Which"]
+__all__ = [
+    "STRAY_PREFIX",
+    "Chaos",
+    "LoopbackServer",
+    "ProxyLink",
+    "Tally",
+    "TcpProxy",
+    "Which",
+    "tagged_workload",
+]

@@ -142,7 +142,12 @@ class LoopbackServer:
     # -- closing connections -----------------------------------------------------------
 
     async def close_connections(
-        self, code: int = 1000, *, linger: bool = False, which: Which = "all"
+        self,
+        code: int = 1000,
+        *,
+        linger: bool = False,
+        which: Which = "all",
+        limit: int | None = None,
     ) -> int:
         """Close open connections from the server's side with close ``code``.
 
@@ -153,11 +158,12 @@ class LoopbackServer:
                 for :meth:`thaw`, and clients sit in websockets' CLOSING state.
             which: ``"idle"`` closes connections with no request in flight,
                 ``"busy"`` those with one (a request waiting out ``reply_delay``).
+            limit: Close at most this many of them.
 
         Returns:
             How many connections it closed.
         """
-        chosen = self._select(which)
+        chosen = self._select(which)[:limit]
         if linger:
             self._freeze(chosen)
             self._closing.update(asyncio.create_task(conn.close(code)) for conn in chosen)
@@ -255,13 +261,16 @@ class LoopbackServer:
         server, self._server = self._server, None
         if server is None:
             return
+        await _stop_accepting(server)
         self.thaw()  # else closing a frozen connection waits for its close_timeout
         self.release_handshakes()  # else closing waits for held handshakes
-        await asyncio.gather(*(conn.close(code) for conn in server.connections))
-        await asyncio.gather(*self._closing)
-        self._closing.clear()
-        server.close()
-        await server.wait_closed()
+        try:
+            await asyncio.gather(*(conn.close(code) for conn in server.connections))
+            await asyncio.gather(*self._closing)
+        finally:  # even if cancelled: a restart must find the port free
+            self._closing.clear()
+            server.close()
+            await server.wait_closed()
 
     def _counting_connection_class(self) -> type[ServerConnection]:
         """A ServerConnection that keeps :attr:`open_sockets` and :attr:`total_sockets`."""
@@ -334,3 +343,18 @@ async def _wait_unless_closed(conn: ServerConnection, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await conn.wait_closed()
+
+
+async def _stop_accepting(server: Server) -> None:
+    """Stop accepting connections, and let those just accepted be set up first.
+
+    asyncio (3.11) leaks the socket of a connection it accepted in the same
+    loop iteration as the server's close(): the transport is never made. So
+    the listening sockets stop being read first, and the loop turns once so
+    that connections already accepted get their transport (and are then
+    closed like every other).
+    """
+    loop = asyncio.get_running_loop()
+    for sock in server.sockets:
+        loop.remove_reader(sock.fileno())
+    await asyncio.sleep(0)
