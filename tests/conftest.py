@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -31,3 +32,14 @@ async def no_task_left_behind() -> AsyncIterator[None]:
         if task.get_name().startswith("aio_websocket_pool") and not task.done()
     ]
     assert not left, f"tasks left running: {[task.get_name() for task in left]}"
+
+
+@pytest.fixture
+def quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """No DEBUG logs from the libraries: websockets logs every frame, which slows heavy tests.
+
+    Set on the libraries' own loggers: pytest sets the root logger back to
+    the configured DEBUG for the call phase of each test.
+    """
+    for name in ("websockets", "aio_websocket_pool", "transitions"):
+        caplog.set_level(logging.WARNING, logger=name)

@@ -15,7 +15,6 @@ file runs in seconds.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 import pytest
@@ -37,6 +36,8 @@ from aio_websocket_pool.testing import (
 )
 from helpers import BOUND, assert_consistent, pool_maker, round_trip, wait_until
 from leaks import assert_no_leaks, consistent_throughout, strict_loop
+
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 #: Fast timings, so that every fault is noticed and recovered from in milliseconds.
 make_pool = pool_maker(
@@ -65,17 +66,6 @@ ALL_FAULTS = (
     "slow",
     "stray",
 )
-
-
-@pytest.fixture(autouse=True)
-def quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
-    """No DEBUG logging here: websockets logs every frame, which would triple the run time.
-
-    Set on the libraries' loggers: pytest sets the root logger back to the
-    configured DEBUG for the test's call phase.
-    """
-    for name in ("websockets", "aio_websocket_pool", "transitions"):
-        caplog.set_level(logging.WARNING, logger=name)
 
 
 def assert_nothing_misdelivered(tally: Tally, requests: int) -> None:
