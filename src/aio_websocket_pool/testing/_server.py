@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import http
 import random
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -54,6 +55,8 @@ class LoopbackServer:
         stray_chance: Probability (0 to 1) that a reply is followed by one more
             stray, drawn from a generator seeded with ``seed``.
         seed: Seeds the random draws of ``stray_chance``, so a run repeats.
+        ssl_context: Serve TLS with this server-side context (``wss://``), e.g.
+            one made with ``trustme``; ``None`` serves plain ``ws://``.
         open_connections: WebSocket connections whose handler runs right now.
         peak_connections: The most that were ever open at once.
         handshakes: Handshakes accepted, in all (the total of connections).
@@ -61,7 +64,9 @@ class LoopbackServer:
         peak_handshakes_in_flight: The most handshakes ever processed at once
             (above 1 means clients connected in parallel).
         open_sockets: TCP connections open on the server's side right now,
-            whatever their handshake's fate: zero after a clean shutdown.
+            whatever their handshake's fate: zero after a clean shutdown. With
+            TLS, a socket counts once its TLS handshake succeeded (put a
+            :class:`TcpProxy` in front to count every TCP connection).
         total_sockets: TCP connections accepted, in all.
         request_headers: The headers of every handshake request, in order.
     """
@@ -73,6 +78,7 @@ class LoopbackServer:
     stray_interval: float = 0.0
     stray_chance: float = 0.0
     seed: int = 0
+    ssl_context: ssl.SSLContext | None = None
     open_connections: int = 0
     peak_connections: int = 0
     handshakes: int = 0
@@ -104,8 +110,9 @@ class LoopbackServer:
 
     @property
     def uri(self) -> str:
-        """``ws://127.0.0.1:<port>/``."""
-        return f"ws://127.0.0.1:{self.port}/"
+        """``ws://127.0.0.1:<port>/``, or ``wss://`` with an ``ssl_context``."""
+        scheme = "ws" if self.ssl_context is None else "wss"
+        return f"{scheme}://127.0.0.1:{self.port}/"
 
     @property
     def is_serving(self) -> bool:
@@ -248,6 +255,7 @@ class LoopbackServer:
             self._port,
             process_request=self._process_request,
             create_connection=self._counting_connection_class(),
+            ssl=self.ssl_context,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
 
