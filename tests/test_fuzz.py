@@ -125,7 +125,7 @@ TIMINGS = st.one_of(
     ),
 )
 async def test_any_accepted_timing_gives_a_pool_that_works_or_fails_typed(
-    server: LoopbackServer, timings: dict[str, float], positive: dict[str, float]
+    server: LoopbackServer, timings: dict[str, Any], positive: dict[str, Any]
 ) -> None:
     try:
         pool = WebsocketConnectionPool(
@@ -166,7 +166,8 @@ async def test_send_and_release_take_anything_without_corrupting_the_pool(
 ) -> None:
     async with pool.get_connection() as conn:
         if isinstance(message, str | bytes):
-            await round_trip(conn, message)
+            await conn.send(message)
+            assert await conn.recv() == message
         else:
             with pytest.raises(TypeError):
                 await conn.send(message)
