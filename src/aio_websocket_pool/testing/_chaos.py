@@ -171,6 +171,8 @@ class Tally:
         strays: Stray messages that borrowers received (and skipped).
         errors: The pool's typed errors (:class:`~aio_websocket_pool.WebsocketError`
             subclasses), counted by class name.
+        first_errors: The first error of each of those classes, as raised
+            (for a test that inspects messages and causes).
         misdelivered: ``(tag sent, reply received)`` for every reply that was not
             the borrower's own: must stay empty.
         untyped: Any other exception a request raised: must stay empty.
@@ -182,6 +184,7 @@ class Tally:
     timed_out: int = 0
     strays: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    first_errors: dict[str, WebsocketError] = field(default_factory=dict)
     misdelivered: list[tuple[str, str | bytes]] = field(default_factory=list)
     untyped: list[BaseException] = field(default_factory=list)
 
@@ -236,6 +239,7 @@ async def tagged_workload(
                 tally.timed_out += 1
             except WebsocketError as exc:
                 tally.errors[type(exc).__name__] += 1
+                tally.first_errors.setdefault(type(exc).__name__, exc)
             except Exception as exc:  # noqa: BLE001  (what the tally is for)
                 tally.untyped.append(exc)
 
