@@ -11,12 +11,15 @@ import asyncio
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
-from aio_websocket_pool.testing import STRAY_PREFIX, LoopbackServer, TcpProxy, Which
+from aio_websocket_pool import testing
+from aio_websocket_pool.testing import STRAY_PREFIX, Chaos, LoopbackServer, TcpProxy, Which
+from aio_websocket_pool.testing.__main__ import main as soak_command
 from helpers import BOUND, wait_until
 
 #: Seconds a ping may go unanswered before a test calls the peer silent.
@@ -288,3 +291,23 @@ def test_importing_the_harness_does_not_import_pytest() -> None:
         "assert not hasattr(t, 'websocket_server')"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=BOUND * 4)  # noqa: S603
+
+
+def test_every_public_name_is_documented() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
+    for name in testing.__all__:
+        assert f"`{name}" in page, name
+
+
+def test_chaos_refuses_a_fault_it_cannot_inject(websocket_server: LoopbackServer) -> None:
+    with pytest.raises(ValueError, match="freeze"):
+        Chaos(websocket_server, kinds={"freeze"})  # a network fault, and no proxy
+
+
+def test_the_soak_command_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["soak", "--minutes", "0.02", "--sample", "0.4", "--tasks", "10", "--connections", "4"]
+    assert soak_command(argv) == 0
+    report = capsys.readouterr().out
+    assert "misdelivered: 0, untyped errors: 0" in report
+    assert "0 sockets open on the server" in report
+    assert "verdict: flat, correct" in report
