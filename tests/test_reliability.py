@@ -27,6 +27,7 @@ from aio_websocket_pool import (
     WebsocketConnectionPool,
 )
 from aio_websocket_pool.testing import (
+    FAST_RECOVERY,
     STRAY_PREFIX,
     Chaos,
     LoopbackServer,
@@ -39,21 +40,7 @@ from leaks import assert_no_leaks, consistent_throughout, strict_loop
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
-#: Fast timings, so that every fault is noticed and recovered from in milliseconds.
-make_pool = pool_maker(
-    max_connections=10,
-    check_server_data_on_release=True,
-    drain_quiet_period=0.002,
-    drain_timeout=0.3,
-    acquire_timeout=2.0,
-    health_check_interval=0.05,
-    health_check_timeout=0.1,
-    connection_timeout=0.5,
-    max_retries=2,
-    cleanup_interval=0.05,
-    idle_timeout=0.5,
-    close_timeout=0.1,  # websockets': a frozen peer holds a closing socket this long
-)
+make_pool = pool_maker(max_connections=10, **FAST_RECOVERY)
 
 #: Every kind of fault that Chaos injects with a proxy in front of the server.
 ALL_FAULTS = (

@@ -31,7 +31,7 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
-from aio_websocket_pool.testing import Chaos, TcpProxy, tagged_workload
+from aio_websocket_pool.testing import FAST_RECOVERY, Chaos, TcpProxy, tagged_workload
 from helpers import BOUND, exception_chain, round_trip
 from loopback import LoopbackServer
 
@@ -245,14 +245,7 @@ async def test_no_secret_shows_while_every_fault_is_injected(
         secret_uri(websocket_server, port=websocket_proxy.port),
         headers=HEADERS,
         max_connections=4,
-        max_retries=2,
-        acquire_timeout=1.0,
-        health_check_interval=0.02,
-        health_check_timeout=0.1,
-        check_server_data_on_release=True,
-        drain_quiet_period=0.002,
-        drain_timeout=0.2,
-        close_timeout=0.1,
+        **FAST_RECOVERY,
     )
     created = track_connections(pool, monkeypatch)
     chaos = Chaos(websocket_server, websocket_proxy, seed=2, interval=0.01)

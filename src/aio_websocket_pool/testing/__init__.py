@@ -25,7 +25,7 @@ pytest loads a plugin.
 
 import sys
 
-from ._chaos import Chaos, Tally, tagged_workload
+from ._chaos import FAST_RECOVERY, Chaos, Tally, tagged_workload
 from ._proxy import ProxyLink, TcpProxy
 from ._server import STRAY_PREFIX, LoopbackServer, Which
 
@@ -34,6 +34,7 @@ if "pytest" in sys.modules:  # loaded by pytest, as a plugin or from a test
     from ._plugin import websocket_server as websocket_server
 
 __all__ = [
+    "FAST_RECOVERY",
     "STRAY_PREFIX",
     "Chaos",
     "LoopbackServer",

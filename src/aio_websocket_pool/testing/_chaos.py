@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from .._exceptions import WebsocketError
@@ -24,6 +25,23 @@ from .._pool import WebsocketConnectionPool
 from ._proxy import TcpProxy
 from ._server import STRAY_PREFIX, LoopbackServer, Which
 
+#: Pool settings under which every fault is noticed and recovered from in
+#: milliseconds, for tests and soaks: ``WebsocketConnectionPool(uri, **FAST_RECOVERY)``.
+FAST_RECOVERY: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "check_server_data_on_release": True,
+        "drain_quiet_period": 0.002,
+        "drain_timeout": 0.3,
+        "acquire_timeout": 2.0,
+        "health_check_interval": 0.05,
+        "health_check_timeout": 0.1,
+        "connection_timeout": 0.5,
+        "max_retries": 2,
+        "cleanup_interval": 0.05,
+        "idle_timeout": 0.5,
+        "close_timeout": 0.1,  # websockets': a silent peer holds a closing socket this long
+    }
+)
 #: Close codes the faults use: normal, going away, internal error, service restart.
 CLOSE_CODES: Final = (1000, 1001, 1011, 1012)
 #: Handshake refusals the faults use: transient (5xx, retried) and final (403).

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from .._pool import WebsocketConnectionPool
-from ._chaos import Chaos, Tally, tagged_workload
+from ._chaos import FAST_RECOVERY, Chaos, Tally, tagged_workload
 from ._proxy import TcpProxy
 from ._server import LoopbackServer
 
@@ -102,19 +102,7 @@ async def run_soak(settings: SoakSettings, out: TextIO | None = None) -> bool:
         TcpProxy(server.port).running() as proxy,
     ):
         pool = WebsocketConnectionPool(
-            proxy.uri,
-            max_connections=settings.connections,
-            check_server_data_on_release=True,
-            drain_quiet_period=0.002,
-            drain_timeout=0.3,
-            acquire_timeout=2.0,
-            health_check_interval=0.05,
-            health_check_timeout=0.1,
-            connection_timeout=0.5,
-            max_retries=2,
-            cleanup_interval=0.05,
-            idle_timeout=0.5,
-            close_timeout=0.1,
+            proxy.uri, max_connections=settings.connections, **FAST_RECOVERY
         )
         chaos = Chaos(server, proxy, seed=settings.seed, interval=0.05)
 
