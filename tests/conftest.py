@@ -1,20 +1,24 @@
-"""Fixtures shared by the pool tests: a loopback server and a leak check."""
+"""Fixtures shared by the pool tests: the harness's loopback server and a leak check."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from loopback import LoopbackServer
+if TYPE_CHECKING:  # imported at run time, the plugin could not be loaded as a plugin
+    from aio_websocket_pool.testing import LoopbackServer
+
+pytest_plugins = ["aio_websocket_pool.testing"]
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LoopbackServer]:
-    """A fresh echo server on 127.0.0.1, port 0."""
-    async with LoopbackServer().running() as running:
-        yield running
+def server(websocket_server: LoopbackServer) -> LoopbackServer:
+    """A fresh echo server on 127.0.0.1, port 0 (the harness's fixture, by its short name)."""
+    return websocket_server
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +32,14 @@ async def no_task_left_behind() -> AsyncIterator[None]:
         if task.get_name().startswith("aio_websocket_pool") and not task.done()
     ]
     assert not left, f"tasks left running: {[task.get_name() for task in left]}"
+
+
+@pytest.fixture
+def quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """No DEBUG logs from the libraries: websockets logs every frame, which slows heavy tests.
+
+    Set on the libraries' own loggers: pytest sets the root logger back to
+    the configured DEBUG for the call phase of each test.
+    """
+    for name in ("websockets", "aio_websocket_pool", "transitions"):
+        caplog.set_level(logging.WARNING, logger=name)

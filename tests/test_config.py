@@ -141,6 +141,8 @@ BAD_POOL_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "history_size-0": ({"history_size": 0}, "history_size"),
     "history_size-negative": ({"history_size": -1}, "history_size"),
+    # A deque's length must fit a C ssize_t: beyond, OverflowError (found by fuzzing).
+    "history_size-beyond-ssize_t": ({"history_size": 2**63}, "history_size"),
     "ssl-with-ws-uri": ({"ssl": True}, "ssl"),
     "unknown-compression": ({"compression": "gzip"}, "compression"),
 }
@@ -152,7 +154,7 @@ def test_out_of_range_pool_argument_is_a_value_error(kwargs: dict[str, Any], nam
         build_pool(**kwargs)
 
 
-@pytest.mark.parametrize("history_size", [0, -1])
+@pytest.mark.parametrize("history_size", [0, -1, 2**63])
 def test_connection_history_size_below_one_is_a_value_error(history_size: int) -> None:
     # Same rule as the pool's history_size: a connection must remember its last move.
     with pytest.raises(ValueError, match="history_size"):
@@ -253,6 +255,8 @@ ACCEPTED_POOL_VALUES: dict[str, dict[str, Any]] = {
     "short-drain-while-not-draining": {"drain_timeout": 1.0},
     "warmup-equals-max": {"warmup_connections": 4, "max_connections": 4},
     "one-of-everything": {"max_connections": 1, "max_retries": 1, "history_size": 1},
+    # The pool's history keeps history_size × max_connections: capped to what a deque takes.
+    "huge-history-and-limit": {"max_connections": 2**62, "history_size": 2**62},
     "int-timeouts": {"cleanup_interval": 1, "connection_timeout": 2, "health_check_timeout": 3},
     "tiny-positive": {"connection_timeout": 1e-9},
     "drain_condition": {"drain_condition": bool, "check_server_data_on_release": True},

@@ -33,6 +33,7 @@ from aio_websocket_pool import (
     WebsocketConnectionPool,
     write_history_jsonl,
 )
+from aio_websocket_pool.testing import FAST_RECOVERY, Chaos, TcpProxy, tagged_workload
 from helpers import BOUND, exception_chain, round_trip
 from loopback import LoopbackServer
 
@@ -40,8 +41,9 @@ USER = "alice"
 PASSWORD = "pw-SECRET-1"  # noqa: S105  (a fake credential that must never be shown)
 QUERY = "token=SECRET-2"
 HEADERS = {"Authorization": "Bearer SECRET-3", "X-Api-Key": "SECRET-4"}
+PAYLOAD = "a message SECRET-6"
 BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-#: Any of these in a readable text is a leak ("SECRET" covers all four secrets).
+#: Any of these in a readable text is a leak ("SECRET" is in every secret, payload included).
 FORBIDDEN = ("SECRET", USER, BASIC.removeprefix("Basic "))
 #: The loopback server's own log shows what it received; it is the test's, not the library's.
 SERVER_LOGGER = "websockets.server"
@@ -234,6 +236,52 @@ async def test_the_pool_shows_no_secret_in_traffic_failures_and_shutdown(
     evidence.assert_no_leak()
     assert_websockets_logged_the_handshake(caplog.records)
     assert_secrets_were_sent(server)
+
+
+async def test_no_secret_shows_while_every_fault_is_injected(
+    websocket_server: LoopbackServer,
+    websocket_proxy: TcpProxy,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closes, refusals, restarts, frozen and dropped links, strays: still nothing shown."""
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    pool = WebsocketConnectionPool(
+        secret_uri(websocket_server, port=websocket_proxy.port),
+        headers=HEADERS,
+        max_connections=4,
+        **FAST_RECOVERY,
+    )
+    created = track_connections(pool, monkeypatch)
+    chaos = Chaos(websocket_server, websocket_proxy, seed=2, interval=0.01)
+    async with pool, chaos.running():
+        tally = await tagged_workload(pool, tasks=8, requests=25, seed=2)
+        evidence.add_pool(pool)
+    assert tally.misdelivered == []
+    assert tally.untyped == []
+    assert len(chaos.injected) >= 6, chaos.injected
+    assert len(tally.first_errors) >= 2, tally.errors
+    for exc in tally.first_errors.values():
+        evidence.add_exception(exc)
+    evidence.add_pool(pool)
+    for connection in created:
+        if connection.history:
+            evidence.add_connection(connection)
+    evidence.add_records(caplog.records)
+    evidence.assert_no_leak()
+    assert_websockets_logged_the_handshake(caplog.records)
+
+
+async def test_message_payloads_show_in_no_log_record(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    async with WebsocketConnectionPool(server.uri) as pool, pool.get_connection() as conn:
+        await round_trip(conn, PAYLOAD)
+    evidence.add_records(caplog.records)
+    evidence.assert_no_leak()
 
 
 # -- the standalone connection ---------------------------------------------------------------

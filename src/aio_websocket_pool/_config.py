@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -158,13 +159,20 @@ def check_hook(name: str, value: object) -> Any:
     return value
 
 
-def check_count(name: str, value: object, *, minimum: int) -> int:
-    """Return ``value`` if it is an int no less than ``minimum``."""
+def check_count(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int no less than ``minimum`` (and no more than ``maximum``)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
     return value
+
+
+def check_history_size(value: object) -> int:
+    """``history_size``: the length of a deque, so at most ``sys.maxsize`` (found by fuzzing)."""
+    return check_count("history_size", value, minimum=1, maximum=sys.maxsize)
 
 
 def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -311,7 +319,7 @@ class PoolConfig:
             health_check_timeout=check_number(
                 "health_check_timeout", health_check_timeout, strict=True
             ),
-            history_size=check_count("history_size", history_size, minimum=1),
+            history_size=check_history_size(history_size),
             on_connect=check_hook("on_connect", on_connect),
             on_acquire=check_hook("on_acquire", on_acquire),
             on_release=check_hook("on_release", on_release),

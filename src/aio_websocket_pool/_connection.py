@@ -31,8 +31,8 @@ from ._config import (
     ConnectionHook,
     DrainConditionCallback,
     check_connect_kwargs,
-    check_count,
     check_headers,
+    check_history_size,
     check_number,
     check_uri,
     default_drain_condition,
@@ -125,7 +125,7 @@ class WebsocketConnection:
         self.drain_timeout = check_number("drain_timeout", drain_timeout)
         self.drain_condition = drain_condition or default_drain_condition
         self._setup(
-            history_size=check_count("history_size", history_size, minimum=1),
+            history_size=check_history_size(history_size),
             connect_kwargs=check_connect_kwargs(self.uri, kwargs),
             connection_timeout=DEFAULT_TIMEOUT,
             pong_timeout=DEFAULT_TIMEOUT,

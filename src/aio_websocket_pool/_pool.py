@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -240,7 +241,8 @@ class WebsocketConnectionPool:
         # As many records as every slot's own history holds together, closed
         # connections' included: enough to tell how each recent one ended.
         self._history: deque[TransitionRecord] = deque(
-            maxlen=self._config.history_size * self._config.max_connections
+            # A deque's length must fit a C ssize_t; the memory grows with use only.
+            maxlen=min(self._config.history_size * self._config.max_connections, sys.maxsize)
         )
         self._waiters: deque[_Waiter] = deque()
         self._departed = 0  # entries of _waiters whose acquirer left unserved

@@ -1,0 +1,46 @@
+"""A fault-injecting test harness for code that uses the pool, ours and yours.
+
+Two real network peers on 127.0.0.1, whose faults tests switch on while they
+run (see ``docs/testing.md``):
+
+* :class:`LoopbackServer`, a websockets echo server: slow, held or refused
+  handshakes; connections closed with any close code, idle or busy; stray
+  messages after replies or pushed at any time; a frozen server that stops
+  reading (and so stops answering pings); stop and restart on the same port;
+  counts of connections and sockets; the headers of every handshake.
+* :class:`TcpProxy`, a TCP proxy to put in front of it: freeze one connection
+  or all (a half-open peer), slow every chunk of bytes, drop connections.
+* :class:`Chaos` turns those knobs at random (seeded) while
+  :func:`tagged_workload` sends tagged requests through a pool and cancels
+  some at random points; its :class:`Tally` counts every outcome, and any
+  reply delivered to the wrong borrower.
+
+As a pytest plugin (``pytest_plugins = ["aio_websocket_pool.testing"]`` in
+your top ``conftest.py``) it provides the ``websocket_server`` and
+``websocket_proxy`` fixtures; they need pytest-asyncio (the ``testing``
+extra installs both). Importing this module does not import pytest: the
+fixtures are defined only when pytest is already loaded, as it is whenever
+pytest loads a plugin.
+"""
+
+import sys
+
+from ._chaos import FAST_RECOVERY, Chaos, Tally, tagged_workload
+from ._proxy import ProxyLink, TcpProxy
+from ._server import STRAY_PREFIX, LoopbackServer, Which
+
+if "pytest" in sys.modules:  # loaded by pytest, as a plugin or from a test
+    from ._plugin import websocket_proxy as websocket_proxy
+    from ._plugin import websocket_server as websocket_server
+
+__all__ = [
+    "FAST_RECOVERY",
+    "STRAY_PREFIX",
+    "Chaos",
+    "LoopbackServer",
+    "ProxyLink",
+    "Tally",
+    "TcpProxy",
+    "Which",
+    "tagged_workload",
+]
