@@ -255,7 +255,7 @@ ACCEPTED_POOL_VALUES: dict[str, dict[str, Any]] = {
     "short-drain-while-not-draining": {"drain_timeout": 1.0},
     "warmup-equals-max": {"warmup_connections": 4, "max_connections": 4},
     "one-of-everything": {"max_connections": 1, "max_retries": 1, "history_size": 1},
-    # The pool's history keeps history_size × max_connections: capped to what a deque takes.
+    # The pool's history keeps history_size * max_connections: capped to what a deque takes.
     "huge-history-and-limit": {"max_connections": 2**62, "history_size": 2**62},
     "int-timeouts": {"cleanup_interval": 1, "connection_timeout": 2, "health_check_timeout": 3},
     "tiny-positive": {"connection_timeout": 1e-9},
