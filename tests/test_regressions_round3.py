@@ -1,8 +1,8 @@
 """Regression tests from the third review round (hooks, policies, signals), one per defect.
 
 Each test asserts the behaviour the README and the docstrings promise, against
-the real loopback server, and is marked ``xfail(strict=True)`` while the
-defect it proves is not fixed: the mark comes off with the fix.
+the real loopback server. Each was written first as a strict xfail that proved
+the defect, and its mark came off with the fix.
 """
 
 from __future__ import annotations
@@ -36,11 +36,6 @@ def spawn(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
 # -- policies ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _keep_minimum finds no free slot while the retired socket still closes "
-    "(_closers) and is never woken when that closer ends",
-)
 async def test_min_connections_are_reopened_when_the_pool_is_at_max_connections(
     server: LoopbackServer,
 ) -> None:
@@ -59,11 +54,6 @@ async def test_min_connections_are_reopened_when_the_pool_is_at_max_connections(
         assert server.handshakes == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _dispatch decrements _departed for a cancelled waiter before its own "
-    "finally counted it: for a moment _departed is -1 and max_waiting rejects a newcomer",
-)
 async def test_a_waiter_cancelled_as_another_arrives_leaves_room_under_max_waiting(
     server: LoopbackServer,
 ) -> None:
@@ -87,11 +77,6 @@ async def test_a_waiter_cancelled_as_another_arrives_leaves_room_under_max_waiti
         assert_consistent(pool)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: close() cancelled while it waits for borrowers leaves the pool closing "
-    "forever: never closed, its sweep task running",
-)
 async def test_a_close_cancelled_while_waiting_for_borrowers_still_shuts_the_pool_down(
     server: LoopbackServer,
 ) -> None:
@@ -110,11 +95,6 @@ async def test_a_close_cancelled_while_waiting_for_borrowers_still_shuts_the_poo
         await pool.close_all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a connection given back during close() is still drained (drain_quiet_period "
-    "at least, up to drain_timeout) before _park() closes it: the shutdown waits for nothing",
-)
 async def test_a_connection_given_back_during_close_is_closed_at_once_not_drained(
     server: LoopbackServer,
 ) -> None:
@@ -138,11 +118,6 @@ async def test_a_connection_given_back_during_close_is_closed_at_once_not_draine
 # -- server signals ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Backoff.trip() computes BASE_DELAY * 2 ** (signals - 1) before capping it: "
-    "from the 1025th signal in a row the float overflows (the min_connections keeper dies)",
-)
 async def test_the_backoff_stays_capped_however_many_signals_come_in_a_row() -> None:
     """A server down for hours (about 1000 failed keeper rounds) still gets MAX_DELAY."""
     backoff = Backoff()
@@ -155,11 +130,6 @@ async def test_the_backoff_stays_capped_however_many_signals_come_in_a_row() -> 
 # -- hooks and unsolicited messages --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _hook_access() lets anyone use the connection while on_release runs, "
-    "its former borrower included (the flag is per connection, not per task)",
-)
 async def test_a_former_borrower_cannot_use_the_connection_while_on_release_runs(
     server: LoopbackServer,
 ) -> None:
@@ -182,11 +152,6 @@ async def test_a_former_borrower_cannot_use_the_connection_while_on_release_runs
             leave_hook.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _ready_for_reuse takes unsolicited messages before the health-check "
-    "ping, so one that arrives during the ping reaches the borrower",
-)
 async def test_a_message_that_arrives_during_the_health_check_never_reaches_the_borrower(
     server: LoopbackServer,
 ) -> None:
@@ -212,12 +177,6 @@ async def test_a_message_that_arrives_during_the_health_check_never_reaches_the_
     assert reply == "second"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an acquirer cancelled during the health check (or just after its grant) "
-    "gives the connection back through _release_now(), which runs on_release for a "
-    "hand-out that never happened (on_acquire never ran)",
-)
 async def test_on_release_runs_only_for_connections_that_on_acquire_handed_out(
     server: LoopbackServer,
 ) -> None:
@@ -253,11 +212,6 @@ async def test_on_release_runs_only_for_connections_that_on_acquire_handed_out(
 # -- get_connection() ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _Borrowed keeps one _connection slot: entered twice at once, the first "
-    "exit releases the second borrower's connection and the first one stays busy forever",
-)
 async def test_one_get_connection_object_entered_by_two_tasks_keeps_their_connections_apart(
     server: LoopbackServer,
 ) -> None:
@@ -294,11 +248,6 @@ async def test_one_get_connection_object_entered_by_two_tasks_keeps_their_connec
 # -- secrets -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RedactingLogger formats a Frame with describe_frame() but never masks it; "
-    "a close frame's reason is shown as the server wrote it",
-)
 async def test_a_secret_in_a_close_reason_is_masked_in_the_frame_log(
     server: LoopbackServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -316,3 +265,17 @@ async def test_a_secret_in_a_close_reason_is_masked_in_the_frame_log(
     client_lines = [r.getMessage() for r in caplog.records if r.name == "websockets.client"]
     assert any(line.startswith("< CLOSE 1008") for line in client_lines), client_lines
     assert not [line for line in client_lines if secret in line]
+
+
+async def test_closing_the_connection_inside_get_connection_is_not_release_misuse(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``conn.close()`` in the block gives the slot back; leaving the block warns of nothing."""
+    caplog.set_level(logging.WARNING, logger="aio_websocket_pool")
+    async with make_pool(server) as pool:
+        async with pool.get_connection() as conn:
+            await conn.close()
+        assert pool.total_connections == 0
+        assert not [r for r in caplog.records if r.name == "aio_websocket_pool"]
+        async with pool.get_connection() as again:
+            await round_trip(again, "after")

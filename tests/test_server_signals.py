@@ -532,7 +532,7 @@ async def test_a_flood_while_idle_beyond_drain_max_messages_discards_the_connect
         stats = assert_consistent(pool)
         assert stats.unsolicited_messages == min(strays, 5)
         if not kept:
-            assert_closed(conn, State.BUSY, "more than 5 unsolicited messages while idle")
+            assert_closed(conn, State.BUSY, "flooded while idle: 5 unsolicited messages")
             assert (stats.closed, stats.opened, stats.connections_lost) == (1, 2, 0)
         await pool.release(again)
         await shut_down(pool, server)
@@ -569,7 +569,7 @@ async def test_a_flooded_connection_frees_its_slot_at_once(
         if where == "drain":
             assert_closed(conn, State.DRAINING, "flooded during drain")
         else:
-            assert_closed(conn, State.BUSY, "more than 5 unsolicited messages while idle")
+            assert_closed(conn, State.BUSY, "flooded while idle: 5 unsolicited messages")
         await round_trip(fresh, "next request")
         await pool.release(fresh)
         await shut_down(pool, server)

@@ -23,6 +23,8 @@ from typing import Final
 BASE_DELAY: Final = 0.1
 #: The longest backoff in seconds, whatever the signals or Retry-After say.
 MAX_DELAY: Final = 10.0
+#: Doublings beyond which the delay is MAX_DELAY anyway.
+_MAX_DOUBLINGS: Final = 32
 
 
 class Backoff:
@@ -41,7 +43,9 @@ class Backoff:
         delay = 0.0
         if now >= self._open_at:  # a new signal, not an echo of the one that shut the gate
             self._signals += 1
-            ceiling = min(MAX_DELAY, BASE_DELAY * 2 ** (self._signals - 1))
+            # The exponent is capped too: 2.0 ** 1024 overflows, and a server may
+            # say "not now" for hours.
+            ceiling = min(MAX_DELAY, BASE_DELAY * 2.0 ** min(self._signals - 1, _MAX_DOUBLINGS))
             delay = self._random.uniform(ceiling / 2, ceiling)  # "equal jitter": never ~0
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_DELAY))

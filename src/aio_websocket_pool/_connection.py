@@ -181,7 +181,7 @@ class WebsocketConnection:
         self._on_connect: ConnectionHook | None = None
         self._hook_timeout = DEFAULT_TIMEOUT
         self._gate: Backoff | None = None
-        self._in_hook = False
+        self._hook_task: asyncio.Task[Any] | None = None  # the task a hook runs in
         self._handed_out_before = False  # given back to its pool at least once
         self.generation = 0
         self._lifetime = math.inf
@@ -347,12 +347,16 @@ class WebsocketConnection:
 
     @contextlib.contextmanager
     def _hook_access(self) -> Iterator[None]:
-        """Let a hook send and receive while the pool holds the connection."""
-        self._in_hook = True
+        """Let a hook send and receive while the pool holds the connection.
+
+        Only from the task the hook runs in: a former borrower still holding a
+        reference must not talk on it meanwhile.
+        """
+        self._hook_task = asyncio.current_task()
         try:
             yield
         finally:
-            self._in_hook = False
+            self._hook_task = None
 
     def _fail(self, reason: str) -> None:
         """Fail a pooled connection's pending handshake, which frees its slot.
@@ -475,7 +479,11 @@ class WebsocketConnection:
 
     def _check_usable(self) -> ClientConnection:
         state = self._lifecycle.state
-        if state is not BUSY and not (self._in_hook and state is not CLOSED):
+        if state is not BUSY and not (
+            state is not CLOSED
+            and self._hook_task is not None
+            and self._hook_task is asyncio.current_task()
+        ):
             if state is CLOSED:
                 raise ConnectionClosedError(f"{self.id} is closed")
             raise ConnectionBusyError("Connection must be acquired before sending or receiving")

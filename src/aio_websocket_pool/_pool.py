@@ -94,7 +94,16 @@ class _Grant:
 
 @dataclass(slots=True, eq=False)
 class _Waiter:
+    """An acquirer in line. Its two flags keep the count of dead entries exact.
+
+    Attributes:
+        queued: Still in the pool's queue (not yet popped or swept out).
+        departed: Counted as a dead entry: its acquirer left unserved.
+    """
+
     fresh: bool
+    queued: bool = True
+    departed: bool = False
     future: asyncio.Future[_Grant] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -115,6 +124,10 @@ class _Borrowed:
         self._connection: WebsocketConnection | None = None
 
     async def __aenter__(self) -> WebsocketConnection:
+        if self._connection is not None:
+            # One slot for one connection: a second task entering it would
+            # give back the first task's connection as its own.
+            raise RuntimeError("this get_connection() is in use: call get_connection() per block")
         self._connection = await self._pool._acquire(fresh=self._fresh)
         return self._connection
 
@@ -125,7 +138,8 @@ class _Borrowed:
         traceback: TracebackType | None,
     ) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
+        # One the block closed itself (conn.close()) is already given back.
+        if connection is not None and connection.state is not CLOSED:
             self._pool._release_now(connection, dirty=exc_type is not None)
 
 
@@ -318,7 +332,7 @@ class WebsocketConnectionPool:
             max_connections=self._config.max_connections,
             # Not a scan of the queue: stats() may be read from another thread
             # (an OpenTelemetry reader), while the event loop changes the queue.
-            waiting=max(0, len(self._waiters) - self._departed),
+            waiting=self._count_waiting(),
             opened=index.events["open"],
             failed_connects=index.events["fail"],
             acquired=index.events["acquire"],
@@ -433,6 +447,9 @@ class WebsocketConnectionPool:
             try:
                 async with asyncio.timeout(timeout):
                     await self._quiescent.wait()
+            except asyncio.CancelledError:
+                await self.close_all()  # a caller that gives up must not leave the pool half-shut
+                raise
             except TimeoutError:
                 logger.warning(
                     "close(timeout=%g): %d connections still in use; closing them",
@@ -443,9 +460,11 @@ class WebsocketConnectionPool:
     def expire_connections(self) -> None:
         """Retire every connection opened before this call.
 
-        Idle ones close now; busy, draining and opening ones close when they
-        come back (or when their handshake ends). New ones replace them on
-        demand. For a credential rotation or a server deploy.
+        Idle ones close now; busy and draining ones close when they come
+        back; one opening for an acquirer is handed out and closes when it comes
+        back, one opening for nobody (warm-up, ``min_connections``) closes when
+        its handshake ends. New ones replace them on demand. For a credential
+        rotation or a server deploy.
         """
         self._generation += 1
         for connection in self._index.in_state(IDLE):
@@ -478,6 +497,7 @@ class WebsocketConnectionPool:
             self._dispatch_handle = None
         while self._waiters:
             waiter = self._waiters.popleft()
+            waiter.queued = False
             if not waiter.future.done():
                 waiter.future.set_exception(ConnectionPoolUnavailableError(why))
         self._departed = 0
@@ -657,7 +677,7 @@ class WebsocketConnectionPool:
         if self._config.acquire_timeout == 0:
             raise self._exhausted()
         limit = self._config.max_waiting
-        if limit is not None and len(self._waiters) - self._departed >= limit:
+        if limit is not None and self._count_waiting() >= limit:
             raise TooManyWaitersError(
                 f"{limit} acquirers already wait for a connection to {redact_uri(self.uri)} "
                 f"(max_waiting={limit})"
@@ -679,10 +699,10 @@ class WebsocketConnectionPool:
         finally:
             if not waiter.future.done():
                 waiter.future.cancel()
-            if waiter.future.cancelled():  # left unserved: still queued, as a dead entry
-                self._note_departure()
+            if waiter.future.cancelled() and waiter.queued:  # left unserved: a dead entry
+                self._note_departure(waiter)
 
-    def _note_departure(self) -> None:
+    def _note_departure(self, waiter: _Waiter) -> None:
         """Count a dead entry in the queue; sweep them all out once they are half of it.
 
         Removing each from the middle of the queue would cost O(n) per timeout,
@@ -690,18 +710,33 @@ class WebsocketConnectionPool:
         would let them pile up behind a waiter that waits long: a leak while the
         pool stays exhausted. Sweeping at half keeps both costs amortised O(1).
         """
+        waiter.departed = True
         self._departed += 1
         if self._departed * 2 > len(self._waiters):
-            live = [waiter for waiter in self._waiters if not waiter.future.done()]
+            live = []
+            for entry in self._waiters:
+                if entry.future.done():
+                    entry.queued = False
+                else:
+                    live.append(entry)
             self._waiters.clear()
             self._waiters.extend(live)
             self._departed = 0
+
+    def _count_waiting(self) -> int:
+        """Acquirers in line now, exactly (an acquirer cancelled this very step is not).
+
+        O(n): for stats() and the max_waiting check of an acquirer about to
+        queue, never on the fast path. ``tuple()`` copies the queue in one
+        step, so that an OpenTelemetry reader on another thread can call this.
+        """
+        return sum(not waiter.future.done() for waiter in tuple(self._waiters))
 
     def _abandon(self, grant: _Grant) -> None:
         """Undo a grant whose acquirer left: its connection goes to the next borrower."""
         grant.abandoned = True
         if grant.connection.state is BUSY:  # it was granted, or opened for us, already
-            self._release_now(grant.connection)
+            self._return_unused(grant.connection)
 
     def _exhausted(self) -> ConnectionPoolExhaustedError:
         return ConnectionPoolExhaustedError(
@@ -723,15 +758,13 @@ class WebsocketConnectionPool:
     async def _ready_for_reuse(self, connection: WebsocketConnection) -> bool:
         """Whether a reused connection may be handed out; if not, it was discarded.
 
-        In order: it is still open; what arrived while it sat idle is taken
-        away from the next borrower (see :meth:`_take_unsolicited`); no policy
-        retires it; it answers a ping if nothing proved it alive within
-        ``health_check_interval``; ``on_acquire`` accepts it.
+        In order: it is still open; no policy retires it; it answers a ping if
+        nothing proved it alive within ``health_check_interval``; what arrived
+        while it sat idle is taken away from the next borrower (see
+        :meth:`_take_unsolicited`); ``on_acquire`` accepts it.
         """
         if not connection.is_connected:
             self._retire_lost(connection)
-            return False
-        if self._has_unsolicited(connection) and not await self._take_unsolicited(connection):
             return False
         if (why := self._staleness(connection)) is not None:
             self._discard(connection, why)
@@ -742,6 +775,9 @@ class WebsocketConnectionPool:
             and connection._unproven_for(time.monotonic()) >= interval
             and not await self._passes_health_check(connection)
         ):
+            return False
+        # After the ping: its pong comes after whatever the server sent before it.
+        if self._has_unsolicited(connection) and not await self._take_unsolicited(connection):
             return False
         return await self._passes_on_acquire(connection, reused=True)
 
@@ -757,9 +793,21 @@ class WebsocketConnectionPool:
                 self._discard(connection, f"health check failed: {reason}", abort=True)
             return False
         except BaseException:
-            self._release_now(connection)  # cancelled mid-ping: nothing is owed, keep it
+            self._return_unused(connection)  # cancelled mid-ping: nothing is owed, keep it
             raise
         return True
+
+    def _return_unused(self, connection: WebsocketConnection) -> None:
+        """Give back a connection claimed for an acquirer that never received it.
+
+        Not a release: no borrower used it, so ``on_release`` (which undoes
+        what ``on_acquire`` did) and the drain do not run, and a greeting still
+        waiting for the first borrower stays for the next one.
+        """
+        if connection.is_connected:
+            self._park(connection, "release")
+        else:
+            self._retire_lost(connection)
 
     async def _passes_on_acquire(self, connection: WebsocketConnection, *, reused: bool) -> bool:
         """Run ``on_acquire``. Its failure discards the connection, and is raised for a new one.
@@ -807,19 +855,20 @@ class WebsocketConnectionPool:
         websocket = connection.websocket
         assert websocket is not None  # noqa: S101  (it is connected)
         config, hook = self._config, self._config.on_unsolicited
-        taken = 0
+        taken = size = 0
         try:
             while connection._buffered_frames():
                 taken += 1
-                if taken > config.drain_max_messages:
+                if taken > config.drain_max_messages or size > config.drain_max_bytes:
                     # Aborted: websockets stopped reading the flood, so a closing
                     # handshake could not finish before close_timeout.
-                    self._discard(connection, f"more than {config.drain_max_messages} "
-                                  "unsolicited messages while idle", abort=True)  # fmt: skip
+                    self._discard(connection, f"flooded while idle: {taken - 1} unsolicited "
+                                  f"messages, {size} bytes or characters", abort=True)  # fmt: skip
                     return False
                 # The rest of a fragmented message may still be on its way.
                 async with asyncio.timeout(config.health_check_timeout):
                     message = await websocket.recv()
+                size += len(message)
                 self._totals.unsolicited_messages += 1
                 if hook is not None:
                     await run_hook(
@@ -910,7 +959,12 @@ class WebsocketConnectionPool:
                 self._discard(connection, str(exc), abort=True)
                 return
         drained = 0
-        if config.check_server_data_on_release and connection.state is DRAINING:
+        # Closing: _park closes it right after, so there is nothing to drain for.
+        if (
+            config.check_server_data_on_release
+            and connection.state is DRAINING
+            and not self._closing
+        ):
             outcome = await self._drain(connection)
             if outcome is None:
                 return
@@ -953,9 +1007,11 @@ class WebsocketConnectionPool:
                         self._discard(connection, f"drain_condition rejected message {drained}")
                         return None
                     if hook is not None:
-                        await run_hook(
-                            "on_unsolicited", hook(connection, message), seconds=config.hook_timeout
-                        )
+                        with connection._hook_access():  # draining: only the hook may talk
+                            await run_hook(
+                                "on_unsolicited", hook(connection, message),
+                                seconds=config.hook_timeout,
+                            )  # fmt: skip
         except TimeoutError:
             reason = f"still receiving after drain_timeout={config.drain_timeout:g}s"
             self._discard(connection, f"{reason} ({drained} messages drained)")
@@ -974,6 +1030,8 @@ class WebsocketConnectionPool:
         A server going away (1001, 1012) takes the idle siblings with it; one
         that asks to try again later (1013) makes every new handshake back off.
         """
+        if connection.state is CLOSED:  # close_all() got there first: not a loss
+            return
         code = connection._peer_close_code()
         reason = connection._loss_reason()
         self._totals.connections_lost += 1
@@ -1039,6 +1097,7 @@ class WebsocketConnectionPool:
         if task in self._closers:
             self._closers.discard(task)
             self._schedule_dispatch()  # the socket is closed: its capacity is free
+            self._wake_keeper_if_short()
         if task.cancelled():
             return
         exc = task.exception()  # retrieved here, so asyncio never warns about it
@@ -1057,8 +1116,17 @@ class WebsocketConnectionPool:
             self._schedule_dispatch()
             if self._closing:
                 self._note_quiescence()
-            elif self._index.total < self._config.min_connections:
-                self._below_minimum.set()
+            else:
+                self._wake_keeper_if_short()
+
+    def _wake_keeper_if_short(self) -> None:
+        """Wake the ``min_connections`` keeper when a connection closed, or its socket did.
+
+        Both matter: a socket still closing holds its slot, so at
+        ``max_connections`` the keeper can only open once it is gone.
+        """
+        if not self._closing and self._index.total < self._config.min_connections:
+            self._below_minimum.set()
 
     def _note_quiescence(self) -> None:
         """Tell :meth:`close` once no connection is held by, opening for or cleaned after anyone.
@@ -1085,12 +1153,15 @@ class WebsocketConnectionPool:
             waiter = waiters[0]
             if waiter.future.done():
                 waiters.popleft()
-                self._departed -= 1
+                waiter.queued = False
+                if waiter.departed:  # else its acquirer has yet to notice, and won't count it
+                    self._departed -= 1
                 continue
             grant = self._try_grant(fresh=waiter.fresh)
             if grant is None:
                 return
             waiters.popleft()
+            waiter.queued = False
             waiter.future.set_result(grant)
 
     def __len__(self) -> int:

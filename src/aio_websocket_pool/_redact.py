@@ -97,7 +97,7 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 
 def describe_frame(frame: Frame) -> str:
-    """A frame's kind and size, without its payload (a close frame keeps its code)."""
+    """A frame's kind and size, without its payload (a close frame keeps its code and reason)."""
     if frame.opcode is Opcode.CLOSE:
         return str(frame)
     more = "" if frame.fin else ", continued"
@@ -122,7 +122,7 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
             return
         masked = tuple(
             mask(arg, self.secrets) if isinstance(arg, str)
-            else describe_frame(arg) if isinstance(arg, Frame)
+            else mask(describe_frame(arg), self.secrets) if isinstance(arg, Frame)
             else arg
             for arg in args
         )  # fmt: skip

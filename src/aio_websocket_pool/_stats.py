@@ -106,8 +106,10 @@ class PoolStats:
         waiting: Acquirers queued for a connection.
         opened: Handshakes that succeeded, since the pool was created.
         failed_connects: Connections that could not be opened (after retries).
-        acquired: Times a connection was handed out.
-        reused: Hand-outs of a connection that had been handed out before.
+        acquired: Times a connection was claimed for an acquirer (``acquire``
+            transitions; a claim whose health check failed, or whose acquirer
+            left, counts too).
+        reused: Claims of a connection that had been claimed before.
         closed: Open connections retired, for any reason.
         connections_lost: Connections found closed by the peer or the network.
         health_checks_failed: Health-check pings that failed or timed out.
