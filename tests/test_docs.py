@@ -35,7 +35,7 @@ def test_every_constructor_argument_is_documented_with_its_default(name: str) ->
 @pytest.mark.parametrize("edge", TRANSITIONS, ids=lambda edge: edge.trigger)
 def test_readme_state_table_matches_the_machine(edge: Edge) -> None:
     sources = ", ".join(edge.sources)
-    assert f"| `{edge.trigger}` | {sources} | {edge.dest} |" in README
+    assert f"| `{edge.trigger}` | {sources} | {edge.dest} | {edge.cause} |" in README
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -87,7 +87,7 @@ CONNECTING, IDLE, BUSY, DRAINING, CLOSED = State
 TRANSITIONS: Final[tuple[Edge, ...]] = (
     Edge("open", (CONNECTING,), IDLE, "the opening handshake succeeded"),
     Edge("fail", (CONNECTING,), CLOSED,
-         "the handshake failed after its retries, timed out, or was cancelled"),
+         "the handshake or on_connect failed (after the retries), timed out, or was cancelled"),
     Edge("acquire", (IDLE,), BUSY, "a borrower was handed the connection"),
     Edge("release", (BUSY,), IDLE, "the borrower gave it back and no draining is asked for"),
     Edge("drain", (BUSY,), DRAINING,
