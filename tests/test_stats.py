@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from typing import Any
 
 import pytest
@@ -248,3 +249,28 @@ async def test_stats_are_a_frozen_snapshot(server: LoopbackServer) -> None:
             before.acquire_wait.count = 1  # type: ignore[misc]
         await pool.release(conn)
         assert_consistent(pool)
+
+
+async def test_a_timing_listener_that_raises_is_removed_and_costs_nothing_else(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken listener (an exporter's bug) must not strand the connection it was timing."""
+    seen: list[str] = []
+
+    def broken(what: str, seconds: float) -> None:
+        del seconds
+        raise RuntimeError(what)
+
+    async with make_pool(server) as pool:
+        pool._totals.listeners.extend([broken, lambda what, _: seen.append(what)])
+        async with pool.get_connection() as conn:
+            await round_trip(conn, "timed")
+        async with pool.get_connection() as conn:
+            await round_trip(conn, "again")
+        assert pool._totals.listeners[0] is not broken
+        assert seen.count("acquire_wait") == 2  # the listener after it was still told
+        stats = assert_consistent(pool)
+        assert (stats.busy, stats.idle, stats.acquire_wait.count) == (0, 1, 2)
+    failures = [r for r in caplog.records if "timing listener" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].levelno == logging.ERROR

@@ -14,12 +14,15 @@ where each such thing happens.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from ._fsm import CLOSED, CONNECTING, State, TransitionRecord
+
+logger = logging.getLogger("aio_websocket_pool")
 
 
 class _HasState(Protocol):
@@ -83,8 +86,13 @@ class Totals:
         timing[0] += 1
         timing[1] += seconds
         timing[2] = max(timing[2], seconds)
-        for listener in self.listeners:
-            listener(what, seconds)
+        for listener in tuple(self.listeners):  # a copy: a listener that raises is removed
+            try:
+                listener(what, seconds)
+            except Exception:
+                # On the acquire path: raising here would strand a busy connection.
+                self.listeners.remove(listener)
+                logger.exception("timing listener %r raised; it was removed", listener)
 
     def timing(self, what: str) -> Timing:
         """A snapshot of the durations recorded for ``what``."""
