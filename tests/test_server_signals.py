@@ -538,6 +538,28 @@ async def test_a_flood_while_idle_beyond_drain_max_messages_discards_the_connect
         await shut_down(pool, server)
 
 
+@pytest.mark.parametrize(("cap", "kept"), [(21, True), (20, False), (7, False)])
+async def test_a_flood_while_idle_beyond_drain_max_bytes_discards_the_connection(
+    server: LoopbackServer, cap: int, kept: bool
+) -> None:
+    """What arrived while idle counts against drain_max_bytes, the message that crosses it too."""
+    server.stray_messages = 3  # "stray 0", "stray 1", "stray 2": 21 characters
+    async with make_pool(server, drain_max_bytes=cap) as pool:
+        [conn] = await idle_connections(pool, 1)
+        await wait_until(lambda: conn._buffered_frames() == 3, "the strays arrived while idle")
+        server.stray_messages = 0
+
+        again = await pool.acquire()
+
+        assert (again is conn) is kept
+        await round_trip(again, "second request")
+        if not kept:
+            assert_closed(conn, State.BUSY, "flooded while idle", "bytes or characters")
+        assert_consistent(pool)
+        await pool.release(again)
+        await shut_down(pool, server)
+
+
 @pytest.mark.parametrize("where", ["drain", "idle"])
 async def test_a_flooded_connection_frees_its_slot_at_once(
     server: LoopbackServer, where: str

@@ -832,6 +832,16 @@ class WebsocketConnectionPool:
             raise
         return True
 
+    def _flooded_while_idle(self, connection: WebsocketConnection, taken: int, size: int) -> bool:
+        """Discard a connection flooded while idle; always ``False`` (not fit to hand out).
+
+        Aborted: websockets stopped reading the flood, so a closing handshake
+        could not finish before ``close_timeout``.
+        """
+        self._discard(connection, f"flooded while idle: {taken} unsolicited messages, "
+                      f"{size} bytes or characters", abort=True)  # fmt: skip
+        return False
+
     def _has_unsolicited(self, connection: WebsocketConnection) -> bool:
         """Whether messages nobody asked for wait on a connection about to be handed out.
 
@@ -858,17 +868,15 @@ class WebsocketConnectionPool:
         taken = size = 0
         try:
             while connection._buffered_frames():
-                taken += 1
-                if taken > config.drain_max_messages or size > config.drain_max_bytes:
-                    # Aborted: websockets stopped reading the flood, so a closing
-                    # handshake could not finish before close_timeout.
-                    self._discard(connection, f"flooded while idle: {taken - 1} unsolicited "
-                                  f"messages, {size} bytes or characters", abort=True)  # fmt: skip
-                    return False
+                if taken == config.drain_max_messages:  # and still more: a flood
+                    return self._flooded_while_idle(connection, taken, size)
                 # The rest of a fragmented message may still be on its way.
                 async with asyncio.timeout(config.health_check_timeout):
                     message = await websocket.recv()
+                taken += 1
                 size += len(message)
+                if size > config.drain_max_bytes:
+                    return self._flooded_while_idle(connection, taken, size)
                 self._totals.unsolicited_messages += 1
                 if hook is not None:
                     await run_hook(
