@@ -97,7 +97,7 @@ TRANSITIONS: Final[tuple[Edge, ...]] = (
     Edge("close", (IDLE, BUSY, DRAINING), CLOSED,
          "retired: idle timeout, max_lifetime, expire_connections(), failed health check "
          "or hook, drain rejected, flooded or timed out, force_remove, peer closed, "
-         "or the pool closed"),
+         "closed by its user, room made by acquire_new(), or the pool closing or closed"),
 )  # fmt: skip
 
 INITIAL_STATE: Final = CONNECTING
