@@ -20,8 +20,10 @@ from ._exceptions import (
     GraphvizNotFoundError,
     HandshakeRejectedError,
     InvalidTransitionError,
+    LeaseEndedError,
     TooManyWaitersError,
     WebsocketError,
+    WrongEventLoopError,
 )
 from ._fsm import TRANSITIONS, Edge, State, TransitionRecord
 from ._history import write_history_jsonl
@@ -44,6 +46,7 @@ __all__ = [
     "GraphvizNotFoundError",
     "HandshakeRejectedError",
     "InvalidTransitionError",
+    "LeaseEndedError",
     "PoolStats",
     "State",
     "Timing",
@@ -53,6 +56,7 @@ __all__ = [
     "WebsocketConnection",
     "WebsocketConnectionPool",
     "WebsocketError",
+    "WrongEventLoopError",
     "render_connection_diagram",
     "render_diagram",
     "write_history_jsonl",

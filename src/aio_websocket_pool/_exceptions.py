@@ -6,6 +6,7 @@ aio-websocket-pool 0.1.0, so code written against it keeps working::
 
     WebsocketError (RuntimeError)
     ├── ConnectionBusyError           the connection is not yours to use right now
+    │   └── LeaseEndedError           the lease this handle stood for has ended
     ├── ConnectionClosedError         the connection closed under you
     ├── ConnectionDrainTimeoutError   kept for 0.1.0 imports; the pool never raises it
     ├── ConnectionUnavailableError    no connection could be opened
@@ -14,6 +15,7 @@ aio-websocket-pool 0.1.0, so code written against it keeps working::
     ├── ConnectionPoolExhaustedError  no connection came free within acquire_timeout
     │   └── TooManyWaitersError       max_waiting acquirers are queued already
     ├── ConnectionPoolUnavailableError  the pool is closed
+    │   └── WrongEventLoopError       the pool belongs to another event loop
     ├── InvalidTransitionError        a lifecycle event that is illegal in the current state
     └── GraphvizNotFoundError         an SVG diagram was asked for without Graphviz installed
 
@@ -30,6 +32,15 @@ class WebsocketError(RuntimeError):
 
 class ConnectionBusyError(WebsocketError):
     """The connection is not acquired by the caller, or is in use by someone else."""
+
+
+class LeaseEndedError(ConnectionBusyError):
+    """The handle's lease has ended (released, closed, or the pool closed).
+
+    What ``acquire()`` hands out stands for one hand-out: once it is given
+    back, the connection may already be lent to someone else, so everything
+    but its ``id`` and ``repr`` raises this.
+    """
 
 
 class ConnectionClosedError(WebsocketError):
@@ -90,6 +101,14 @@ class TooManyWaitersError(ConnectionPoolExhaustedError):
 
 class ConnectionPoolUnavailableError(WebsocketError):
     """The pool is closed, or closed while the caller was waiting."""
+
+
+class WrongEventLoopError(ConnectionPoolUnavailableError):
+    """The pool was used from an event loop other than the one it started on.
+
+    Its connections, tasks and futures belong to that first loop (each
+    ``asyncio.run`` makes a new one): make one pool per loop.
+    """
 
 
 class InvalidTransitionError(WebsocketError):
