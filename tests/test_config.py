@@ -4,36 +4,23 @@ Covers ``WebsocketConnectionPool(...)`` and ``WebsocketConnection(uri=...)``
 (construction does no I/O, so no server is needed): which arguments raise
 ``ValueError`` or ``TypeError``, which edge values are accepted, that no secret
 (URI user-info, query token, header value) reaches an error message, the
-redaction helpers themselves, the 0.1.0-compatible defaults, and the public
-names the package exports.
+0.1.0-compatible defaults, and the public names the package exports. The
+redaction helpers themselves are tested in ``tests/test_redact.py``.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 import ssl
 import types
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus, InvalidURI
-from websockets.frames import Close
 from websockets.headers import build_authorization_basic
-from websockets.http11 import Response
 
 import aio_websocket_pool
 from aio_websocket_pool import WebsocketConnection, WebsocketConnectionPool, WebsocketError
-from aio_websocket_pool._redact import (
-    REDACTED,
-    RedactingLogger,
-    describe_error,
-    mask,
-    redact_uri,
-    secrets_of,
-)
 
 URI = "ws://example.com/feed"
 NAN = float("nan")
@@ -414,103 +401,6 @@ def test_secret_check_itself_catches_a_leak() -> None:
     # Guards the guard: a message that does carry the URI must be caught.
     with pytest.raises(AssertionError):
         assert_no_secret(ValueError(f"bad uri {SECRET_URI}"))
-
-
-REDACTIONS = {
-    "user-info-and-query": (
-        "ws://alice:hunter2@example.com:8080/feed?token=SECRET123",
-        f"ws://{REDACTED}@example.com:8080/feed?{REDACTED}",
-    ),
-    "user-only": ("ws://alice@example.com/", f"ws://{REDACTED}@example.com/"),
-    "password-only": ("ws://:hunter2@example.com/", f"ws://{REDACTED}@example.com/"),
-    "query-only": ("wss://example.com/feed?token=SECRET123", f"wss://example.com/feed?{REDACTED}"),
-    "nothing-to-hide": ("wss://example.com/feed", "wss://example.com/feed"),
-    "no-path": ("ws://example.com", "ws://example.com"),
-    "ipv6": ("ws://[::1]:9000/x?k=SECRET123", f"ws://[::1]:9000/x?{REDACTED}"),
-    "fragment-dropped": ("ws://example.com/feed#SECRET123", "ws://example.com/feed"),
-    "at-in-password": ("ws://alice:hun@ter2@example.com/", f"ws://{REDACTED}@example.com/"),
-    "unparsable-port": ("ws://alice:hunter2@example.com:99999/?token=SECRET123", REDACTED),
-    "unparsable-ipv6": ("ws://alice:hunter2@[::1/?token=SECRET123", REDACTED),
-}
-
-
-@pytest.mark.parametrize(("uri", "expected"), REDACTIONS.values(), ids=REDACTIONS.keys())
-def test_redact_uri(uri: str, expected: str) -> None:
-    shown = redact_uri(uri)
-    assert shown == expected
-    assert not any(secret in shown for secret in ("alice", "hunter2", "hun@ter2", "SECRET123"))
-
-
-def invalid_status(code: int) -> InvalidStatus:
-    return InvalidStatus(
-        Response(
-            code, "Forbidden secret text", Headers({"X-Secret": "secret text"}), b"secret text"
-        )
-    )
-
-
-DESCRIPTIONS: dict[str, tuple[BaseException, str]] = {
-    "errno": (OSError(111, "secret text"), "ConnectionRefusedError (errno 111)"),
-    "errno-plain-oserror": (OSError(5, "secret text"), "OSError (errno 5)"),
-    "oserror-without-errno": (OSError("secret text"), "OSError"),
-    "timeout": (TimeoutError("secret text"), "timed out"),
-    "value-error": (ValueError("secret text"), "ValueError"),
-    "http-status": (invalid_status(403), "HTTP 403"),
-    "close-received": (ConnectionClosedError(Close(1008, "secret text"), None), "close code 1008"),
-    "close-sent-only": (ConnectionClosed(None, Close(1001, "secret text")), "close code 1001"),
-    "close-received-wins": (
-        ConnectionClosed(
-            Close(1011, "secret text"), Close(1000, "secret text"), rcvd_then_sent=True
-        ),
-        "close code 1011",
-    ),
-    "no-close-frame": (ConnectionClosed(None, None), "connection lost without a close frame"),
-    "invalid-uri": (InvalidURI("ws://alice@example.com/?secret text", "secret text"), "InvalidURI"),
-}
-
-
-@pytest.mark.parametrize(("exc", "expected"), DESCRIPTIONS.values(), ids=DESCRIPTIONS.keys())
-def test_describe_error_never_copies_the_message(exc: BaseException, expected: str) -> None:
-    described = describe_error(exc)
-    assert described == expected
-    assert "secret" not in described.lower()
-
-
-def test_mask_replaces_every_occurrence_of_every_secret() -> None:
-    text = "token=SECRET123&again=SECRET123 as hunter2"
-    assert mask(text, ("SECRET123", "hunter2")) == (
-        f"token={REDACTED}&again={REDACTED} as {REDACTED}"
-    )
-
-
-def test_a_secret_inside_another_is_masked_whole() -> None:
-    # The query token is part of the header value too. Masked first, it would
-    # leave the rest of the header value ("-and-more") in the text.
-    secrets = secrets_of("ws://example.com/feed?SECRET123", {"X-Key": "SECRET123-and-more"})
-    assert secrets.index("SECRET123-and-more") < secrets.index("SECRET123")
-    assert mask("> X-Key: SECRET123-and-more", secrets) == f"> X-Key: {REDACTED}"
-
-
-def test_redacting_logger_masks_the_message_and_its_arguments(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    name = "tests.redacting"
-    adapter = RedactingLogger(logging.getLogger(name), ("SECRET123", "hunter2"))
-    with caplog.at_level(logging.DEBUG, logger=name):
-        adapter.debug("> GET /feed?token=SECRET123 HTTP/1.1")  # preformatted: in the message
-        adapter.debug("> %s: %s", "Authorization", "Basic hunter2")  # in an argument
-        adapter.debug("%d frames, %s", 2, "nothing to hide")
-    assert [r.getMessage() for r in caplog.records if r.name == name] == [
-        f"> GET /feed?token={REDACTED} HTTP/1.1",
-        f"> Authorization: Basic {REDACTED}",
-        "2 frames, nothing to hide",
-    ]
-
-
-def test_describe_error_names_the_errno() -> None:
-    described = describe_error(OSError(111, "secret text"))
-    assert "errno 111" in described
-    assert "secret text" not in described
 
 
 # -- defaults and public names -------------------------------------------------------

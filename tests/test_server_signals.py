@@ -6,7 +6,7 @@ it (a 503 with ``Retry-After``). The signals:
 
 * close code 1001/1012 on one connection: the server is going away as a whole,
   so the pool retires that connection's idle siblings at once;
-* close code 1013 and HTTP 503: the server is overloaded, so every new
+* close code 1013 and HTTP 503 or 429: the server is overloaded, so every new
   handshake of the pool waits behind one gate (``pool._backoff``);
 * a flood during a drain or while a connection sits idle, and a message over
   ``max_size``: the connection is discarded, never handed to a borrower.
@@ -124,15 +124,15 @@ async def shut_down(pool: WebsocketConnectionPool, server: LoopbackServer | None
 
 
 @contextlib.asynccontextmanager
-async def refusing_server(retry_after: str | None) -> AsyncIterator[str]:
-    """A server that answers every handshake with HTTP 503 (and ``Retry-After``); its URI.
+async def refusing_server(retry_after: str | None, status: int = 503) -> AsyncIterator[str]:
+    """A server that answers every handshake with ``status`` (and ``Retry-After``); its URI.
 
     The loopback server's refusals carry no headers, hence this one.
     """
 
     def refuse(conn: ServerConnection, request: Request) -> Response:
         del request
-        response = conn.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "overloaded\n")
+        response = conn.respond(http.HTTPStatus(status), "not now\n")
         if retry_after is not None:
             response.headers["Retry-After"] = retry_after
         return response
@@ -290,11 +290,11 @@ async def test_a_503_makes_every_acquirer_of_the_pool_wait_at_the_gate(
         await shut_down(pool, server)
 
 
-@pytest.mark.parametrize(("status", "trips"), [(503, True), (500, False)])
+@pytest.mark.parametrize(("status", "trips"), [(503, True), (429, True), (500, False)])
 async def test_refusals_until_retries_run_out_raise_unavailable_then_the_pool_recovers(
     server: LoopbackServer, status: int, trips: bool
 ) -> None:
-    """A typed error after max_retries; only a 503 shuts the gate; the next acquire works."""
+    """A typed error after max_retries; only a 503 or 429 shuts the gate; the next acquire works."""
     arrivals = clock_handshakes(server)
     server.refuse(3, status)
     async with make_pool(server, max_connections=1, max_retries=3) as pool:
@@ -339,29 +339,30 @@ async def test_one_wave_of_refusals_backs_off_like_one_signal(server: LoopbackSe
         await shut_down(pool, server)
 
 
+@pytest.mark.parametrize("status", [503, 429])
 @pytest.mark.parametrize(
     ("retry_after", "seconds"),
     [("1", 1.0), ("0", 0.0), (None, 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("-1", 0.0)],
     ids=["1s", "0s", "absent", "http-date", "negative"],
 )
-async def test_server_says_not_now_reads_retry_after_of_a_real_503(
-    retry_after: str | None, seconds: float
+async def test_server_says_not_now_reads_retry_after_of_a_real_503_or_429(
+    retry_after: str | None, seconds: float, status: int
 ) -> None:
-    """Only the delay-seconds form counts; anything else is a 503 without a wish."""
-    async with refusing_server(retry_after) as uri:
+    """Only the delay-seconds form counts; anything else is a refusal without a wish."""
+    async with refusing_server(retry_after, status) as uri:
         with pytest.raises(InvalidStatus) as excinfo:
             async with connect(uri, open_timeout=BOUND):
                 pass
 
-    assert excinfo.value.response.status_code == 503
+    assert excinfo.value.response.status_code == status
     assert server_says_not_now(excinfo.value) == seconds
 
 
 async def test_server_says_not_now_ignores_other_refusals(server: LoopbackServer) -> None:
-    """A 502 or 429 is not the overload signal the gate heeds (and neither is an OSError)."""
+    """A 502 or 403 is not the overload signal the gate heeds (and neither is an OSError)."""
     server.refuse(1, 502)
-    server.refuse(1, 429)
-    for status in (502, 429):
+    server.refuse(1, 403)
+    for status in (502, 403):
         with pytest.raises(InvalidStatus) as excinfo:
             async with connect(server.uri, open_timeout=BOUND):
                 pass
@@ -370,13 +371,19 @@ async def test_server_says_not_now_ignores_other_refusals(server: LoopbackServer
     assert server_says_not_now(ConnectionRefusedError()) is None
 
 
-@pytest.mark.parametrize(("retry_after", "seconds"), [("1", 1.0), ("3600", MAX_DELAY)])
+@pytest.mark.parametrize(
+    ("retry_after", "seconds", "status"),
+    [("1", 1.0, 503), ("3600", MAX_DELAY, 503), ("1", 1.0, 429)],
+)
 async def test_gate_honours_retry_after_up_to_max_delay_and_close_all_does_not_wait(
-    retry_after: str, seconds: float
+    retry_after: str, seconds: float, status: int
 ) -> None:
-    """A 503's Retry-After sets the gate (capped); close_all() cancels a handshake waiting there."""
+    """A 503's or 429's Retry-After sets the gate (capped); close_all() cancels a waiting handshake."""
     loop = asyncio.get_running_loop()
-    async with refusing_server(retry_after) as uri, make_pool(uri, max_retries=1) as pool:
+    async with (
+        refusing_server(retry_after, status) as uri,
+        make_pool(uri, max_retries=1) as pool,
+    ):
         before = loop.time()
         with pytest.raises(ConnectionUnavailableError) as excinfo:
             await pool.acquire()

@@ -45,7 +45,14 @@ from ._exceptions import (
 )
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, ConnectionLifecycle, State, TransitionRecord
 from ._hooks import run_hook
-from ._redact import RedactingLogger, describe_close, describe_error, redact_uri, secrets_of
+from ._redact import (
+    RedactingLogger,
+    describe_close,
+    describe_error,
+    raise_from,
+    redact_uri,
+    secrets_of,
+)
 from ._retry import open_with_retries, server_says_not_now
 
 if TYPE_CHECKING:
@@ -506,8 +513,8 @@ class WebsocketConnection:
         try:
             await websocket.send(message)
         except ConnectionClosed as exc:
-            raise ConnectionClosedError(f"{self.id} closed while sending: "
-                                        f"{describe_close(exc)}") from exc  # fmt: skip
+            error = ConnectionClosedError(f"{self.id} closed while sending: {describe_close(exc)}")
+            raise_from(error, exc)
         self._last_activity = time.monotonic()
 
     async def recv(self) -> str | bytes:
@@ -521,8 +528,10 @@ class WebsocketConnection:
         try:
             message = await websocket.recv()
         except ConnectionClosed as exc:
-            raise ConnectionClosedError(f"{self.id} closed while receiving: "
-                                        f"{describe_close(exc)}") from exc  # fmt: skip
+            error = ConnectionClosedError(
+                f"{self.id} closed while receiving: {describe_close(exc)}"
+            )
+            raise_from(error, exc)
         self._last_activity = time.monotonic()
         return message
 
@@ -540,8 +549,8 @@ class WebsocketConnection:
             async with asyncio.timeout(self._pong_timeout):
                 latency = await (await websocket.ping())
         except ConnectionClosed as exc:
-            raise ConnectionClosedError(f"{self.id} closed during ping: "
-                                        f"{describe_close(exc)}") from exc  # fmt: skip
+            error = ConnectionClosedError(f"{self.id} closed during ping: {describe_close(exc)}")
+            raise_from(error, exc)
         except TimeoutError as exc:
             raise ConnectionUnavailableError(
                 f"{self.id}: no pong within {self._pong_timeout:g}s"

@@ -60,10 +60,10 @@ class ConnectionUnavailableError(WebsocketError):
 
 
 class HandshakeRejectedError(ConnectionUnavailableError):
-    """The server refused the WebSocket handshake with a 4xx status.
+    """The server refused the WebSocket handshake with a 4xx status other than 429.
 
     Such a refusal is not retried: asking again with the same credentials
-    gets the same answer.
+    gets the same answer. (A 429, Too Many Requests, is retried like a 503.)
 
     Attributes:
         status_code: The HTTP status the server answered with.

@@ -1,14 +1,16 @@
 """Which failed handshakes are worth another try, and how long to wait.
 
-A connection refused, a timeout or an HTTP 5xx may pass: the server is
-restarting or overloaded. An HTTP 4xx will not: the same credentials get the
-same 401. So transient errors are retried with exponential backoff and jitter
+A connection refused, a timeout, an HTTP 5xx or a 429 may pass: the server is
+restarting, overloaded or rate-limiting. Any other HTTP 4xx will not: the same
+credentials get the same 401. So transient errors are retried with exponential backoff and jitter
 (jitter spreads the retries of many connections that failed together), and
 everything else fails at once.
 
 The caller never sees tenacity: after the last attempt it gets a
 :class:`~aio_websocket_pool.ConnectionUnavailableError` chained from the last
 cause, or a :class:`~aio_websocket_pool.HandshakeRejectedError` for a 4xx.
+That cause is a redacted copy (:func:`~aio_websocket_pool._redact.without_secrets`):
+websockets' errors quote redirect targets, proxy URIs and header values.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tenacity import (
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from ._exceptions import ConnectionUnavailableError, HandshakeRejectedError
-from ._redact import describe_error
+from ._redact import describe_error, raise_from
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 
@@ -41,6 +43,9 @@ FIRST_RETRY_DELAY: Final = 0.1
 MAX_RETRY_DELAY: Final = 5.0
 #: Up to this many seconds of random jitter are added to each wait.
 RETRY_JITTER: Final = 0.1
+#: The statuses that mean "not now" (overloaded, too many requests): retried, and
+#: they shut the pool's shared gate for the ``Retry-After`` they ask for.
+NOT_NOW_STATUSES: Final = frozenset({503, 429})
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -48,11 +53,13 @@ def is_transient(exc: BaseException) -> bool:
 
     websockets' own rule for its reconnect loop (network errors, timeouts, a
     connection dropped mid-handshake, HTTP 500/502/503/504), widened to every
-    5xx status. Written out here because websockets moved that function between
-    15.x and 16.x. Cancellation is never retried.
+    5xx status and to 429 (Too Many Requests). Written out here because
+    websockets moved that function between 15.x and 16.x. Cancellation is never
+    retried.
     """
     if isinstance(exc, InvalidStatus):
-        return exc.response.status_code >= 500
+        status = exc.response.status_code
+        return status >= 500 or status in NOT_NOW_STATUSES
     if isinstance(exc, InvalidMessage):
         return isinstance(exc.__cause__, EOFError)
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -61,12 +68,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def server_says_not_now(exc: BaseException) -> float | None:
-    """For an HTTP 503 refusal, the seconds its ``Retry-After`` asks for (0.0 if none).
+    """For an HTTP 503 or 429 refusal, the seconds its ``Retry-After`` asks for (0.0 if none).
 
     ``None`` for any other failure. Only the delay-seconds form of
     ``Retry-After`` is read; a date, or nonsense, counts as no header.
     """
-    if not isinstance(exc, InvalidStatus) or exc.response.status_code != 503:
+    if not isinstance(exc, InvalidStatus) or exc.response.status_code not in NOT_NOW_STATUSES:
         return None
     retry_after = exc.response.headers.get("Retry-After", "")
     return float(retry_after) if retry_after.isdigit() else 0.0
@@ -83,9 +90,10 @@ async def open_with_retries(
         where: The redacted URI, for messages.
 
     Raises:
-        HandshakeRejectedError: The server answered with a 4xx status.
+        HandshakeRejectedError: The server answered with a 4xx status (not 429).
         ConnectionUnavailableError: Every attempt failed, or the failure was
-            not transient; ``__cause__`` is the last error.
+            not transient; ``__cause__`` is a redacted copy of the last error,
+            and there is no ``__context__``.
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(max_attempts),
@@ -101,14 +109,17 @@ async def open_with_retries(
                 return await attempt()
     except InvalidStatus as exc:
         status = exc.response.status_code
-        if status < 500:
-            raise HandshakeRejectedError(
-                f"{where} rejected the WebSocket handshake with HTTP {status}",
-                status_code=status,
-            ) from exc
-        raise _unavailable(where, retrying, exc) from exc
-    except Exception as exc:
-        raise _unavailable(where, retrying, exc) from exc
+        if not is_transient(exc):
+            raise_from(
+                HandshakeRejectedError(
+                    f"{where} rejected the WebSocket handshake with HTTP {status}",
+                    status_code=status,
+                ),
+                exc,
+            )
+        raise_from(_unavailable(where, retrying, exc), exc)
+    except Exception as exc:  # noqa: BLE001  (raised again, redacted)
+        raise_from(_unavailable(where, retrying, exc), exc)
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
