@@ -11,12 +11,15 @@ redaction helpers themselves are tested in ``tests/test_redact.py``.
 from __future__ import annotations
 
 import inspect
+import logging
+import re
 import ssl
 import types
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from websockets.datastructures import Headers
 from websockets.headers import build_authorization_basic
 
 import aio_websocket_pool
@@ -321,6 +324,85 @@ def test_headers_may_be_any_mapping() -> None:
     assert pool.headers == {"X-Api-Key": "k"}
 
 
+@BOTH
+def test_a_repeated_header_name_is_a_value_error_that_names_it(build: Build) -> None:
+    """websockets' ``Headers`` may repeat a name; the pool sends one value per name."""
+    headers = Headers([("X-Api-Key", "one-SECRET"), ("X-Trace", "t"), ("x-api-key", "two-SECRET")])
+    with pytest.raises(ValueError, match="header 'x-api-key' is given more than once") as info:
+        build(headers=headers)
+    assert "SECRET" not in str(info.value)
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-Api-Key": "SECRET\n"}, "header 'X-Api-Key' has a value with a line break"),
+        ({"X-Api-Key": "SECRET\r\nX-Evil: 1"}, "header 'X-Api-Key' has a value with a line break"),
+        ({"X-Api-Key": "SECRET", "x-API-key": "SECRET"}, "'x-API-key' is given more than once"),
+        ({"X Api Key": "SECRET"}, "header name 'X Api Key' is not an HTTP token"),
+        ({"X-Key\r\nX-Evil": "SECRET"}, "is not an HTTP token"),
+    ],
+    ids=["newline", "injection", "case-insensitive-repeat", "space-in-name", "newline-in-name"],
+)
+def test_a_header_websockets_would_refuse_is_a_value_error_at_construction(
+    build: Build, headers: dict[str, str], message: str
+) -> None:
+    """Found by the constructor, not by the first handshake, whose error would quote it."""
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        build(headers=headers)
+    assert "SECRET" not in str(info.value)
+
+
+@BOTH
+def test_websockets_headers_are_accepted_with_their_names_as_written(build: Build) -> None:
+    built = build(headers=Headers({"X-Api-Key": "k", "User-Agent": "me"}))
+    assert getattr(built, "headers", None) == {"X-Api-Key": "k", "User-Agent": "me"}
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("max_size", "warns"), [(10, True), (1023, True), (1024, False), (2**20, False), (None, False)]
+)
+def test_a_max_size_below_1_kib_warns_that_it_is_not_the_pool_size(
+    build: Build, caplog: pytest.LogCaptureFixture, max_size: int | None, warns: bool
+) -> None:
+    """asyncpg's and psycopg_pool's max_size is the pool size; websockets' is a message size."""
+    with caplog.at_level(logging.WARNING, logger="aio_websocket_pool"):
+        build(max_size=max_size)
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "max_connections" in r.getMessage()
+    ]
+    assert len(warnings) == int(warns), warnings
+    if warns:
+        assert f"max_size={max_size} " in warnings[0]
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("uri", "quoted"),
+    [
+        ("ws://Example.COM:99999/Feed?token=SECRET", "'ws://Example.COM:99999/Feed?<redacted>'"),
+        ("ws://alice:SECRET@example.com:x/feed", "'ws://<redacted>@example.com:x/feed'"),
+        ("ws://[::1/feed", "'ws://[::1/feed'"),
+        ("HTTP://Example.com/feed", "'HTTP://Example.com/feed'"),
+        (
+            "wss://mainnet.infura.io/ws/v3/9aa3d95b3bc440fa88ea12eaa4456161#SECRET",
+            "'wss://mainnet.infura.io/ws/v3/<redacted>#<redacted>'",
+        ),
+    ],
+    ids=["port-range", "port-text", "unclosed-bracket", "scheme", "fragment-and-key"],
+)
+def test_a_mistyped_uri_is_quoted_as_typed_with_its_secrets_masked(
+    build: Build, uri: str, quoted: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(quoted)) as info:
+        build(uri)
+    assert "SECRET" not in str(info.value)
+
+
 # -- no secret in any error message ------------------------------------------------
 
 USER, PASSWORD, QUERY_TOKEN, HEADER_TOKEN = "alice", "hunter2", "SECRET123", "SECRET456"
@@ -344,6 +426,19 @@ SHARED_SECRET_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "user-without-password": (f"ws://{USER}@example.com/feed?token={QUERY_TOKEN}", {}),
     "header-value-type": (SECRET_URI, {"headers": {**SECRET_HEADERS, "X-Retries": 3}}),
     "secret-header-as-bytes": (SECRET_URI, {"headers": {"Authorization": HEADER_TOKEN.encode()}}),
+    "header-line-break": (SECRET_URI, {"headers": {"Authorization": f"Bearer {HEADER_TOKEN}\n"}}),
+    "header-repeated": (
+        SECRET_URI,
+        {
+            "headers": Headers(
+                [
+                    ("Authorization", f"Bearer {HEADER_TOKEN}"),
+                    ("X-Key", PASSWORD),
+                    ("authorization", f"Basic {HEADER_TOKEN}"),
+                ]
+            )
+        },
+    ),
     "unknown-kwarg": (SECRET_URI, {"bogus_option": 1}),
     "additional_headers": (SECRET_URI, {"additional_headers": SECRET_HEADERS}),
     "ssl-with-ws-uri": (SECRET_URI, {"ssl": True}),

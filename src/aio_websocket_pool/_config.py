@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
+import re
 import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
+from websockets.datastructures import Headers, is_valid_header_value
 from websockets.exceptions import InvalidURI
 
 from ._redact import redact_uri
@@ -42,6 +45,15 @@ UnsolicitedMessageHook = Callable[["WebsocketConnection", str | bytes], Awaitabl
 DEFAULT_DRAIN_MAX_MESSAGES: Final = 1000
 #: Bytes one drain may read before it gives up on the connection (a flood).
 DEFAULT_DRAIN_MAX_BYTES: Final = 16 * 2**20
+
+#: What an HTTP header name may be made of (RFC 9110's token).
+is_valid_header_name: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+").fullmatch
+
+#: A ``max_size`` below this is taken for a pool size typed in the wrong place
+#: (asyncpg's and psycopg_pool's ``max_size`` is one), and warned about.
+SMALLEST_LIKELY_MAX_SIZE: Final = 1024
+
+logger: Final = logging.getLogger("aio_websocket_pool")
 
 #: Arguments that the pool sets itself from its own arguments.
 _RESERVED: Final = {
@@ -104,16 +116,35 @@ def check_uri(uri: object) -> str:
 
 
 def check_headers(headers: object) -> dict[str, str]:
-    """Return a copy of ``headers`` as a dict of str to str."""
+    """Return a copy of ``headers`` as a dict of str to str.
+
+    Each header goes into the handshake as written, so one that websockets
+    would refuse (a line break in a value, which would also split the request)
+    fails here, not at the first handshake, where websockets' error would quote
+    the value. The pool sends one value per name; a name given twice (a
+    websockets ``Headers`` allows that; names are case-insensitive) would
+    silently lose one of them, so it is an error too. Messages name the header,
+    never its value.
+    """
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
         raise TypeError(f"headers must be a mapping of str to str, not {type(headers).__name__}")
-    for name, value in headers.items():
+    items = headers.raw_items() if isinstance(headers, Headers) else headers.items()
+    checked: dict[str, str] = {}
+    names: set[str] = set()
+    for name, value in items:
         if not isinstance(name, str) or not isinstance(value, str):
-            # Name the header, never its value.
             raise TypeError(f"header {name!r}: names and values must be str")
-    return dict(headers)
+        if not is_valid_header_name(name):
+            raise ValueError(f"header name {name!r} is not an HTTP token")
+        if not is_valid_header_value(value):
+            raise ValueError(f"header {name!r} has a value with a line break or control character")
+        if name.lower() in names:
+            raise ValueError(f"header {name!r} is given more than once: pass one value per name")
+        names.add(name.lower())
+        checked[name] = value
+    return checked
 
 
 def check_number(name: str, value: object, *, minimum: float = 0.0, strict: bool = False) -> float:
@@ -180,7 +211,9 @@ def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
     Building (not awaiting) a ``connect`` object runs websockets' own checks
     (``ssl`` with ``ws://``, an unknown ``compression``, bad subprotocols)
-    without any I/O, so they fail here instead of at the first acquire.
+    without any I/O, so they fail here instead of at the first acquire. A
+    ``max_size`` below 1 KiB is valid but almost surely a pool size typed in
+    the wrong place: it is logged as a warning.
     """
     for name in kwargs:
         if name in _RESERVED:
@@ -190,6 +223,15 @@ def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
                 f"unexpected keyword argument {name!r}: not an argument of "
                 "websockets.asyncio.client.connect()"
             )
+    max_size = kwargs.get("max_size")
+    if isinstance(max_size, int) and max_size < SMALLEST_LIKELY_MAX_SIZE:
+        logger.warning(
+            "max_size=%d limits each incoming message to %d bytes (it is websockets' message "
+            "size limit, not the pool's size: that is max_connections); a larger message "
+            "closes its connection with code 1009",
+            max_size,
+            max_size,
+        )
     if kwargs.get("ssl") is not None and urllib.parse.urlsplit(uri).scheme == "ws":
         raise ValueError("ssl= applies to wss:// URIs only; this one is ws://")
     try:
