@@ -25,7 +25,7 @@ from websockets.exceptions import (
     InvalidURI,
     SecurityError,
 )
-from websockets.frames import Close
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 
 from aio_websocket_pool._redact import (
@@ -33,6 +33,7 @@ from aio_websocket_pool._redact import (
     RedactedError,
     RedactingLogger,
     describe_error,
+    describe_frame,
     looks_like_key,
     mask,
     raise_from,
@@ -337,3 +338,18 @@ def test_redacting_logger_redacts_the_request_target_and_location(
         f"< Location: ws://{REDACTED}@h/v3/{REDACTED}",
         "< Content-Type: text/plain",
     ]
+
+
+@pytest.mark.parametrize(
+    ("frame", "shown"),
+    [
+        (Frame(Opcode.CLOSE, Close(1008, f"bad key {SECRET}").serialize()), "CLOSE 1008"),
+        (Frame(Opcode.CLOSE, b"\x03"), "CLOSE [1 bytes, malformed]"),
+        (Frame(Opcode.TEXT, SECRET.encode(), fin=False), "TEXT [8 bytes, continued]"),
+    ],
+    ids=["close", "malformed-close", "text"],
+)
+def test_describe_frame_shows_no_payload_and_no_close_reason(frame: Frame, shown: str) -> None:
+    described = describe_frame(frame)
+    assert described.startswith(shown)
+    assert SECRET not in described

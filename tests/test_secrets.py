@@ -12,15 +12,20 @@ the secrets did travel: they were sent, just never shown.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import io
 import logging
 import traceback
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import websockets.exceptions
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import InvalidHeaderValue, InvalidProxy
 
 from aio_websocket_pool import (
     ConnectionClosedError,
@@ -89,6 +94,9 @@ class Evidence:
             self.add(f"{where}, formatted", "".join(traceback.format_exception_only(link)))
             for arg in link.args:
                 self.add(f"{where}, argument", arg)
+        self.add(
+            f"exception {type(exc).__name__}, traceback", "".join(traceback.format_exception(exc))
+        )
 
     def add_records(self, records: Iterable[logging.LogRecord]) -> None:
         formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
@@ -140,6 +148,13 @@ def assert_secrets_were_sent(server: LoopbackServer) -> None:
 def assert_query_was_sent(server: LoopbackServer) -> None:
     paths = {conn.request.path for conn in server.connections if conn.request is not None}
     assert paths == {f"/path?{QUERY}"}
+
+
+def assert_websockets_logged_the_handshake_line(
+    records: Iterable[logging.LogRecord], line: str, logger: str = "websockets.client"
+) -> None:
+    lines = [r.getMessage() for r in records if r.name == logger]
+    assert line in lines, lines
 
 
 def assert_websockets_logged_the_handshake(
@@ -326,6 +341,187 @@ async def test_a_standalone_connection_shows_no_secret(
     evidence.assert_no_leak()
     assert_websockets_logged_the_handshake(caplog.records, own.name if logger else None)
     assert_secrets_were_sent(server)
+
+
+# -- websockets' own errors, which quote their input ---------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def http_server(answer: Callable[[bytes], bytes]) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A one-shot HTTP server on loopback: each request gets ``answer(request)``, then EOF.
+
+    Yields its port and the requests it received (to prove the secrets were sent).
+    """
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            request = await reader.readuntil(b"\r\n\r\n")
+            requests.append(request)
+            writer.write(answer(request))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1], requests
+
+
+def redirect_to(location: str) -> Callable[[bytes], bytes]:
+    def answer(request: bytes) -> bytes:
+        del request
+        return f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode()
+
+    return answer
+
+
+def echo_with(status: str) -> Callable[[bytes], bytes]:
+    """An answer with ``status`` whose body quotes the request, as debugging servers do."""
+
+    def answer(request: bytes) -> bytes:
+        head = f"HTTP/1.1 {status}\r\nContent-Length: {len(request)}\r\n"
+        return head.encode() + b"X-Echo: " + request.split(b"\r\n")[-3] + b"\r\n\r\n" + request
+
+    return answer
+
+
+async def assert_acquire_fails_clean(
+    evidence: Evidence, pool: WebsocketConnectionPool, caplog: pytest.LogCaptureFixture
+) -> BaseException:
+    async with pool:
+        error = await expect_error(evidence, ConnectionUnavailableError, pool.acquire())
+    evidence.add_records(caplog.records)
+    evidence.assert_no_leak()
+    return error
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        f"http://{USER}:{PASSWORD}@127.0.0.1:1/x?{QUERY}",  # InvalidURI quotes it
+        f"ws://{USER}:{PASSWORD}@[bad/?{QUERY}",  # a ValueError; the 302 quotes it in headers
+    ],
+    ids=["not-websocket", "unparsable"],
+)
+async def test_a_redirect_to_a_secret_location_shows_it_nowhere(
+    location: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    async with http_server(redirect_to(location)) as (port, requests):
+        pool = WebsocketConnectionPool(f"ws://127.0.0.1:{port}/", max_retries=1)
+        error = await assert_acquire_fails_clean(evidence, pool, caplog)
+    assert len(requests) == 1
+    assert error.__context__ is None
+    assert isinstance(error.__cause__, Exception)
+    assert "HTTP 302" in "".join(traceback.format_exception(error))  # the chain still explains
+    assert any(r.getMessage().startswith("< Location: ") for r in caplog.records)
+
+
+async def test_a_redirect_to_a_new_secret_query_is_followed_and_logged_redacted(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """websockets follows it and logs the new request line: the pool never knew that query."""
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    target = f"ws://127.0.0.1:{server.port}/path?{QUERY}"
+    async with (
+        http_server(redirect_to(target)) as (port, _),
+        WebsocketConnectionPool(f"ws://127.0.0.1:{port}/") as pool,
+        pool.get_connection() as conn,
+    ):
+        await round_trip(conn, "redirected")
+        assert_query_was_sent(server)
+    evidence.add_records(caplog.records)
+    evidence.assert_no_leak()
+    assert_websockets_logged_the_handshake_line(caplog.records, "> GET /path?<redacted> HTTP/1.1")
+
+
+async def test_a_proxy_that_refuses_with_407_shows_no_proxy_credential(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    async with http_server(echo_with("407 Proxy Authentication Required")) as (port, requests):
+        pool = WebsocketConnectionPool(
+            "ws://127.0.0.1:9/", proxy=f"http://{USER}:{PASSWORD}@127.0.0.1:{port}", max_retries=1
+        )
+        error = await assert_acquire_fails_clean(evidence, pool, caplog)
+    assert b"Proxy-Authorization: " + BASIC.encode() in requests[0]  # it was sent
+    assert "HTTP 407" in str(error)
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "https_proxy", "WS_PROXY"])
+@pytest.mark.parametrize("where", ["path", "closed-port"])
+async def test_a_proxy_from_the_environment_shows_no_credential(
+    variable: str, where: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy URI websockets refuses (InvalidProxy quotes it), or one that is not there."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
+                 "WS_PROXY", "ws_proxy", "ALL_PROXY", "all_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    proxy = f"http://{USER}:{PASSWORD}@127.0.0.1:1"
+    monkeypatch.setenv(variable, f"{proxy}/path?{QUERY}" if where == "path" else proxy)
+    evidence = Evidence()
+    pool = WebsocketConnectionPool("ws://127.0.0.1:9/", max_retries=1)
+    error = await assert_acquire_fails_clean(evidence, pool, caplog)
+    cause = error.__cause__
+    if where == "path":
+        assert isinstance(cause, InvalidProxy)
+        assert str(cause).startswith("http://<redacted>@127.0.0.1:1/path?<redacted> isn't a valid")
+    else:
+        assert isinstance(cause, ConnectionRefusedError)
+
+
+async def test_an_invalid_header_value_websockets_refuses_at_handshake_is_not_quoted(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``headers=`` is checked at construction; ``user_agent_header`` only by websockets."""
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    pool = WebsocketConnectionPool(server.uri, user_agent_header="agent SECRET-8\n", max_retries=1)
+    error = await assert_acquire_fails_clean(evidence, pool, caplog)
+    assert isinstance(error.__cause__, InvalidHeaderValue)
+    assert error.__cause__.name == "User-Agent"
+
+
+@contextlib.asynccontextmanager
+async def key_refusing_server() -> AsyncIterator[int]:
+    """A server that closes each connection quoting the key it was given, as some APIs do."""
+
+    async def refuse(conn: ServerConnection) -> None:
+        assert conn.request is not None
+        token = conn.request.path.partition("token=")[2] or conn.request.headers["X-Api-Key"]
+        await conn.recv()
+        await conn.close(1008, f"bad key {token}")
+
+    async with serve(refuse, "127.0.0.1", 0) as refusing:
+        yield refusing.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("key_in", ["query", "header"])
+async def test_a_close_reason_that_quotes_the_key_is_not_shown(
+    key_in: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    async with key_refusing_server() as port:
+        uri = f"ws://127.0.0.1:{port}/path" + (f"?{QUERY}" if key_in == "query" else "")
+        headers = {"X-Api-Key": HEADERS["X-Api-Key"]}
+        async with WebsocketConnectionPool(uri, headers=headers) as pool:
+            conn = await pool.acquire()
+            await conn.send("hello")
+            first = await expect_error(evidence, ConnectionClosedError, conn.recv())
+            await expect_error(evidence, ConnectionClosedError, conn.send("again"))
+            await pool.release(conn)
+    evidence.add_records(caplog.records)
+    evidence.assert_no_leak()
+    assert first.__context__ is None
+    closed = first.__cause__
+    assert isinstance(closed, websockets.exceptions.ConnectionClosedError)
+    assert closed.rcvd is not None
+    assert (closed.rcvd.code, closed.rcvd.reason) == (1008, "<redacted>")
 
 
 # -- arguments the constructors refuse ------------------------------------------------------

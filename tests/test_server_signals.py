@@ -378,7 +378,7 @@ async def test_server_says_not_now_ignores_other_refusals(server: LoopbackServer
 async def test_gate_honours_retry_after_up_to_max_delay_and_close_all_does_not_wait(
     retry_after: str, seconds: float, status: int
 ) -> None:
-    """A 503's or 429's Retry-After sets the gate (capped); close_all() cancels a waiting handshake."""
+    """A 503's or 429's Retry-After sets the gate (capped); close_all() cancels a wait there."""
     loop = asyncio.get_running_loop()
     async with (
         refusing_server(retry_after, status) as uri,

@@ -31,6 +31,7 @@ from websockets.exceptions import (
     InvalidProxyStatus,
     InvalidStatus,
     InvalidURI,
+    ProtocolError,
 )
 from websockets.frames import Close, Frame, Opcode
 from websockets.headers import build_authorization_basic
@@ -113,8 +114,9 @@ def describe_error(exc: BaseException) -> str:
     Exception messages are never copied: a server's error text, a URI or a
     header can be in them. Only the type and the numbers that explain it are.
     """
-    if isinstance(exc, InvalidStatus):
-        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, InvalidStatus | InvalidProxyStatus):
+        by = "proxy " if isinstance(exc, InvalidProxyStatus) else ""
+        return f"{by}HTTP {exc.response.status_code}"
     if isinstance(exc, RedactedError):
         return exc.reason
     if isinstance(exc, ConnectionClosed):
@@ -251,9 +253,16 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 
 def describe_frame(frame: Frame) -> str:
-    """A frame's kind and size, without its payload (a close frame keeps its code and reason)."""
+    """A frame's kind and size, without its payload (a close frame keeps its code).
+
+    A close reason is the server's text and may quote the key it refused.
+    """
     if frame.opcode is Opcode.CLOSE:
-        return str(frame)
+        try:
+            close = Close.parse(frame.data)
+        except (ProtocolError, ValueError):  # a bad code, or a reason that is not UTF-8
+            return f"CLOSE [{len(frame.data)} bytes, malformed]"
+        return f"CLOSE {_without_reason(close)} [{len(frame.data)} bytes]"
     more = "" if frame.fin else ", continued"
     return f"{frame.opcode.name} [{len(frame.data)} bytes{more}]"
 
