@@ -12,6 +12,8 @@ import pytest
 if TYPE_CHECKING:  # imported at run time, the plugin could not be loaded as a plugin
     from aio_websocket_pool.testing import LoopbackServer
 
+# Installed, the package's pytest11 entry point has loaded the plugin under this very name, and
+# the line does nothing; run from a clone on PYTHONPATH, with no entry point, it loads it.
 pytest_plugins = ["aio_websocket_pool.testing"]
 
 

@@ -30,3 +30,25 @@ def test_command_line_requires_a_command() -> None:
     with pytest.raises(SystemExit) as raised:
         main([])
     assert raised.value.code == 2
+
+
+@pytest.mark.parametrize("option", ["--tasks", "--requests", "--connections"])
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_command_line_rejects_a_count_below_one_with_a_usage_error(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["demo", option, value])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ")
+    assert f"error: argument {option}: " in err
+    assert "Traceback" not in err
+
+
+def test_command_line_runs_the_demo_with_a_single_task(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--tasks", "1", "--requests", "2", "--connections", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 tasks x 2 requests through max_connections=1" in out
+    assert "replies mixed up: 0" in out
+    assert "2 acquired (1 reused)" in out.splitlines()[-1]

@@ -234,6 +234,69 @@ async def test_pools_on_one_provider_report_apart(server: LoopbackServer, otel: 
             await feeds.release(conn)
 
 
+async def test_instrumenting_a_pool_twice_counts_it_once(
+    server: LoopbackServer, otel: Collector
+) -> None:
+    """The same call again returns the first instrumentation: one point per figure, one record."""
+    async with make_pool(server) as pool:
+        first = instrument(pool, meter_provider=otel.provider, attributes={"pool": "feeds"})
+        again = instrument(pool, meter_provider=otel.provider, attributes={"pool": "feeds"})
+        assert again is first
+        assert pool._totals.listeners == [first._record]
+        for _ in range(2):
+            async with pool.get_connection():
+                pass
+        points = otel.collect()
+        assert_reports(points, assert_consistent(pool), pool="feeds")  # one point each
+        assert point(points, "websocket.pool.acquire.duration", pool="feeds").count == 2
+
+
+async def test_instrumenting_a_pool_again_with_other_attributes_raises(
+    server: LoopbackServer, otel: Collector
+) -> None:
+    """Other attributes would report the pool twice: ValueError, until the first is undone."""
+    async with make_pool(server) as pool:
+        first = instrument(pool, meter_provider=otel.provider, attributes={"pool": "feeds"})
+        with pytest.raises(ValueError, match="already instrumented"):
+            instrument(pool, meter_provider=otel.provider, attributes={"pool": "orders"})
+        with pytest.raises(ValueError, match="already instrumented"):
+            instrument(pool, meter_provider=otel.provider)
+        async with pool.get_connection():
+            pass
+        points = otel.collect(otel.delta)
+        assert_reports(points, assert_consistent(pool), pool="feeds")
+        assert "orders" not in str(points)
+
+        first.uninstrument()
+        renamed = instrument(pool, meter_provider=otel.provider, attributes={"pool": "orders"})
+        assert renamed is not first
+        async with pool.get_connection():
+            pass
+        assert (
+            point(otel.collect(otel.delta), "websocket.pool.acquire.duration").attributes["pool"]
+            == "orders"
+        )
+
+
+async def test_a_pool_instrumented_on_two_providers_reports_once_to_each(
+    server: LoopbackServer, otel: Collector
+) -> None:
+    """Another meter provider is another pipeline, not a second count in the same one."""
+    other = Collector()
+    try:
+        async with make_pool(server) as pool:
+            here = instrument(pool, meter_provider=otel.provider)
+            there = instrument(pool, meter_provider=other.provider, attributes={"pool": "x"})
+            assert there is not here
+            async with pool.get_connection():
+                pass
+            stats = assert_consistent(pool)
+            assert_reports(otel.collect(), stats)
+            assert_reports(other.collect(), stats, pool="x")
+    finally:
+        other.provider.shutdown()
+
+
 async def test_a_collected_pool_stops_reporting(server: LoopbackServer, otel: Collector) -> None:
     """The pool is held weakly: once garbage-collected, its points are gone, nothing breaks."""
     pool = make_pool(server)

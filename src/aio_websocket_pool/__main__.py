@@ -22,9 +22,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo", help="run concurrent tasks through a small pool against a loopback echo server"
     )
     defaults = DemoSettings()
-    demo.add_argument("--tasks", type=int, default=defaults.tasks)
-    demo.add_argument("--requests", type=int, default=defaults.requests)
-    demo.add_argument("--connections", type=int, default=defaults.connections)
+    demo.add_argument(
+        "--tasks", type=_at_least_one, default=defaults.tasks, metavar="N",
+        help=f"concurrent tasks sharing the pool (default {defaults.tasks})",
+    )  # fmt: skip
+    demo.add_argument(
+        "--requests", type=_at_least_one, default=defaults.requests, metavar="N",
+        help=f"round trips per task (default {defaults.requests})",
+    )  # fmt: skip
+    demo.add_argument(
+        "--connections", type=_at_least_one, default=defaults.connections, metavar="N",
+        help=f"the pool's max_connections (default {defaults.connections})",
+    )  # fmt: skip
     demo.add_argument(
         "--debug", action="store_true", help="log every transition on the aio_websocket_pool logger"
     )
@@ -55,6 +64,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(asyncio.run(run_demo(settings)))
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    """Parse a count of the demo: with none of them, there is nothing to show.
+
+    Raised as ``ArgumentTypeError``, argparse prints a usage error naming the
+    option and exits with 2, instead of the demo failing with a traceback.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _diagram(format: DiagramFormat, output: Path | None) -> int:

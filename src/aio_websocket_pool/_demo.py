@@ -77,14 +77,15 @@ async def run_demo(settings: DemoSettings) -> str:
                 return mixed_up
 
             started = time.perf_counter()
-            first_half = await asyncio.gather(*(worker(i) for i in range(settings.tasks // 2)))
+            # Rounded up: a single task runs in the first half, which opens the
+            # connection the server then drops.
+            half = (settings.tasks + 1) // 2
+            first_half = await asyncio.gather(*(worker(i) for i in range(half)))
             # The server drops a connection while it sits idle in the pool;
             # the pool notices on the next hand-out, and no task sees it.
             connections = pool.connections
             await next(iter(server.connections)).close(1001, "going away")
-            second_half = await asyncio.gather(
-                *(worker(i) for i in range(settings.tasks // 2, settings.tasks))
-            )
+            second_half = await asyncio.gather(*(worker(i) for i in range(half, settings.tasks)))
             elapsed = time.perf_counter() - started
             report = [
                 f"{settings.tasks} tasks x {settings.requests} requests through "

@@ -13,7 +13,8 @@ header.
 
 Instruments are created once per meter provider and report every pool
 instrumented on it: a second set under the same names would be merged into
-the first by the SDK, its callbacks lost.
+the first by the SDK, its callbacks lost. For the same reason a pool is
+instrumented at most once per meter provider.
 """
 
 from __future__ import annotations
@@ -158,20 +159,39 @@ def instrument(
 
     Returns:
         The handle whose :meth:`~PoolInstrumentation.uninstrument` stops it.
+        A pool already instrumented on this meter provider, with the same
+        attributes, gets the same handle back: a second set of points
+        would count every figure of the pool twice. (Library code may
+        instrument a pool its caller instrumented too.)
+
+    Raises:
+        ValueError: The pool is already instrumented on this meter provider
+            with other attributes, whose points would count it again under
+            another name. Uninstrument the first, or pass the same attributes.
     """
     provider = meter_provider or metrics.get_meter_provider()
+    server = parse_uri(pool.uri)
+    carried: dict[str, AttributeValue] = {"server.address": server.host, "server.port": server.port}
+    carried.update(attributes or {})
     with _REGISTRY_LOCK:
         instruments = _REGISTRY.get(provider)
         if instruments is None:
             instruments = _REGISTRY[provider] = _Instruments(
                 provider.get_meter(METER_NAME, __version__)
             )
-    server = parse_uri(pool.uri)
-    carried: dict[str, AttributeValue] = {"server.address": server.host, "server.port": server.port}
-    carried.update(attributes or {})
-    instrumentation = PoolInstrumentation(pool, instruments, carried)
-    instruments.pools.append(instrumentation)
-    pool._totals.listeners.append(instrumentation._record)
+        for existing in instruments.pools:
+            if existing._pool() is not pool:
+                continue
+            if existing.attributes != carried:
+                raise ValueError(
+                    "this pool is already instrumented on this meter provider with other "
+                    "attributes (its figures would be counted twice): call uninstrument() "
+                    "on the first instrumentation, or pass the same attributes"
+                )
+            return existing
+        instrumentation = PoolInstrumentation(pool, instruments, carried)
+        instruments.pools.append(instrumentation)
+        pool._totals.listeners.append(instrumentation._record)
     return instrumentation
 
 

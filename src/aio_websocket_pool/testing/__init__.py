@@ -15,12 +15,11 @@ run (see ``docs/testing.md``):
   some at random points; its :class:`Tally` counts every outcome, and any
   reply delivered to the wrong borrower.
 
-As a pytest plugin (``pytest_plugins = ["aio_websocket_pool.testing"]`` in
-your top ``conftest.py``) it provides the ``websocket_server`` and
-``websocket_proxy`` fixtures; they need pytest-asyncio (the ``testing``
-extra installs both). Importing this module does not import pytest: the
-fixtures are defined only when pytest is already loaded, as it is whenever
-pytest loads a plugin.
+It is also a pytest plugin, which pytest loads through the package's
+``pytest11`` entry point: the ``websocket_server`` and ``websocket_proxy``
+fixtures, which need pytest-asyncio (the ``testing`` extra installs both).
+Importing this module does not import pytest: the plugin's hook is defined
+only when pytest is already loaded, as it is whenever pytest loads a plugin.
 """
 
 import sys
@@ -30,8 +29,7 @@ from ._proxy import ProxyLink, TcpProxy
 from ._server import STRAY_PREFIX, LoopbackServer, Which
 
 if "pytest" in sys.modules:  # loaded by pytest, as a plugin or from a test
-    from ._plugin import websocket_proxy as websocket_proxy
-    from ._plugin import websocket_server as websocket_server
+    from ._plugin import pytest_configure as pytest_configure
 
 __all__ = [
     "FAST_RECOVERY",
