@@ -86,7 +86,8 @@ async def test_connection_health_monitoring_with_draining(
         assert response == "REQUEST"
         assert pool.pending_connections == 1  # checked for additional server data
         async with pool.get_connection() as again:  # waits for the drain, then reuses it
-            assert again is conn
+            assert again.id == conn.id  # the same connection, a new lease
+            assert again is not conn
             await again.send("NEXT")
             assert await again.recv() == "NEXT"
     assert server.handshakes == 1

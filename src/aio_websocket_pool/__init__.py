@@ -27,6 +27,7 @@ from ._exceptions import (
 )
 from ._fsm import TRANSITIONS, Edge, State, TransitionRecord
 from ._history import write_history_jsonl
+from ._lease import ConnectionLease
 from ._pool import WebsocketConnectionPool
 from ._stats import PoolStats, Timing
 
@@ -37,6 +38,7 @@ __all__ = [
     "ConnectionDrainTimeoutError",
     "ConnectionHook",
     "ConnectionHookError",
+    "ConnectionLease",
     "ConnectionPoolExhaustedError",
     "ConnectionPoolUnavailableError",
     "ConnectionUnavailableError",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import contextvars
 import itertools
 import logging
 import math
@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State as ProtocolState
 
 from ._backoff import Backoff
@@ -45,6 +45,7 @@ from ._exceptions import (
 )
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, ConnectionLifecycle, State, TransitionRecord
 from ._hooks import run_hook
+from ._inbox import Inbox
 from ._redact import (
     RedactingLogger,
     describe_close,
@@ -54,6 +55,15 @@ from ._redact import (
     secrets_of,
 )
 from ._retry import open_with_retries, server_says_not_now
+from ._websocket import (
+    PooledWebSocket,
+    buffered_frames,
+    give_back_frames,
+    peer_close_code,
+    pooled_class,
+    sent_close_code,
+    take_buffered_frames,
+)
 
 if TYPE_CHECKING:
     from ._config import PoolConfig
@@ -67,28 +77,12 @@ DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_HISTORY_SIZE: Final = 32
 
 
-class _PongClock(ClientConnection):
-    """A websockets connection that also remembers when it last received a pong.
-
-    websockets measures each ping's round trip (``latency``) but not when the
-    last pong came. A pong from websockets' own keepalive proves the peer alive
-    as well as one from the pool's health check, so knowing when it came lets
-    the pool skip a health check the keepalive already did.
-    """
-
-    pong_at: float = -math.inf  # monotonic clock
-
-    def acknowledge_pings(self, data: bytes) -> None:
-        super().acknowledge_pings(data)
-        self.pong_at = time.monotonic()
-
-
-@functools.cache
-def _with_pong_clock(connection_class: type[ClientConnection]) -> type[_PongClock]:
-    """``connection_class`` (a user's ``create_connection``) with the pong clock mixed in."""
-    if issubclass(connection_class, _PongClock):
-        return connection_class
-    return type(f"{connection_class.__name__}WithPongClock", (_PongClock, connection_class), {})
+#: The hook run now in this context, if any: its token lets it talk on a pooled
+#: connection. A context variable rather than the task: ``asyncio.wait_for``
+#: runs the awaited call in a new task on Python 3.11, which copies the context.
+_hook_running: Final[contextvars.ContextVar[object | None]] = contextvars.ContextVar(
+    "aio_websocket_pool hook", default=None
+)
 
 
 class WebsocketConnection:
@@ -188,8 +182,9 @@ class WebsocketConnection:
         self._on_connect: ConnectionHook | None = None
         self._hook_timeout = DEFAULT_TIMEOUT
         self._gate: Backoff | None = None
-        self._hook_task: asyncio.Task[Any] | None = None  # the task a hook runs in
-        self._handed_out_before = False  # given back to its pool at least once
+        self._hook_token: object | None = None  # that of the hook running on it now
+        self._inbox: Inbox | None = None  # set by its pool once it is open
+        self._lease_serial = 0  # bumped at each hand-out: older leases are ended
         self.generation = 0
         self._lifetime = math.inf
         self._opened_at = math.inf  # monotonic clock; set once the handshake succeeds
@@ -267,8 +262,9 @@ class WebsocketConnection:
     def _unproven_for(self, now: float) -> float:
         """Seconds since anything proved the peer alive: traffic, or any pong."""
         websocket = self.websocket
-        pong_at = websocket.pong_at if isinstance(websocket, _PongClock) else -math.inf
-        return now - max(self._last_activity, pong_at)
+        pong_at = websocket.pong_at if isinstance(websocket, PooledWebSocket) else -math.inf
+        arrival = -math.inf if self._inbox is None else self._inbox.last_arrival
+        return now - max(self._last_activity, pong_at, arrival)
 
     def _outlived(self) -> bool:
         """Whether it is older than its (jittered) ``max_lifetime``."""
@@ -276,20 +272,55 @@ class WebsocketConnection:
         return self._lifetime != math.inf and time.monotonic() - self._opened_at > self._lifetime
 
     def _buffered_frames(self) -> int:
-        """Frames received that nobody has read yet (no I/O).
-
-        websockets has no public way to ask, so this reads the size of its
-        receive queue, an attribute that is the same from websockets 15 to 17
-        (the range pyproject.toml admits; the tests run on both ends of it).
-        """
+        """Frames received that nobody has read yet (no I/O)."""
         websocket = self.websocket
-        return 0 if websocket is None else len(websocket.recv_messages.frames)
+        return 0 if websocket is None else buffered_frames(websocket)
 
     def _peer_close_code(self) -> int | None:
         """The close code the peer sent, if it sent a close frame."""
         websocket = self.websocket
-        received = None if websocket is None else websocket.protocol.close_rcvd
-        return None if received is None else received.code
+        return None if websocket is None else peer_close_code(websocket)
+
+    # -- who may read it ----------------------------------------------------------
+
+    def _lend_to_nobody(self) -> None:
+        """Route its messages to its inbox from now on: nobody holds it.
+
+        What the last borrower left unread goes first, in order.
+        """
+        websocket, inbox = self.websocket, self._inbox
+        if isinstance(websocket, PooledWebSocket) and inbox is not None:
+            for frame in take_buffered_frames(websocket):
+                inbox.put(frame)
+            websocket.sink = inbox.put
+
+    def _lend(self) -> None:
+        """Let websockets' ``recv()`` have its messages again, for a hook or a borrower.
+
+        What was kept for the first borrower (a greeting) goes back first.
+        """
+        websocket, inbox = self.websocket, self._inbox
+        if isinstance(websocket, PooledWebSocket) and inbox is not None:
+            websocket.sink = None
+            if inbox.keeping:
+                give_back_frames(websocket, inbox.take_kept())
+            inbox.restart_count()
+
+    @contextlib.contextmanager
+    def _hook_access(self) -> Iterator[None]:
+        """Let a hook send and receive on the pooled connection while it runs.
+
+        Only from the hook's context (and tasks it starts meanwhile, such as
+        ``wait_for``'s): a former borrower still holding a reference, or a
+        task the hook left behind, must not talk on it.
+        """
+        token = self._hook_token = object()
+        reset = _hook_running.set(token)
+        try:
+            yield
+        finally:
+            _hook_running.reset(reset)
+            self._hook_token = None
 
     # -- opening and closing ------------------------------------------------------
 
@@ -307,7 +338,7 @@ class WebsocketConnection:
         """
         if self._lifecycle.state is not CONNECTING:
             if not self.is_connected:
-                self.retire(self._loss_reason())
+                self._retire(self._loss_reason())
                 raise ConnectionUnavailableError(f"{self.id} has been closed")
             return
         try:
@@ -349,21 +380,8 @@ class WebsocketConnection:
             with self._hook_access():
                 await run_hook("on_connect", on_connect(self), seconds=self._hook_timeout)
         except BaseException:
-            self.abort_socket()
+            self._abort_socket()
             raise
-
-    @contextlib.contextmanager
-    def _hook_access(self) -> Iterator[None]:
-        """Let a hook send and receive while the pool holds the connection.
-
-        Only from the task the hook runs in: a former borrower still holding a
-        reference must not talk on it meanwhile.
-        """
-        self._hook_task = asyncio.current_task()
-        try:
-            yield
-        finally:
-            self._hook_task = None
 
     def _fail(self, reason: str) -> None:
         """Fail a pooled connection's pending handshake, which frees its slot.
@@ -383,7 +401,7 @@ class WebsocketConnection:
         }
         logger = kwargs.get("logger") or _websockets_logger
         kwargs["logger"] = RedactingLogger(logger, secrets_of(self.uri, self.headers))
-        kwargs["create_connection"] = _with_pong_clock(
+        kwargs["create_connection"] = pooled_class(
             kwargs.get("create_connection") or ClientConnection
         )
         gate = self._gate
@@ -401,23 +419,23 @@ class WebsocketConnection:
 
     async def close(self) -> None:
         """Retire it and close the WebSocket. Idempotent."""
-        self.retire("closed by its user")
-        await self.close_socket()
+        self._retire("closed by its user")
+        await self._close_socket()
 
-    def retire(self, reason: str) -> None:
-        """Move it to ``closed`` without I/O; :meth:`close_socket` does the rest."""
+    def _retire(self, reason: str) -> None:
+        """Move it to ``closed`` without I/O; :meth:`_close_socket` does the rest."""
         state = self._lifecycle.state
         if state is CLOSED:
             return
         self._lifecycle.fire("fail" if state is CONNECTING else "close", reason)
 
-    async def close_socket(self) -> None:
+    async def _close_socket(self) -> None:
         """Close the WebSocket (bounded by websockets' ``close_timeout``)."""
         websocket, self.websocket = self.websocket, None
         if websocket is not None:
             await websocket.close()
 
-    def abort_socket(self) -> None:
+    def _abort_socket(self) -> None:
         """Drop the TCP connection now, without a closing handshake.
 
         For a peer that is gone or does not answer: waiting for its close
@@ -434,12 +452,11 @@ class WebsocketConnection:
             return "connection lost"
         # close_code is only set once the TCP connection is gone; the frame the
         # peer sent is known as soon as the close handshake starts.
-        received = websocket.protocol.close_rcvd
-        if received is not None:
-            return f"closed by peer: close code {received.code}"
-        sent = websocket.protocol.close_sent
-        if sent is not None:  # websockets closed it itself: a message over max_size (1009), ...
-            return f"closed by this side: close code {sent.code}"
+        if (received := peer_close_code(websocket)) is not None:
+            return f"closed by peer: close code {received}"
+        if (sent := sent_close_code(websocket)) is not None:
+            # websockets closed it itself: a message over max_size (1009), ...
+            return f"closed by this side: close code {sent}"
         if websocket.close_code is not None:
             return f"closed: close code {websocket.close_code}"
         return "connection lost"
@@ -485,17 +502,23 @@ class WebsocketConnection:
     # -- I/O for the borrower -----------------------------------------------------
 
     def _check_usable(self) -> ClientConnection:
+        """The websocket, if the caller may talk on it now.
+
+        A standalone connection: once acquired. A pooled one: only from the
+        hook running on it; borrowers talk through their lease.
+        """
         state = self._lifecycle.state
-        if state is not BUSY and not (
-            state is not CLOSED
-            and self._hook_task is not None
-            and self._hook_task is asyncio.current_task()
-        ):
-            if state is CLOSED:
-                raise ConnectionClosedError(f"{self.id} is closed")
-            raise ConnectionBusyError("Connection must be acquired before sending or receiving")
+        if state is CLOSED:
+            raise ConnectionClosedError(f"{self.id} is closed")
+        if self._pool is None:
+            if state is not BUSY:
+                raise ConnectionBusyError("Connection must be acquired before sending or receiving")
+        elif self._hook_token is None or _hook_running.get() is not self._hook_token:
+            raise ConnectionBusyError(
+                f"{self.id} belongs to a pool: talk through what pool.acquire() handed out"
+            )
         websocket = self.websocket
-        if websocket is None:  # pragma: no cover  (busy implies opened)
+        if websocket is None:  # pragma: no cover  (usable implies opened)
             raise ConnectionUnavailableError(f"{self.id} is not connected")
         return websocket
 
@@ -507,9 +530,13 @@ class WebsocketConnection:
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while sending.
         """
+        await self._send(self._check_usable(), message)
+
+    async def _send(
+        self, websocket: ClientConnection, message: str | bytes | bytearray | memoryview
+    ) -> None:
         if not isinstance(message, str | bytes | bytearray | memoryview):
             raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-        websocket = self._check_usable()
         try:
             await websocket.send(message)
         except ConnectionClosed as exc:
@@ -524,7 +551,9 @@ class WebsocketConnection:
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while receiving.
         """
-        websocket = self._check_usable()
+        return await self._recv(self._check_usable())
+
+    async def _recv(self, websocket: ClientConnection) -> str | bytes:
         try:
             message = await websocket.recv()
         except ConnectionClosed as exc:
@@ -534,6 +563,19 @@ class WebsocketConnection:
             raise_from(error, exc)
         self._last_activity = time.monotonic()
         return message
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """``async for message in conn``: every message until the peer closes normally."""
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[str | bytes]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosedError as exc:
+                if isinstance(exc.__cause__, ConnectionClosedOK):
+                    return
+                raise
 
     async def ping(self) -> float:
         """Ping the server and wait for the pong; return the round trip in seconds.

@@ -29,17 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal, Self
-
-from websockets.exceptions import ConnectionClosed
 
 from ._backoff import Backoff
 from ._config import (
@@ -52,6 +52,7 @@ from ._config import (
 )
 from ._connection import DEFAULT_HISTORY_SIZE, WebsocketConnection
 from ._exceptions import (
+    ConnectionBusyError,
     ConnectionClosedError,
     ConnectionHookError,
     ConnectionPoolExhaustedError,
@@ -59,11 +60,15 @@ from ._exceptions import (
     ConnectionUnavailableError,
     TooManyWaitersError,
     WebsocketError,
+    WrongEventLoopError,
 )
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, IDLE, TransitionRecord
 from ._hooks import run_hook
+from ._inbox import Inbox
+from ._lease import ConnectionLease
 from ._redact import describe_error, redact_uri
 from ._stats import PoolStats, StateIndex, Totals
+from ._websocket import is_receiving
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 
@@ -73,6 +78,8 @@ logger: Final = logging.getLogger("aio_websocket_pool")
 SERVER_GOING_AWAY: Final = frozenset({1001, 1012})
 #: Close code 1013, try again later: the pool backs off its new handshakes.
 TRY_AGAIN_LATER: Final = 1013
+#: Seconds between two looks at a message half received when one is to be handed out.
+_SETTLE_POLL: Final = 0.005
 
 
 class _Grant:
@@ -116,20 +123,28 @@ class _Borrowed:
     request, and a generator-based context manager costs several microseconds.
     """
 
-    __slots__ = ("_connection", "_fresh", "_pool")
+    __slots__ = ("_entered", "_fresh", "_lease", "_pool")
 
     def __init__(self, pool: WebsocketConnectionPool, *, fresh: bool) -> None:
         self._pool = pool
         self._fresh = fresh
-        self._connection: WebsocketConnection | None = None
+        self._entered = False
+        self._lease: ConnectionLease | None = None
 
-    async def __aenter__(self) -> WebsocketConnection:
-        if self._connection is not None:
-            # One slot for one connection: a second task entering it would
-            # give back the first task's connection as its own.
-            raise RuntimeError("this get_connection() is in use: call get_connection() per block")
-        self._connection = await self._pool._acquire(fresh=self._fresh)
-        return self._connection
+    async def __aenter__(self) -> ConnectionLease:
+        # Checked and set before the first await: a second task entering the
+        # same object meanwhile would give back the first task's lease as its own.
+        if self._entered:
+            raise ConnectionBusyError(
+                "this get_connection() is in use already: call get_connection() per block"
+            )
+        self._entered = True
+        try:
+            self._lease = await self._pool._acquire(fresh=self._fresh)
+        except BaseException:
+            self._entered = False
+            raise
+        return self._lease
 
     async def __aexit__(
         self,
@@ -137,10 +152,10 @@ class _Borrowed:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        connection, self._connection = self._connection, None
-        # One the block closed itself (conn.close()) is already given back.
-        if connection is not None and connection.state is not CLOSED:
-            self._pool._release_now(connection, dirty=exc_type is not None)
+        lease, self._lease = self._lease, None
+        self._entered = False
+        if lease is not None:
+            self._pool._release_now(lease, dirty=exc_type is not None, block=True)
 
 
 def _was_granted(future: asyncio.Future[_Grant]) -> bool:
@@ -270,6 +285,10 @@ class WebsocketConnectionPool:
         self._generation = 0  # bumped by expire_connections()
         self._below_minimum = asyncio.Event()  # wakes the min_connections keeper
         self._quiescent = asyncio.Event()  # set by close() once nothing is busy
+        self._deliveries: dict[WebsocketConnection, asyncio.Task[None]] = {}  # on_unsolicited
+        self._draining: set[WebsocketConnection] = set()  # in their drain, past on_release
+        self._checking: asyncio.Task[None] | None = None  # the background health check
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one it started on
         self._started = False
         self._closing = False  # close() is waiting for borrowers
         self._closed = False
@@ -369,6 +388,7 @@ class WebsocketConnectionPool:
         """
         if self._started or self._closed:
             return None
+        self._loop = asyncio.get_running_loop()
         self._started = True
         self._spawn(self._sweep_forever(), "sweep")
         if self._config.min_connections:
@@ -439,6 +459,8 @@ class WebsocketConnectionPool:
             self._fail_waiters("the pool is closing")
             for connection in self._index.in_state(IDLE):
                 self._discard(connection, "pool closing")
+            for connection in tuple(self._draining):  # nothing to drain it for any more
+                self._discard(connection, "pool closing", abort=True)
             for grant in self._opening:
                 if grant.abandoned and grant.opening is not None:
                     grant.opening.cancel()
@@ -521,21 +543,29 @@ class WebsocketConnectionPool:
 
     # -- borrowing -----------------------------------------------------------------------
 
-    async def acquire(self) -> WebsocketConnection:
+    async def acquire(self) -> ConnectionLease:
         """Hand out a healthy connection, waiting for one if all are in use.
 
         Reuses the most recently used idle connection (pinging it first if it
         was idle longer than ``health_check_interval``), else opens one in a
-        free slot, else waits in line up to ``acquire_timeout``.
+        free slot, else waits in line up to ``acquire_timeout``. The whole call,
+        health checks, hooks and a handshake included, ends within
+        ``acquire_timeout`` plus one ``health_check_timeout`` or
+        ``connection_timeout``, whichever is longer.
+
+        Returns:
+            A lease: a handle on the connection that works until it is
+            released, and raises :class:`LeaseEndedError` after.
 
         Raises:
             ConnectionPoolExhaustedError: None came free within ``acquire_timeout``.
             ConnectionPoolUnavailableError: The pool is closed, or closed meanwhile.
+            WrongEventLoopError: The pool started on another event loop.
             ConnectionUnavailableError: A new connection could not be opened.
         """
         return await self._acquire(fresh=False)
 
-    async def acquire_new(self) -> WebsocketConnection:
+    async def acquire_new(self) -> ConnectionLease:
         """Like :meth:`acquire`, but always a newly opened connection.
 
         When every slot is taken, the least recently used idle connection is
@@ -544,18 +574,20 @@ class WebsocketConnectionPool:
         return await self._acquire(fresh=True)
 
     async def release(self, connection: WebsocketConnection, *, force_remove: bool = False) -> None:
-        """Give a connection back. Returns at once; any I/O runs in the background.
+        """Give a connection back, ending its lease. Returns at once; I/O runs in the background.
 
         Args:
-            connection: A connection this pool handed out.
+            connection: What :meth:`acquire` handed out.
             force_remove: Close it instead of keeping it.
 
-        A connection that is not busy, or that another pool handed out, is
-        left alone and a warning is logged.
+        A receive still pending or cut off (a timeout caught inside the
+        lease) means a reply may still come: the connection is closed
+        instead of kept. A lease that ended already is left alone and a
+        warning is logged; one another pool handed out goes back to it.
         """
         self._release_now(connection, force_remove=force_remove)
 
-    def get_connection(self) -> contextlib.AbstractAsyncContextManager[WebsocketConnection]:
+    def get_connection(self) -> contextlib.AbstractAsyncContextManager[ConnectionLease]:
         """Acquire a connection for the ``async with`` block and release it after.
 
         If the block raises (or is cancelled), a reply may still be on its way,
@@ -563,40 +595,106 @@ class WebsocketConnectionPool:
         """
         return _Borrowed(self, fresh=False)
 
-    def get_new_connection(self) -> contextlib.AbstractAsyncContextManager[WebsocketConnection]:
+    def get_new_connection(self) -> contextlib.AbstractAsyncContextManager[ConnectionLease]:
         """Like :meth:`get_connection`, with a newly opened connection."""
         return _Borrowed(self, fresh=True)
 
-    async def _acquire(self, *, fresh: bool) -> WebsocketConnection:
-        if not self._started:
-            self._begin()
+    async def _acquire(self, *, fresh: bool) -> ConnectionLease:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._check_loop(loop)
         started = loop.time()
         grant = None if self._waiters else self._try_grant(fresh=fresh)
         # The fast path, taken by most acquires of a warm pool: an idle
         # connection that needs no I/O and no hook before it is handed out.
         if grant is not None and grant.opening is None and self._ready_at_once(grant.connection):
             self._totals.record("acquire_wait", loop.time() - started)
-            return grant.connection
-        timeout = self._config.acquire_timeout
+            return self._hand_out(grant.connection)
+        config = self._config
+        timeout = config.acquire_timeout
         deadline = None if timeout is None else started + timeout
+        # What comes after the wait (a handshake, health checks, hooks) may
+        # take one more of the longest single step, not one per connection tried.
+        bound = (
+            None
+            if deadline is None
+            else deadline + max(config.health_check_timeout, config.connection_timeout)
+        )
+        try:
+            async with asyncio.timeout_at(bound) as scope:
+                connection = await self._acquire_within(grant, fresh=fresh, deadline=deadline)
+        except TimeoutError:
+            if scope.expired():
+                raise self._exhausted() from None
+            raise
+        self._totals.record("acquire_wait", loop.time() - started)
+        return self._hand_out(connection)
+
+    def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the pool on ``loop``, or refuse a loop other than the one it started on."""
+        if not self._started:
+            self._begin()
+        if self._loop is not loop and not self._closed:
+            raise WrongEventLoopError(
+                f"this pool of {redact_uri(self.uri)} started on another event loop; its "
+                "connections and tasks belong to that loop: make one pool per event loop "
+                "(each asyncio.run() makes a new loop)"
+            )
+
+    async def _acquire_within(
+        self, grant: _Grant | None, *, fresh: bool, deadline: float | None
+    ) -> WebsocketConnection:
+        """Claim a connection and make it fit for hand-out; the slow path of :meth:`_acquire`."""
         while True:
             if grant is None:
                 grant = await self._wait_for_grant(fresh=fresh, deadline=deadline)
             if grant.opening is not None:
                 connection = await self._take_opening(grant)
-                ready = (
-                    not self._has_unsolicited(connection)
-                    or await self._take_unsolicited(connection)
-                ) and await self._passes_on_acquire(connection, reused=False)
+                ready = await self._settle(connection) and await self._passes_on_acquire(
+                    connection, reused=False
+                )
             else:
                 connection = grant.connection
+                if self._health_check_due(connection) and not await self._passes_health_check(
+                    connection
+                ):
+                    # The other idle ones went as long unproven: likely dead
+                    # too. Check them in the background; open a new one now.
+                    self._check_idle_soon()
+                    fresh = True
+                    grant = self._try_grant(fresh=True)
+                    continue
                 ready = await self._ready_for_reuse(connection)
-            if ready:
-                self._totals.record("acquire_wait", loop.time() - started)
+            if ready and self._fit_to_hand_out(connection):
                 return connection
             # It was discarded, freeing a slot: ours, since we were already served.
             grant = self._try_grant(fresh=fresh)
+
+    def _fit_to_hand_out(self, connection: WebsocketConnection) -> bool:
+        """The last look before a hand-out: still ours, still open, the pool still open.
+
+        Raises:
+            ConnectionPoolUnavailableError: The pool closed or began closing
+                while the connection was being made ready.
+        """
+        if self._closed or self._closing:
+            if connection.state is BUSY:
+                self._discard(connection, "pool closing", abort=True)
+            raise ConnectionPoolUnavailableError(
+                "the pool was closed" if self._closed else "the pool is closing"
+            )
+        if connection.state is not BUSY:  # discarded meanwhile (a flood, a hook)
+            return False
+        if not connection.is_connected:
+            self._retire_lost(connection)
+            return False
+        return True
+
+    def _hand_out(self, connection: WebsocketConnection) -> ConnectionLease:
+        """Start a lease: the connection's messages are the borrower's from now on."""
+        connection._lease_serial += 1
+        connection._lend()
+        return ConnectionLease(connection)
 
     def _try_grant(self, *, fresh: bool) -> _Grant | None:
         """Claim a connection without waiting: the bookkeeping step. No I/O, no await."""
@@ -652,6 +750,7 @@ class WebsocketConnectionPool:
             self._totals.hooks_failed += 1
             raise
         self._totals.record("connect_time", loop.time() - started)
+        self._adopt(connection)
         # Same step as the "open" transition: no one else can take it in between.
         if not grant.abandoned:
             connection._lifecycle.fire("acquire")
@@ -745,23 +844,25 @@ class WebsocketConnectionPool:
         )
 
     def _ready_at_once(self, connection: WebsocketConnection) -> bool:
-        """Whether a reused connection passes the checks of :meth:`_ready_for_reuse` without I/O."""
-        config = self._config
-        interval = config.health_check_interval
+        """Whether a reused connection may be handed out with no I/O and no hook at all."""
         return (
-            config.on_acquire is None
-            and not self._has_unsolicited(connection)
-            and (interval is None or connection._unproven_for(time.monotonic()) < interval)
+            self._config.on_acquire is None
+            and not self._health_check_due(connection)
+            and self._is_settled(connection)
             and self._staleness(connection) is None
         )
 
-    async def _ready_for_reuse(self, connection: WebsocketConnection) -> bool:
-        """Whether a reused connection may be handed out; if not, it was discarded.
+    def _health_check_due(self, connection: WebsocketConnection) -> bool:
+        """Whether nothing proved the peer alive within ``health_check_interval``."""
+        interval = self._config.health_check_interval
+        return interval is not None and connection._unproven_for(time.monotonic()) >= interval
 
-        In order: it is still open; no policy retires it; it answers a ping if
-        nothing proved it alive within ``health_check_interval``; what arrived
-        while it sat idle is taken away from the next borrower (see
-        :meth:`_take_unsolicited`); ``on_acquire`` accepts it.
+    async def _ready_for_reuse(self, connection: WebsocketConnection) -> bool:
+        """Whether a reused connection (health-checked already) may be handed out.
+
+        If not, it was discarded. In order: it is still open; no policy
+        retires it; what arrived while it sat idle has been taken (see
+        :meth:`_settle`); ``on_acquire`` accepts it.
         """
         if not connection.is_connected:
             self._retire_lost(connection)
@@ -769,33 +870,52 @@ class WebsocketConnectionPool:
         if (why := self._staleness(connection)) is not None:
             self._discard(connection, why)
             return False
-        interval = self._config.health_check_interval
-        if (
-            interval is not None
-            and connection._unproven_for(time.monotonic()) >= interval
-            and not await self._passes_health_check(connection)
-        ):
-            return False
-        # After the ping: its pong comes after whatever the server sent before it.
-        if self._has_unsolicited(connection) and not await self._take_unsolicited(connection):
-            return False
-        return await self._passes_on_acquire(connection, reused=True)
+        return await self._settle(connection) and await self._passes_on_acquire(
+            connection, reused=True
+        )
 
     async def _passes_health_check(self, connection: WebsocketConnection) -> bool:
+        """Ping a claimed connection; discard it if no pong comes in time.
+
+        Unread messages cannot delay the pong: the inbox takes them as they
+        arrive, so websockets never stops reading the socket.
+        """
         try:
             await connection.ping()
         except (ConnectionUnavailableError, ConnectionClosedError) as exc:
-            self._totals.health_checks_failed += 1
-            if not connection.is_connected:
-                self._retire_lost(connection, during="health check")
-            else:
-                reason = describe_error(exc.__cause__ or exc)
-                self._discard(connection, f"health check failed: {reason}", abort=True)
+            self._health_check_failed(connection, exc)
             return False
         except BaseException:
             self._return_unused(connection)  # cancelled mid-ping: nothing is owed, keep it
             raise
         return True
+
+    def _health_check_failed(self, connection: WebsocketConnection, exc: WebsocketError) -> None:
+        self._totals.health_checks_failed += 1
+        if not connection.is_connected:
+            self._retire_lost(connection, during="health check")
+        else:
+            reason = describe_error(exc.__cause__ or exc)
+            self._discard(connection, f"health check failed: {reason}", abort=True)
+
+    def _check_idle_soon(self) -> None:
+        """Health-check, in the background, every idle connection that is due a check."""
+        if self._checking is None or self._checking.done():
+            self._checking = self._spawn(self._check_idle(), "health check of idle connections")
+
+    async def _check_idle(self) -> None:
+        """Ping the idle connections due a check, all at once; discard those that fail.
+
+        They stay idle meanwhile: an acquirer may take one, and then checks
+        it again itself if it is still due.
+        """
+        due = [c for c in self._index.in_state(IDLE) if self._health_check_due(c)]
+        outcomes = await asyncio.gather(*(c.ping() for c in due), return_exceptions=True)
+        for connection, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, ConnectionUnavailableError | ConnectionClosedError) and (
+                connection.state is IDLE
+            ):
+                self._health_check_failed(connection, outcome)
 
     def _return_unused(self, connection: WebsocketConnection) -> None:
         """Give back a connection claimed for an acquirer that never received it.
@@ -804,6 +924,8 @@ class WebsocketConnectionPool:
         what ``on_acquire`` did) and the drain do not run, and a greeting still
         waiting for the first borrower stays for the next one.
         """
+        if connection.state is not BUSY:  # discarded meanwhile
+            return
         if connection.is_connected:
             self._park(connection, "release")
         else:
@@ -816,10 +938,12 @@ class WebsocketConnectionPool:
         fails raises, or a hook that always fails would open connections forever.
         """
         hook = self._config.on_acquire
-        if hook is None:
-            return True
+        if hook is None or connection.state is not BUSY:
+            return connection.state is BUSY
+        connection._lend()  # the hook reads what comes now, as the borrower will
         try:
-            await run_hook("on_acquire", hook(connection), seconds=self._config.hook_timeout)
+            with connection._hook_access():
+                await run_hook("on_acquire", hook(connection), seconds=self._config.hook_timeout)
         except ConnectionHookError as exc:
             self._totals.hooks_failed += 1
             self._discard(connection, str(exc), abort=True)
@@ -832,114 +956,199 @@ class WebsocketConnectionPool:
             raise
         return True
 
-    def _flooded_while_idle(self, connection: WebsocketConnection, taken: int, size: int) -> bool:
-        """Discard a connection flooded while idle; always ``False`` (not fit to hand out).
+    # -- messages nobody asked for -------------------------------------------------------
 
-        Aborted: websockets stopped reading the flood, so a closing handshake
-        could not finish before ``close_timeout``.
-        """
-        self._discard(connection, f"flooded while idle: {taken} unsolicited messages, "
-                      f"{size} bytes or characters", abort=True)  # fmt: skip
-        return False
+    def _adopt(self, connection: WebsocketConnection) -> None:
+        """Give a newly opened connection its inbox: its messages are the pool's until lent."""
+        config = self._config
+        connection._inbox = Inbox(
+            max_messages=config.drain_max_messages,
+            max_bytes=config.drain_max_bytes,
+            on_message=functools.partial(self._take_message, connection),
+            on_failure=functools.partial(self._inbox_failed, connection),
+            keeping=self._keeps_for_first_borrower(connection),
+        )
+        connection._lend_to_nobody()
 
-    def _has_unsolicited(self, connection: WebsocketConnection) -> bool:
-        """Whether messages nobody asked for wait on a connection about to be handed out.
+    def _keeps_for_first_borrower(self, connection: WebsocketConnection) -> bool:
+        """Whether what arrives now is kept for the first borrower, not the pool's.
 
         What a server sends right after the handshake (a greeting) belongs to
         the first borrower, as on a plain websockets connection, unless
-        ``on_connect`` is set: then the hook owns the start of the session, and
-        what it left unread is unsolicited. After the first hand-out, anything
-        received while nobody held the connection is.
+        ``on_connect`` is set: then the hook owns the start of the session,
+        and what it left unread is unsolicited.
         """
-        return bool(connection._buffered_frames()) and (
-            connection._handed_out_before or self._config.on_connect is not None
-        )
+        return connection._lease_serial == 0 and self._config.on_connect is None
 
-    async def _take_unsolicited(self, connection: WebsocketConnection) -> bool:
-        """Take the messages that arrived while it was idle away from the next borrower.
+    def _lend_to_nobody(self, connection: WebsocketConnection) -> None:
+        inbox = connection._inbox
+        if inbox is not None:
+            inbox.keeping = self._keeps_for_first_borrower(connection)
+        connection._lend_to_nobody()
 
-        They go to ``on_unsolicited``, or are dropped (and counted). A flood
-        beyond ``drain_max_messages`` or a hook failure discards the
-        connection. Returns whether it may still be handed out.
+    def _take_message(self, connection: WebsocketConnection, message: str | bytes) -> None:
+        """A message arrived while nobody held the connection: count it, check it, pass it on.
+
+        Runs inside websockets' ``data_received`` (see :mod:`._inbox`): no await.
         """
-        websocket = connection.websocket
-        assert websocket is not None  # noqa: S101  (it is connected)
-        config, hook = self._config, self._config.on_unsolicited
-        taken = size = 0
+        state = connection.state
+        if state is CLOSED:
+            return
+        config = self._config
+        if connection in self._draining:
+            self._totals.messages_drained += 1
+            try:
+                keep = config.drain_condition(message)
+            except Exception as exc:  # noqa: BLE001  (a user drain_condition may raise anything)
+                self._discard(connection, f"drain_condition raised {type(exc).__name__}",
+                              abort=True)  # fmt: skip
+                return
+            if not keep:
+                self._discard(connection, "drain_condition rejected a drained message",
+                              abort=True)  # fmt: skip
+                return
+        else:
+            self._totals.unsolicited_messages += 1
+        if config.on_unsolicited is None:
+            return
+        inbox = connection._inbox
+        assert inbox is not None  # noqa: S101  (it is what called us)
+        inbox.undelivered.append(message)
+        if connection not in self._deliveries:
+            self._deliveries[connection] = self._spawn(
+                self._deliver(connection), f"on_unsolicited {connection.id}"
+            )
+
+    async def _deliver(self, connection: WebsocketConnection) -> None:
+        """Give ``on_unsolicited`` each message taken, in order, as soon as it came."""
+        hook = self._config.on_unsolicited
+        inbox = connection._inbox
+        assert hook is not None  # noqa: S101  (it is set, or nothing was queued)
+        assert inbox is not None  # noqa: S101
         try:
-            while connection._buffered_frames():
-                if taken == config.drain_max_messages:  # and still more: a flood
-                    return self._flooded_while_idle(connection, taken, size)
-                # The rest of a fragmented message may still be on its way.
-                async with asyncio.timeout(config.health_check_timeout):
-                    message = await websocket.recv()
-                taken += 1
-                size += len(message)
-                if size > config.drain_max_bytes:
-                    return self._flooded_while_idle(connection, taken, size)
-                self._totals.unsolicited_messages += 1
-                if hook is not None:
+            while inbox.undelivered and connection.state is not CLOSED:
+                message = inbox.undelivered.popleft()
+                with connection._hook_access():
                     await run_hook(
-                        "on_unsolicited", hook(connection, message), seconds=config.hook_timeout
-                    )
+                        "on_unsolicited", hook(connection, message),
+                        seconds=self._config.hook_timeout,
+                    )  # fmt: skip
         except ConnectionHookError as exc:
             self._totals.hooks_failed += 1
             self._discard(connection, str(exc), abort=True)
-            return False
+        finally:
+            if self._deliveries.get(connection) is asyncio.current_task():
+                del self._deliveries[connection]
+
+    def _inbox_failed(self, connection: WebsocketConnection, reason: str) -> None:
+        """A flood, or a message that cannot be taken: the connection cannot be kept.
+
+        Aborted: a closing handshake would wait behind the flood.
+        """
+        if connection.state is not CLOSED:
+            self._discard(connection, f"{reason}, while {connection.state}", abort=True)
+
+    def _is_settled(self, connection: WebsocketConnection) -> bool:
+        """Whether nothing the pool took is half done: no message half received or undelivered."""
+        inbox = connection._inbox
+        return inbox is None or (not inbox.partial and connection not in self._deliveries)
+
+    async def _settle(self, connection: WebsocketConnection) -> bool:
+        """Wait, up to ``health_check_timeout``, for what the pool took to be done with.
+
+        A message half received belongs to nobody yet, and ``on_unsolicited``
+        may still be talking on the connection: neither may meet a borrower.
+        A connection that does not settle in time is discarded: a server
+        trickling one message forever cannot hold an acquire.
+        """
+        if self._is_settled(connection):
+            return connection.state is BUSY
+        try:
+            async with asyncio.timeout(self._config.health_check_timeout):
+                while not self._is_settled(connection) and connection.state is BUSY:
+                    delivery = self._deliveries.get(connection)
+                    if delivery is not None:
+                        await asyncio.wait({delivery})
+                    else:
+                        await asyncio.sleep(_SETTLE_POLL)
         except TimeoutError:
-            self._discard(connection, "an unsolicited message never finished", abort=True)
-            return False
-        except ConnectionClosed:
-            self._retire_lost(connection, during="reading unsolicited messages")
+            self._discard(connection, "messages that arrived while it was idle were still "
+                          "arriving or being delivered at hand-out", abort=True)  # fmt: skip
             return False
         except BaseException:
-            self._discard(connection, "cancelled while reading unsolicited messages", abort=True)
+            self._return_unused(connection)
             raise
-        return True
+        return connection.state is BUSY
 
     # -- giving back -----------------------------------------------------------------------
 
     def _release_now(
-        self, connection: WebsocketConnection, *, force_remove: bool = False, dirty: bool = False
+        self,
+        lease: WebsocketConnection,
+        *,
+        force_remove: bool = False,
+        dirty: bool = False,
+        block: bool = False,
     ) -> None:
-        """Release without awaiting anything, so that cancellation cannot interrupt it."""
-        if not isinstance(connection, WebsocketConnection):  # e.g. None from a failed acquire
-            logger.warning("release of a %s ignored: not a connection", type(connection).__name__)
+        """End a lease without awaiting anything, so that cancellation cannot interrupt it.
+
+        ``block``: given back by the end of a ``get_connection()`` block,
+        which says nothing if the lease ended inside it (``conn.close()``).
+        """
+        if not isinstance(lease, ConnectionLease):  # e.g. None from a failed acquire
+            logger.warning("release of %r ignored: not what a pool's acquire() handed out", lease)
             return
-        if connection._pool is not self or connection.state is not BUSY:
-            if connection._pool is self and self._closed:
-                return  # closed under its borrower by close_all(): nothing to give back
-            whose = "this pool's" if connection._pool is self else "another pool's"
-            logger.warning(
-                "release of %r ignored: it is %s connection and is %s, not busy",
-                connection, whose, connection.state,
-            )  # fmt: skip
+        connection = lease._connection
+        owner = connection._pool
+        if owner is not self:
+            logger.warning("release of %r into %r: it is %r's; given back to it instead",
+                           lease, self, owner)  # fmt: skip
+            if owner is not None:
+                owner._release_now(lease, force_remove=force_remove, dirty=dirty, block=block)
             return
-        connection._handed_out_before = True
+        if not lease._is_live:
+            if not (block or self._closed):
+                logger.warning("release of %r ignored: that lease has ended already", lease)
+            return
+        connection._lease_serial += 1  # the lease ends here, whatever comes next
+        websocket = connection.websocket
         config = self._config
         if force_remove:
-            self._discard(connection, "released with force_remove")
+            self._discard(connection, "released with force_remove", abort=lease.owes_reply)
         elif not connection.is_connected:
             self._retire_lost(connection)
         elif dirty:
             # A drain cannot tell a reply still on its way from silence: only
             # closing guarantees that the next borrower never receives it.
-            self._discard(connection, "borrower left on an error; a reply may still be owed")
+            self._discard(connection, "borrower left on an error; a reply may still be owed",
+                          abort=True)  # fmt: skip
+        elif lease.owes_reply or (websocket is not None and is_receiving(websocket)):
+            self._discard(connection, "a receive was cut off or still pending at release; "
+                          "a reply may still come", abort=True)  # fmt: skip
         elif config.check_server_data_on_release or config.on_release is not None:
             connection._lifecycle.fire("drain")
             self._spawn(self._clean(connection), f"clean {connection.id}")
         else:
             self._park(connection, "release")
 
+    def _reclaim(self, connection: WebsocketConnection, serial: int) -> None:
+        """Take back the connection of a lease garbage-collected while lent."""
+        if connection._lease_serial == serial and connection.state is BUSY:
+            connection._lease_serial += 1
+            self._discard(connection, "its lease was garbage-collected without release",
+                          abort=True)  # fmt: skip
+
     def _park(
         self, connection: WebsocketConnection, trigger: str, reason: str | None = None
     ) -> None:
         """Return a connection to idle through ``trigger``, unless a policy retires it.
 
-        The only way back to the idle set (see the module docstring).
+        The only way back to the idle set (see the module docstring). Its
+        messages are the pool's from here on.
         """
         why = self._staleness(connection)
         if why is None:
+            self._lend_to_nobody(connection)
             connection._lifecycle.fire(trigger, reason)
         else:
             self._discard(connection, why)
@@ -966,70 +1175,56 @@ class WebsocketConnectionPool:
                 self._totals.hooks_failed += 1
                 self._discard(connection, str(exc), abort=True)
                 return
-        drained = 0
+        if connection.state is not DRAINING:  # closed by its user, or the pool, meanwhile
+            return
         # Closing: _park closes it right after, so there is nothing to drain for.
-        if (
-            config.check_server_data_on_release
-            and connection.state is DRAINING
-            and not self._closing
-        ):
-            outcome = await self._drain(connection)
-            if outcome is None:
+        drain = config.check_server_data_on_release and not self._closing
+        if drain:
+            self._draining.add(connection)
+        self._lend_to_nobody(connection)  # what the borrower and the hook left unread, first
+        if drain:
+            try:
+                drained = await self._drain(connection)
+            finally:
+                self._draining.discard(connection)
+            if drained is None:
                 return
-            drained = outcome
-        if connection.state is DRAINING:  # not closed by its user meanwhile
-            self._park(connection, "settle", f"{drained} messages drained" if drained else None)
+            reason = f"{drained} messages drained" if drained else None
+        else:
+            reason = None
+        if connection.state is DRAINING:
+            self._park(connection, "settle", reason)
 
     async def _drain(self, connection: WebsocketConnection) -> int | None:
-        """Read stray messages until a quiet period: how many, or ``None`` if it was discarded.
+        """Wait for a quiet period: how many messages came, or ``None`` if it was discarded.
 
-        Each goes through ``drain_condition`` (``False`` discards the
-        connection), then to ``on_unsolicited`` if set. A flood (beyond
-        ``drain_max_messages`` or ``drain_max_bytes``) or a drain longer than
-        ``drain_timeout`` discards the connection: a hostile or broken server
-        can neither pin it nor fill the memory.
+        The inbox takes the messages as they arrive (each through
+        ``drain_condition``, then to ``on_unsolicited``; a flood discards the
+        connection at once): this only waits for ``drain_quiet_period`` of
+        silence, up to ``drain_timeout``.
         """
-        websocket = connection.websocket
-        if websocket is None:  # its user closed it right after giving it back
-            return None
+        inbox = connection._inbox
+        assert inbox is not None  # noqa: S101  (it is open)
         config = self._config
-        hook = config.on_unsolicited
-        drained = size = 0
-        try:
-            async with asyncio.timeout(config.drain_timeout):
-                while True:
-                    try:
-                        async with asyncio.timeout(config.drain_quiet_period):
-                            message = await websocket.recv()
-                    except TimeoutError:
-                        return drained  # quiet for long enough: clean
-                    drained += 1
-                    size += len(message)
-                    self._totals.messages_drained += 1
-                    connection._last_activity = time.monotonic()
-                    if drained > config.drain_max_messages or size > config.drain_max_bytes:
-                        self._discard(connection, f"flooded during drain: {drained} messages, "
-                                      f"{size} bytes or characters", abort=True)  # fmt: skip
-                        return None
-                    if not config.drain_condition(message):
-                        self._discard(connection, f"drain_condition rejected message {drained}")
-                        return None
-                    if hook is not None:
-                        with connection._hook_access():  # draining: only the hook may talk
-                            await run_hook(
-                                "on_unsolicited", hook(connection, message),
-                                seconds=config.hook_timeout,
-                            )  # fmt: skip
-        except TimeoutError:
-            reason = f"still receiving after drain_timeout={config.drain_timeout:g}s"
-            self._discard(connection, f"{reason} ({drained} messages drained)")
-        except ConnectionClosed:
-            self._retire_lost(connection, during="drain")
-        except ConnectionHookError as exc:
-            self._totals.hooks_failed += 1
-            self._discard(connection, str(exc), abort=True)
-        except Exception as exc:  # noqa: BLE001  (a user drain_condition may raise anything)
-            self._discard(connection, f"drain_condition raised {type(exc).__name__}")
+        quiet = config.drain_quiet_period
+        began = time.monotonic()
+        give_up = began + config.drain_timeout
+        while connection.state is DRAINING:
+            if not connection.is_connected:
+                self._retire_lost(connection, during="drain")
+                return None
+            now = time.monotonic()
+            silent_since = max(began, inbox.last_arrival)
+            if now - silent_since >= quiet:
+                return inbox.messages
+            if now >= give_up:
+                self._discard(
+                    connection,
+                    f"still receiving after drain_timeout="
+                    f"{config.drain_timeout:g}s ({inbox.messages} messages drained)",
+                )
+                return None
+            await asyncio.sleep(min(silent_since + quiet, give_up) - now)
         return None
 
     def _retire_lost(self, connection: WebsocketConnection, *, during: str | None = None) -> None:
@@ -1056,15 +1251,19 @@ class WebsocketConnectionPool:
     ) -> None:
         """Retire a connection now and close its socket.
 
-        A peer that is gone or silent gets its TCP connection dropped at once
+        A peer that is gone or silent, and a connection with unread data or
+        in an unknown state, gets its TCP connection dropped at once
         (``abort``); any other gets a closing handshake in the background,
         during which its socket still counts against ``max_connections``.
         """
-        connection.retire(reason)
+        connection._retire(reason)
+        delivery = self._deliveries.pop(connection, None)
+        if delivery is not None and delivery is not asyncio.current_task():
+            delivery.cancel()
         if abort:
-            connection.abort_socket()
+            connection._abort_socket()
         elif connection.websocket is not None:
-            self._spawn(connection.close_socket(), f"close {connection.id}", closer=True)
+            self._spawn(connection._close_socket(), f"close {connection.id}", closer=True)
 
     # -- background work ---------------------------------------------------------------
 
@@ -1174,6 +1373,15 @@ class WebsocketConnectionPool:
 
     def __len__(self) -> int:
         return self._index.total
+
+    def __del__(self) -> None:
+        if getattr(self, "_started", False) and not self._closed:
+            message = (
+                f"{self!r} was garbage-collected while open: close it "
+                "(async with, close() or close_all()) to close its connections"
+            )
+            warnings.warn(message, ResourceWarning, source=self, stacklevel=1)
+            logger.warning("%s", message)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._started else "not started"

@@ -1,0 +1,219 @@
+"""What ``pool.acquire()`` hands out: one lease on a pooled connection.
+
+A pooled connection outlives its borrowers; a borrower's handle must not. A
+:class:`ConnectionLease` is made for each hand-out and stands for that
+hand-out only (asyncpg's ``PoolConnectionProxy`` is the model). Once the
+lease ends (released, ``force_remove``, ``close()``, the pool closed) the
+connection may already be lent to someone else, so every use of the old
+handle raises :class:`~aio_websocket_pool.LeaseEndedError`: a former
+borrower can neither read the next borrower's reply nor give back the
+next borrower's connection.
+
+The lease also watches what the borrower does with it. A receive that was
+cancelled (``wait_for`` timing out is one) or is still pending, and a send
+that was interrupted, mean that a reply may still arrive: the pool then
+closes the connection on release instead of lending it on (see
+:attr:`ConnectionLease.owes_reply`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final
+
+from ._connection import WebsocketConnection
+from ._exceptions import ConnectionBusyError, LeaseEndedError
+from ._fsm import BUSY, State, TransitionRecord
+from ._redact import redact_uri
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
+logger: Final = logging.getLogger("aio_websocket_pool")
+
+
+class ConnectionLease(WebsocketConnection):
+    """One hand-out of a pooled connection: a handle that dies when the lease ends.
+
+    A :class:`WebsocketConnection` (``isinstance`` holds, and every 0.1.0
+    property and method is here), backed by the pooled connection while the
+    lease lasts. After it ends, only :attr:`id` and ``repr`` still work.
+
+    Raises:
+        LeaseEndedError: From every method and property once the lease ended.
+        ConnectionBusyError: From :meth:`recv` while another task of the
+            borrower is receiving on the same lease.
+    """
+
+    # Not WebsocketConnection.__init__: a lease owns no socket and no state
+    # machine; it borrows the pooled connection's.
+    def __init__(self, connection: WebsocketConnection) -> None:
+        self._connection = connection
+        self._serial = connection._lease_serial
+        self.id = connection.id
+        self._receiving = False
+        self._sending = 0
+        self._interrupted = False
+
+    # -- is it still ours ---------------------------------------------------------------
+
+    @property
+    def _is_live(self) -> bool:
+        connection = self._connection
+        return connection._lease_serial == self._serial and connection._lifecycle.state is BUSY
+
+    def _live(self) -> WebsocketConnection:
+        """The pooled connection, while this lease lasts."""
+        connection = self._connection
+        if connection._lease_serial != self._serial or connection._lifecycle.state is not BUSY:
+            raise LeaseEndedError(
+                f"{self.id}: this lease has ended (released or closed), and the connection "
+                "may be lent to someone else: acquire a new one"
+            )
+        return connection
+
+    def _live_websocket(self) -> ClientConnection:
+        websocket = self._live().websocket
+        if websocket is None:  # pragma: no cover  (busy implies open)
+            raise LeaseEndedError(f"{self.id}: this lease has ended")
+        return websocket
+
+    @property
+    def owes_reply(self) -> bool:
+        """Whether a reply may still arrive: a receive pending or cut off, a send cut off."""
+        return self._receiving or self._sending > 0 or self._interrupted
+
+    # -- talking ---------------------------------------------------------------------------
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        connection = self._live()
+        websocket = self._live_websocket()
+        self._sending += 1
+        try:
+            await connection._send(websocket, message)
+        except asyncio.CancelledError:
+            self._interrupted = True  # part of it, or all of it, may have gone out
+            raise
+        finally:
+            self._sending -= 1
+
+    async def recv(self) -> str | bytes:
+        connection = self._live()
+        websocket = self._live_websocket()
+        if self._receiving:
+            raise ConnectionBusyError(
+                f"{self.id}: another task is receiving on this lease; "
+                "receive from one task at a time"
+            )
+        self._receiving = True
+        try:
+            message = await connection._recv(websocket)
+        except asyncio.CancelledError:
+            self._interrupted = True  # the message it waited for may still come
+            raise
+        finally:
+            self._receiving = False
+        self._live()  # the lease ended while we waited: the message is nobody's now
+        return message
+
+    async def ping(self) -> float:
+        return await self._live().ping()
+
+    async def connect(self) -> None:
+        await self._live().connect()
+
+    async def acquire(self) -> None:
+        self._live()
+        raise ConnectionBusyError(f"{self.id} is acquired already: this lease is the hand-out")
+
+    async def close(self) -> None:
+        """Close the connection for good; this ends the lease."""
+        await self._live().close()
+
+    async def release(self) -> None:
+        """Give the connection back to its pool; this ends the lease."""
+        pool = self._connection._pool
+        assert pool is not None  # noqa: S101  (leases are made by pools)
+        await pool.release(self)
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        self._live()
+        return self._messages()
+
+    # -- what it is (each read through the live connection) -----------------------------
+
+    @property
+    def state(self) -> State:
+        return self._live().state
+
+    @property
+    def history(self) -> tuple[TransitionRecord, ...]:
+        return self._live().history
+
+    @property
+    def is_busy(self) -> bool:
+        return self._live().is_busy
+
+    @property
+    def is_draining(self) -> bool:
+        return self._live().is_draining
+
+    @property
+    def is_closed(self) -> bool:
+        return self._live().is_closed
+
+    @property
+    def is_connected(self) -> bool:
+        return self._live().is_connected
+
+    @property
+    def last_activity(self) -> float:
+        return self._live().last_activity
+
+    @property
+    def idle_for(self) -> float:
+        return self._live().idle_for
+
+    @property
+    def latency(self) -> float:
+        return self._live().latency
+
+    @property
+    def age(self) -> float:
+        return self._live().age
+
+    def __getattr__(self, name: str) -> Any:
+        # The connection's plain attributes (uri, headers, websocket, ...):
+        # looked up here only because the lease does not have them itself.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._live(), name)
+
+    # -- a lease dropped without release -------------------------------------------------
+
+    def __del__(self) -> None:
+        connection = self._connection
+        if not self._is_live or connection._pool is None:
+            return
+        pool, serial = connection._pool, self._serial
+        loop = pool._loop
+        if loop is None or loop.is_closed():
+            return
+        message = (
+            f"{self.id} was never released: its lease was garbage-collected while lent; "
+            "its connection is closed (its state is unknown)"
+        )
+        warnings.warn(message, ResourceWarning, source=self, stacklevel=1)
+        logger.warning("%s", message)
+        loop.call_soon_threadsafe(pool._reclaim, connection, serial)
+
+    def __repr__(self) -> str:
+        connection = self._connection
+        ended = "" if self._is_live else ", lease ended"
+        return f"<ConnectionLease {self.id} {redact_uri(connection.uri)}{ended}>"
+
+    def __str__(self) -> str:
+        return f"ConnectionLease({self.id})"

@@ -1,0 +1,112 @@
+"""Every websockets internal the pool relies on, in one place.
+
+websockets' asyncio ``ClientConnection`` has no public way to say when the
+last pong came, how many frames wait unread, or to take frames away from the
+next ``recv()``. The pool needs all three, so this module reaches into the
+connection for them, and nowhere else does. Each attribute used here is the
+same from websockets 15 to 17, the range pyproject.toml admits, and the test
+suite runs on both ends of that range.
+
+The one behaviour added is frame routing. While a pooled connection is lent
+to nobody, :attr:`PooledWebSocket.sink` is set and every data frame goes to it
+(the pool's :class:`~aio_websocket_pool._inbox.Inbox`) as it arrives, inside
+websockets' own ``data_received``: no task per idle connection, no buffer that
+fills up and stops the socket being read, nothing on the borrower's path but
+one attribute test per frame.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from typing import Final
+
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
+
+#: The opcodes of frames that carry a message (or a piece of one).
+DATA_OPCODES: Final = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+#: Takes a data frame off the connection as it arrives.
+FrameSink = Callable[[Frame], None]
+
+
+class PooledWebSocket(ClientConnection):
+    """A websockets client connection the pool can take frames from.
+
+    Attributes:
+        pong_at: When the last pong came (monotonic clock). websockets
+            measures each ping's round trip but not when the pong came; a pong
+            of its keepalive proves the peer alive as well as the pool's own
+            health check, so the pool can skip a check the keepalive did.
+        sink: While set, data frames go here instead of to ``recv()``.
+    """
+
+    pong_at: float = -math.inf
+    sink: FrameSink | None = None
+
+    def acknowledge_pings(self, data: bytes) -> None:
+        super().acknowledge_pings(data)
+        self.pong_at = time.monotonic()
+
+    def process_event(self, event: Event) -> None:
+        sink = self.sink
+        if sink is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
+            sink(event)
+        else:
+            super().process_event(event)
+
+
+@functools.cache
+def pooled_class(connection_class: type[ClientConnection]) -> type[PooledWebSocket]:
+    """``connection_class`` (a user's ``create_connection``) with frame routing mixed in."""
+    if issubclass(connection_class, PooledWebSocket):
+        return connection_class
+    return type(f"{connection_class.__name__}Pooled", (PooledWebSocket, connection_class), {})
+
+
+def buffered_frames(websocket: ClientConnection) -> int:
+    """Frames received that nobody has read yet (no I/O)."""
+    return len(websocket.recv_messages.frames)
+
+
+def take_buffered_frames(websocket: ClientConnection) -> list[Frame]:
+    """Take every unread frame away from ``recv()``, oldest first.
+
+    Reading resumes if websockets had paused it for a full buffer. Only for a
+    connection nobody is receiving on (see :func:`is_receiving`).
+    """
+    assembler = websocket.recv_messages
+    queue = assembler.frames.queue
+    frames = list(queue)
+    queue.clear()
+    assembler.maybe_resume()
+    return frames
+
+
+def give_back_frames(websocket: ClientConnection, frames: list[Frame]) -> None:
+    """Queue ``frames`` for ``recv()`` behind what is already there, in order."""
+    assembler = websocket.recv_messages
+    for frame in frames:
+        assembler.frames.put(frame)
+    assembler.maybe_pause()
+
+
+def is_receiving(websocket: ClientConnection) -> bool:
+    """Whether a ``recv()`` is running on it right now (and may take the next message)."""
+    return websocket.recv_messages.get_in_progress
+
+
+def peer_close_code(websocket: ClientConnection) -> int | None:
+    """The close code the peer sent, as soon as its close frame came."""
+    received = websocket.protocol.close_rcvd
+    return None if received is None else received.code
+
+
+def sent_close_code(websocket: ClientConnection) -> int | None:
+    """The close code this side sent (websockets closes itself for, e.g., 1009)."""
+    sent = websocket.protocol.close_sent
+    return None if sent is None else sent.code
