@@ -75,11 +75,13 @@ class ConnectionLease(WebsocketConnection):
             )
         return connection
 
-    def _live_websocket(self) -> ClientConnection:
-        websocket = self._live().websocket
+    def _live_websocket(self) -> tuple[WebsocketConnection, ClientConnection]:
+        """The pooled connection and its websocket, while this lease lasts."""
+        connection = self._live()
+        websocket = connection.websocket
         if websocket is None:  # pragma: no cover  (busy implies open)
             raise LeaseEndedError(f"{self.id}: this lease has ended")
-        return websocket
+        return connection, websocket
 
     @property
     def owes_reply(self) -> bool:
@@ -89,8 +91,7 @@ class ConnectionLease(WebsocketConnection):
     # -- talking ---------------------------------------------------------------------------
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
-        connection = self._live()
-        websocket = self._live_websocket()
+        connection, websocket = self._live_websocket()
         self._sending += 1
         try:
             await connection._send(websocket, message)
@@ -101,8 +102,7 @@ class ConnectionLease(WebsocketConnection):
             self._sending -= 1
 
     async def recv(self) -> str | bytes:
-        connection = self._live()
-        websocket = self._live_websocket()
+        connection, websocket = self._live_websocket()
         if self._receiving:
             raise ConnectionBusyError(
                 f"{self.id}: another task is receiving on this lease; "
