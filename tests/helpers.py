@@ -13,7 +13,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from aio_websocket_pool import PoolStats, State, WebsocketConnection, WebsocketConnectionPool
+from aio_websocket_pool import (
+    ConnectionLease,
+    PoolStats,
+    State,
+    WebsocketConnection,
+    WebsocketConnectionPool,
+)
 from loopback import LoopbackServer
 
 #: Upper bound, in seconds, on any single wait in the tests (they take far less).
@@ -117,6 +123,15 @@ async def round_trip(conn: WebsocketConnection, message: str) -> None:
     """Send ``message`` and check that the very next message received is its echo."""
     await conn.send(message)
     assert await conn.recv() == message
+
+
+def pooled(lease: ConnectionLease) -> WebsocketConnection:
+    """The pooled connection behind a lease, for inspecting it after the lease ended.
+
+    A lease raises ``LeaseEndedError`` once it ended; what happened to its
+    connection afterwards (closed, kept, its history) is read here.
+    """
+    return lease._connection
 
 
 def triggers(conn: WebsocketConnection) -> list[str]:

@@ -21,7 +21,7 @@ from aio_websocket_pool import (
     WebsocketConnectionPool,
     WebsocketError,
 )
-from helpers import wait_until
+from helpers import pooled, wait_until
 from loopback import LoopbackServer
 
 
@@ -112,9 +112,9 @@ async def test_custom_drain_condition(server: LoopbackServer) -> None:
             await conn.send("x")
             assert await conn.recv() == "x"
         async with pool.get_connection() as fresh:
-            assert fresh is not conn
-    assert conn.is_closed
-    assert "drain_condition" in (conn.history[-1].reason or "")
+            assert fresh.id != conn.id
+    assert pooled(conn).is_closed
+    assert "drain_condition" in (pooled(conn).history[-1].reason or "")
 
 
 async def test_force_new_connection(server: LoopbackServer) -> None:
@@ -122,7 +122,7 @@ async def test_force_new_connection(server: LoopbackServer) -> None:
         async with pool.get_connection() as first:
             pass
         async with pool.get_new_connection() as conn:
-            assert conn is not first
+            assert conn.id != first.id
             await conn.send("Important message")
             assert await conn.recv() == "Important message"
     assert server.handshakes == 2
@@ -146,8 +146,8 @@ async def test_monitoring_and_manual_management(server: LoopbackServer) -> None:
         finally:
             await pool.release(conn, force_remove=True)
         assert pool.total_connections == 0
-        assert conn.is_connected is False
-        assert conn.is_busy is False
+        assert pooled(conn).is_connected is False
+        assert pooled(conn).is_busy is False
 
 
 async def test_error_handling_catches_exhaustion(server: LoopbackServer) -> None:

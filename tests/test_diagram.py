@@ -26,7 +26,7 @@ from aio_websocket_pool import (
 )
 from aio_websocket_pool.__main__ import main
 from aio_websocket_pool._diagram import FORMATS, DiagramFormat
-from helpers import pool_maker, round_trip
+from helpers import pool_maker, pooled, round_trip
 from loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,10 +192,11 @@ async def test_live_connection_diagram_snapshot(
         for message in ("first", "second"):
             async with pool.get_connection() as conn:
                 await round_trip(conn, message)
-        assert [record.trigger for record in conn.history] == [
+        connection = pooled(conn)
+        assert [record.trigger for record in connection.history] == [
             "open", "acquire", "release", "acquire", "release",
         ]  # fmt: skip
-        assert normalised(conn, render_connection_diagram(conn, format)) == snapshot
+        assert normalised(conn, render_connection_diagram(connection, format)) == snapshot
 
 
 async def test_live_connection_diagram_follows_the_connection(server: LoopbackServer) -> None:
@@ -207,8 +208,8 @@ async def test_live_connection_diagram_follows_the_connection(server: LoopbackSe
         assert f'title: "{conn.id}: busy after acquire"' in busy
         svg = render_connection_diagram(conn, "svg")
         assert "#ffd54f" in svg  # the current state's fill, drawn by dot
-    assert "    class closed current" in render_connection_diagram(conn)
-    assert "    idle --> closed: close (last)" in render_connection_diagram(conn)
+    assert "    class closed current" in render_connection_diagram(pooled(conn))
+    assert "    idle --> closed: close (last)" in render_connection_diagram(pooled(conn))
 
 
 async def test_a_connection_not_yet_open_has_no_last_transition(server: LoopbackServer) -> None:
