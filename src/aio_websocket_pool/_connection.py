@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import itertools
 import logging
 import math
@@ -271,6 +272,11 @@ class WebsocketConnection:
         # The clock is read only where a lifetime is set: this runs on every release.
         return self._lifetime != math.inf and time.monotonic() - self._opened_at > self._lifetime
 
+    @functools.cached_property
+    def _secrets(self) -> tuple[str, ...]:
+        """What its logs and reports must never show (see :func:`secrets_of`)."""
+        return secrets_of(self.uri, self.headers)
+
     def _buffered_frames(self) -> int:
         """Frames received that nobody has read yet (no I/O)."""
         websocket = self.websocket
@@ -378,7 +384,10 @@ class WebsocketConnection:
         self.websocket = websocket
         try:
             with self._hook_access():
-                await run_hook("on_connect", on_connect(self), seconds=self._hook_timeout)
+                await run_hook(
+                    "on_connect", on_connect(self), seconds=self._hook_timeout,
+                    where=self.id, secrets=self._secrets,
+                )  # fmt: skip
         except BaseException:
             self._abort_socket()
             raise
@@ -400,7 +409,7 @@ class WebsocketConnection:
             **self._connect_kwargs,
         }
         logger = kwargs.get("logger") or _websockets_logger
-        kwargs["logger"] = RedactingLogger(logger, secrets_of(self.uri, self.headers))
+        kwargs["logger"] = RedactingLogger(logger, self._secrets)
         kwargs["create_connection"] = pooled_class(
             kwargs.get("create_connection") or ClientConnection
         )

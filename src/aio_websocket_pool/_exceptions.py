@@ -12,7 +12,7 @@ aio-websocket-pool 0.1.0, so code written against it keeps working::
     ├── ConnectionUnavailableError    no connection could be opened
     │   ├── HandshakeRejectedError    the server answered the handshake with 4xx
     │   └── ConnectionHookError       on_connect or on_acquire failed on a new connection
-    ├── ConnectionPoolExhaustedError  no connection came free within acquire_timeout
+    ├── ConnectionPoolExhaustedError  no connection came free in time (also a TimeoutError)
     │   └── TooManyWaitersError       max_waiting acquirers are queued already
     ├── ConnectionPoolUnavailableError  the pool is closed
     │   └── WrongEventLoopError       the pool belongs to another event loop
@@ -91,8 +91,12 @@ class ConnectionHookError(ConnectionUnavailableError):
         self.hook = hook
 
 
-class ConnectionPoolExhaustedError(WebsocketError):
-    """Every connection stayed in use for the whole ``acquire_timeout``."""
+class ConnectionPoolExhaustedError(WebsocketError, TimeoutError):
+    """Every connection stayed in use for the whole ``acquire_timeout``.
+
+    Also a :class:`TimeoutError`, as the pool timeouts of httpx and psycopg
+    are: ``except TimeoutError`` around an acquire catches it.
+    """
 
 
 class TooManyWaitersError(ConnectionPoolExhaustedError):

@@ -1,10 +1,13 @@
-"""Running the user's hooks: bounded, and failing in one typed way.
+"""Running the user's hooks: bounded, failing in one typed way, and visibly.
 
 A hook is user code on the pool's path: it may raise anything, or never
 return. Both must cost the pool only the connection the hook ran on, never a
 slot or a task, so every hook runs under ``hook_timeout`` and any failure
 becomes a :class:`~aio_websocket_pool.ConnectionHookError` whose message names
 the hook and the exception's type, never its text (which may quote a token).
+Each failure is also logged once, as a WARNING: a hook that always fails
+otherwise only shows as connections that keep being replaced.
+
 Cancellation of the task the hook runs in is not a failure of the hook: it
 propagates. A ``CancelledError`` the hook raises while its task was not
 cancelled (it awaited a future someone else cancelled) is one.
@@ -13,13 +16,28 @@ cancelled (it awaited a future someone else cancelled) is one.
 from __future__ import annotations
 
 import asyncio
+import logging
+import traceback
 from collections.abc import Awaitable
+from typing import Final
 
 from ._exceptions import ConnectionHookError
+from ._redact import mask
+
+logger: Final = logging.getLogger("aio_websocket_pool")
 
 
-async def run_hook(name: str, call: Awaitable[None], *, seconds: float) -> None:
+async def run_hook(
+    name: str, call: Awaitable[None], *, seconds: float, where: str, secrets: tuple[str, ...]
+) -> None:
     """Await ``call`` (a hook's coroutine) for at most ``seconds``.
+
+    Args:
+        name: The hook's name, for messages.
+        call: The hook's coroutine.
+        seconds: ``hook_timeout``.
+        where: The id of the connection it runs on, for the log.
+        secrets: The pool's secrets, masked in the logged exception message.
 
     Raises:
         ConnectionHookError: The hook raised or timed out; ``__cause__`` is why.
@@ -29,14 +47,37 @@ async def run_hook(name: str, call: Awaitable[None], *, seconds: float) -> None:
             await call
     except TimeoutError as exc:
         if deadline.expired():
-            raise ConnectionHookError(
+            error = ConnectionHookError(
                 f"{name} did not finish within hook_timeout={seconds:g}s", hook=name
-            ) from exc
-        raise ConnectionHookError(f"{name} raised TimeoutError", hook=name) from exc
+            )
+        else:
+            error = ConnectionHookError(f"{name} raised TimeoutError", hook=name)
+        raise _reported(error, exc, where, secrets) from exc
     except asyncio.CancelledError as exc:
         task = asyncio.current_task()
         if task is None or task.cancelling():
             raise
-        raise ConnectionHookError(f"{name} raised CancelledError", hook=name) from exc
+        error = ConnectionHookError(f"{name} raised CancelledError", hook=name)
+        raise _reported(error, exc, where, secrets) from exc
     except Exception as exc:
-        raise ConnectionHookError(f"{name} raised {type(exc).__name__}", hook=name) from exc
+        error = ConnectionHookError(f"{name} raised {type(exc).__name__}", hook=name)
+        raise _reported(error, exc, where, secrets) from exc
+
+
+def report_callback_failure(
+    what: str, exc: BaseException, where: str, secrets: tuple[str, ...]
+) -> None:
+    """Log a user callback's failure: one WARNING, the traceback at DEBUG."""
+    text = mask(str(exc), secrets)
+    logger.warning("%s failed on %s: %s%s", what, where, type(exc).__name__,
+                   f": {text}" if text else "")  # fmt: skip
+    if logger.isEnabledFor(logging.DEBUG):
+        printed = mask("".join(traceback.format_exception(exc)), secrets)
+        logger.debug("%s failed on %s:\n%s", what, where, printed)
+
+
+def _reported(
+    error: ConnectionHookError, exc: BaseException, where: str, secrets: tuple[str, ...]
+) -> ConnectionHookError:
+    report_callback_failure(error.hook, exc, where, secrets)
+    return error

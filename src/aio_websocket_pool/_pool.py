@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import logging
 import random
@@ -36,7 +37,7 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -49,6 +50,7 @@ from ._config import (
     DrainConditionCallback,
     PoolConfig,
     UnsolicitedMessageHook,
+    check_optional_number,
 )
 from ._connection import DEFAULT_HISTORY_SIZE, WebsocketConnection
 from ._exceptions import (
@@ -63,7 +65,7 @@ from ._exceptions import (
     WrongEventLoopError,
 )
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, IDLE, TransitionRecord
-from ._hooks import run_hook
+from ._hooks import report_callback_failure, run_hook
 from ._inbox import Inbox
 from ._lease import ConnectionLease
 from ._redact import describe_error, redact_uri
@@ -116,6 +118,73 @@ class _Waiter:
     )
 
 
+class PoolTimeout(enum.Enum):
+    """The default of an acquire's ``timeout``: the pool's own ``acquire_timeout``."""
+
+    ACQUIRE_TIMEOUT = "acquire_timeout"
+
+    def __repr__(self) -> str:
+        return "the pool's acquire_timeout"
+
+
+#: A per-call ``timeout`` of an acquire: seconds, ``None`` (wait forever), or the pool's.
+AcquireTimeout = float | None | PoolTimeout
+
+
+def _end_block(
+    pool: WebsocketConnectionPool,
+    lease: ConnectionLease | None,
+    exc_type: type[BaseException] | None,
+) -> None:
+    """Release at the end of an ``async with`` block; a block that raised may owe a reply."""
+    if lease is not None:
+        pool._release_now(lease, dirty=exc_type is not None, block=True)
+
+
+class _Acquiring(Coroutine[Any, Any, ConnectionLease]):
+    """What ``pool.acquire()`` returns: a coroutine, and an async context manager.
+
+    ``conn = await pool.acquire()``, ``asyncio.create_task(pool.acquire())``
+    (which takes only a coroutine) and ``asyncio.wait_for(pool.acquire(), t)``
+    work as in 0.1.0; ``async with pool.acquire() as conn:`` releases on exit,
+    as in asyncpg.
+    """
+
+    __slots__ = ("_coroutine", "_lease", "_pool")
+
+    def __init__(
+        self, pool: WebsocketConnectionPool, coroutine: Coroutine[Any, Any, ConnectionLease]
+    ) -> None:
+        self._pool = pool
+        self._coroutine = coroutine
+        self._lease: ConnectionLease | None = None
+
+    def send(self, value: Any) -> Any:
+        return self._coroutine.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._coroutine.throw(*args)
+
+    def close(self) -> None:
+        self._coroutine.close()
+
+    def __await__(self) -> Generator[Any, None, ConnectionLease]:
+        return self._coroutine.__await__()
+
+    async def __aenter__(self) -> ConnectionLease:
+        self._lease = await self._coroutine
+        return self._lease
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        lease, self._lease = self._lease, None
+        _end_block(self._pool, lease, exc_type)
+
+
 class _Borrowed:
     """What ``pool.get_connection()`` returns: acquire on entry, release on exit.
 
@@ -123,11 +192,14 @@ class _Borrowed:
     request, and a generator-based context manager costs several microseconds.
     """
 
-    __slots__ = ("_entered", "_fresh", "_lease", "_pool")
+    __slots__ = ("_entered", "_fresh", "_lease", "_pool", "_timeout")
 
-    def __init__(self, pool: WebsocketConnectionPool, *, fresh: bool) -> None:
+    def __init__(
+        self, pool: WebsocketConnectionPool, *, fresh: bool, timeout: AcquireTimeout
+    ) -> None:
         self._pool = pool
         self._fresh = fresh
+        self._timeout = timeout
         self._entered = False
         self._lease: ConnectionLease | None = None
 
@@ -140,7 +212,7 @@ class _Borrowed:
             )
         self._entered = True
         try:
-            self._lease = await self._pool._acquire(fresh=self._fresh)
+            self._lease = await self._pool._acquire(fresh=self._fresh, wait=self._timeout)
         except BaseException:
             self._entered = False
             raise
@@ -154,8 +226,14 @@ class _Borrowed:
     ) -> None:
         lease, self._lease = self._lease, None
         self._entered = False
-        if lease is not None:
-            self._pool._release_now(lease, dirty=exc_type is not None, block=True)
+        _end_block(self._pool, lease, exc_type)
+
+
+def _checked(timeout: AcquireTimeout) -> AcquireTimeout:
+    """An acquire's ``timeout``, refused at the call if it is not a number of seconds >= 0."""
+    if timeout is PoolTimeout.ACQUIRE_TIMEOUT:
+        return timeout
+    return check_optional_number("timeout", timeout)
 
 
 def _was_granted(future: asyncio.Future[_Grant]) -> bool:
@@ -543,8 +621,11 @@ class WebsocketConnectionPool:
 
     # -- borrowing -----------------------------------------------------------------------
 
-    async def acquire(self) -> ConnectionLease:
+    def acquire(self, *, timeout: AcquireTimeout = PoolTimeout.ACQUIRE_TIMEOUT) -> _Acquiring:
         """Hand out a healthy connection, waiting for one if all are in use.
+
+        Await it (``conn = await pool.acquire()``), or use it as
+        ``async with pool.acquire() as conn:``, which releases on exit.
 
         Reuses the most recently used idle connection (pinging it first if it
         was idle longer than ``health_check_interval``), else opens one in a
@@ -553,25 +634,31 @@ class WebsocketConnectionPool:
         ``acquire_timeout`` plus one ``health_check_timeout`` or
         ``connection_timeout``, whichever is longer.
 
+        Args:
+            timeout: Seconds to wait for this call, instead of the pool's
+                ``acquire_timeout``; ``None`` waits forever, ``0`` fails at once.
+
         Returns:
             A lease: a handle on the connection that works until it is
             released, and raises :class:`LeaseEndedError` after.
 
         Raises:
-            ConnectionPoolExhaustedError: None came free within ``acquire_timeout``.
+            ConnectionPoolExhaustedError: None came free in time (also a
+                :class:`TimeoutError`).
+            TypeError, ValueError: ``timeout`` is not a number of seconds >= 0.
             ConnectionPoolUnavailableError: The pool is closed, or closed meanwhile.
             WrongEventLoopError: The pool started on another event loop.
             ConnectionUnavailableError: A new connection could not be opened.
         """
-        return await self._acquire(fresh=False)
+        return _Acquiring(self, self._acquire(fresh=False, wait=_checked(timeout)))
 
-    async def acquire_new(self) -> ConnectionLease:
+    def acquire_new(self, *, timeout: AcquireTimeout = PoolTimeout.ACQUIRE_TIMEOUT) -> _Acquiring:
         """Like :meth:`acquire`, but always a newly opened connection.
 
         When every slot is taken, the least recently used idle connection is
         closed to make room; when none is idle, it waits like :meth:`acquire`.
         """
-        return await self._acquire(fresh=True)
+        return _Acquiring(self, self._acquire(fresh=True, wait=_checked(timeout)))
 
     async def release(self, connection: WebsocketConnection, *, force_remove: bool = False) -> None:
         """Give a connection back, ending its lease. Returns at once; I/O runs in the background.
@@ -587,19 +674,24 @@ class WebsocketConnectionPool:
         """
         self._release_now(connection, force_remove=force_remove)
 
-    def get_connection(self) -> contextlib.AbstractAsyncContextManager[ConnectionLease]:
+    def get_connection(
+        self, *, timeout: AcquireTimeout = PoolTimeout.ACQUIRE_TIMEOUT
+    ) -> contextlib.AbstractAsyncContextManager[ConnectionLease]:
         """Acquire a connection for the ``async with`` block and release it after.
 
         If the block raises (or is cancelled), a reply may still be on its way,
         so the connection is closed, never handed to the next borrower as it is.
+        ``timeout`` is that of :meth:`acquire`.
         """
-        return _Borrowed(self, fresh=False)
+        return _Borrowed(self, fresh=False, timeout=_checked(timeout))
 
-    def get_new_connection(self) -> contextlib.AbstractAsyncContextManager[ConnectionLease]:
+    def get_new_connection(
+        self, *, timeout: AcquireTimeout = PoolTimeout.ACQUIRE_TIMEOUT
+    ) -> contextlib.AbstractAsyncContextManager[ConnectionLease]:
         """Like :meth:`get_connection`, with a newly opened connection."""
-        return _Borrowed(self, fresh=True)
+        return _Borrowed(self, fresh=True, timeout=_checked(timeout))
 
-    async def _acquire(self, *, fresh: bool) -> ConnectionLease:
+    async def _acquire(self, *, fresh: bool, wait: AcquireTimeout) -> ConnectionLease:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._check_loop(loop)
@@ -611,8 +703,9 @@ class WebsocketConnectionPool:
             self._totals.record("acquire_wait", loop.time() - started)
             return self._hand_out(grant.connection)
         config = self._config
-        timeout = config.acquire_timeout
-        deadline = None if timeout is None else started + timeout
+        if wait is PoolTimeout.ACQUIRE_TIMEOUT:
+            wait = config.acquire_timeout
+        deadline = None if wait is None else started + wait
         # What comes after the wait (a handshake, health checks, hooks) may
         # take one more of the longest single step, not one per connection tried.
         bound = (
@@ -622,10 +715,12 @@ class WebsocketConnectionPool:
         )
         try:
             async with asyncio.timeout_at(bound) as scope:
-                connection = await self._acquire_within(grant, fresh=fresh, deadline=deadline)
+                connection = await self._acquire_within(
+                    grant, fresh=fresh, wait=wait, deadline=deadline
+                )
         except TimeoutError:
             if scope.expired():
-                raise self._exhausted() from None
+                raise self._exhausted(wait) from None
             raise
         self._totals.record("acquire_wait", loop.time() - started)
         return self._hand_out(connection)
@@ -642,12 +737,12 @@ class WebsocketConnectionPool:
             )
 
     async def _acquire_within(
-        self, grant: _Grant | None, *, fresh: bool, deadline: float | None
+        self, grant: _Grant | None, *, fresh: bool, wait: float | None, deadline: float | None
     ) -> WebsocketConnection:
         """Claim a connection and make it fit for hand-out; the slow path of :meth:`_acquire`."""
         while True:
             if grant is None:
-                grant = await self._wait_for_grant(fresh=fresh, deadline=deadline)
+                grant = await self._wait_for_grant(fresh=fresh, wait=wait, deadline=deadline)
             if grant.opening is not None:
                 connection = await self._take_opening(grant)
                 ready = await self._settle(connection) and await self._passes_on_acquire(
@@ -772,9 +867,11 @@ class WebsocketConnectionPool:
             raise ConnectionPoolUnavailableError("the pool was closed")
         return grant.connection
 
-    async def _wait_for_grant(self, *, fresh: bool, deadline: float | None) -> _Grant:
-        if self._config.acquire_timeout == 0:
-            raise self._exhausted()
+    async def _wait_for_grant(
+        self, *, fresh: bool, wait: float | None, deadline: float | None
+    ) -> _Grant:
+        if wait == 0:
+            raise self._exhausted(wait)
         limit = self._config.max_waiting
         if limit is not None and self._count_waiting() >= limit:
             raise TooManyWaitersError(
@@ -790,7 +887,7 @@ class WebsocketConnectionPool:
         except TimeoutError:
             if _was_granted(waiter.future):
                 return waiter.future.result()  # granted just as time ran out
-            raise self._exhausted() from None
+            raise self._exhausted(wait) from None
         except asyncio.CancelledError:
             if _was_granted(waiter.future):
                 self._abandon(waiter.future.result())
@@ -837,10 +934,11 @@ class WebsocketConnectionPool:
         if grant.connection.state is BUSY:  # it was granted, or opened for us, already
             self._return_unused(grant.connection)
 
-    def _exhausted(self) -> ConnectionPoolExhaustedError:
+    def _exhausted(self, wait: float | None) -> ConnectionPoolExhaustedError:
+        what = "acquire_timeout" if wait == self._config.acquire_timeout else "timeout"
         return ConnectionPoolExhaustedError(
             f"no connection to {redact_uri(self.uri)} came free within "
-            f"acquire_timeout={self._config.acquire_timeout:g}s ({self.stats()})"
+            f"{what}={wait:g}s ({self.stats()})"
         )
 
     def _ready_at_once(self, connection: WebsocketConnection) -> bool:
@@ -943,7 +1041,10 @@ class WebsocketConnectionPool:
         connection._lend()  # the hook reads what comes now, as the borrower will
         try:
             with connection._hook_access():
-                await run_hook("on_acquire", hook(connection), seconds=self._config.hook_timeout)
+                await run_hook(
+                    "on_acquire", hook(connection), seconds=self._config.hook_timeout,
+                    where=connection.id, secrets=connection._secrets,
+                )  # fmt: skip
         except ConnectionHookError as exc:
             self._totals.hooks_failed += 1
             self._discard(connection, str(exc), abort=True)
@@ -1000,6 +1101,7 @@ class WebsocketConnectionPool:
             try:
                 keep = config.drain_condition(message)
             except Exception as exc:  # noqa: BLE001  (a user drain_condition may raise anything)
+                report_callback_failure("drain_condition", exc, connection.id, connection._secrets)
                 self._discard(connection, f"drain_condition raised {type(exc).__name__}",
                               abort=True)  # fmt: skip
                 return
@@ -1032,6 +1134,7 @@ class WebsocketConnectionPool:
                     await run_hook(
                         "on_unsolicited", hook(connection, message),
                         seconds=self._config.hook_timeout,
+                        where=connection.id, secrets=connection._secrets,
                     )  # fmt: skip
         except ConnectionHookError as exc:
             self._totals.hooks_failed += 1
@@ -1170,7 +1273,10 @@ class WebsocketConnectionPool:
         if hook is not None:
             try:
                 with connection._hook_access():
-                    await run_hook("on_release", hook(connection), seconds=config.hook_timeout)
+                    await run_hook(
+                        "on_release", hook(connection), seconds=config.hook_timeout,
+                        where=connection.id, secrets=connection._secrets,
+                    )  # fmt: skip
             except ConnectionHookError as exc:
                 self._totals.hooks_failed += 1
                 self._discard(connection, str(exc), abort=True)

@@ -253,11 +253,11 @@ async def tagged_workload(
             try:
                 async with asyncio.timeout(request_timeout):
                     await _one_request(pool, f"req {task_id}:{n}", mode, rng, tally)
-            except TimeoutError:
-                tally.timed_out += 1
-            except WebsocketError as exc:
+            except WebsocketError as exc:  # before TimeoutError: an exhausted pool is both
                 tally.errors[type(exc).__name__] += 1
                 tally.first_errors.setdefault(type(exc).__name__, exc)
+            except TimeoutError:
+                tally.timed_out += 1
             except Exception as exc:  # noqa: BLE001  (what the tally is for)
                 tally.untyped.append(exc)
 
