@@ -19,7 +19,7 @@ import pytest
 
 from aio_websocket_pool import TRANSITIONS, State, TransitionRecord, write_history_jsonl
 from aio_websocket_pool.__main__ import main
-from helpers import pool_maker, round_trip
+from helpers import pool_maker, pooled, round_trip
 from loopback import LoopbackServer
 
 make_pool = pool_maker(max_connections=2, health_check_interval=None)
@@ -76,8 +76,8 @@ async def test_pool_history_keeps_closed_connections_in_order(server: LoopbackSe
         await server.close_connections(1001)
         async with pool.get_connection() as second:  # the dead one is replaced
             await round_trip(second, "again")
-        assert first.is_closed
-        assert first not in pool.connections
+        assert pooled(first).is_closed
+        assert pooled(first) not in pool.connections
         history = pool.history
     moves = [(r.connection_id, r.trigger, r.reason) for r in history]
     assert moves == [
@@ -92,8 +92,8 @@ async def test_pool_history_keeps_closed_connections_in_order(server: LoopbackSe
     assert [r.at for r in history] == sorted(r.at for r in history)
     after_close = pool.history
     assert after_close[: len(history)] == history
-    assert after_close[len(history) :] == (second.history[-1],)
-    assert second.history[-1].reason == "pool closed"
+    assert after_close[len(history) :] == (pooled(second).history[-1],)
+    assert pooled(second).history[-1].reason == "pool closed"
 
 
 async def test_pool_history_is_bounded_by_history_size_times_max_connections(
@@ -107,8 +107,8 @@ async def test_pool_history_is_bounded_by_history_size_times_max_connections(
     assert len(history) == 4  # 2 x 2, out of 5 x 4 transitions
     assert [r.trigger for r in history] == ["close", "open", "acquire", "release"]
     # The newest are kept, the oldest dropped; the pool closed the last one since.
-    assert conn.history[0] == history[-1]
-    assert conn.history[1].reason == "pool closed"
+    assert pooled(conn).history[0] == history[-1]
+    assert pooled(conn).history[1].reason == "pool closed"
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ async def test_history_exports_as_json_lines_to_a_path_and_a_stream(
     path = tmp_path / "history.jsonl"
     assert write_history_jsonl(pool.history, path) == len(pool.history) == 4
     stream = io.StringIO()
-    assert write_history_jsonl(conn.history, stream) == 4
+    assert write_history_jsonl(pooled(conn).history, stream) == 4
     assert path.read_text(encoding="utf-8") == stream.getvalue()
     records = parsed(stream.getvalue())
     assert [(r["trigger"], r["source"], r["dest"]) for r in records] == [

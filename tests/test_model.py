@@ -29,9 +29,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from aio_websocket_pool import State, WebsocketConnection, WebsocketConnectionPool, WebsocketError
+from aio_websocket_pool import ConnectionLease, State, WebsocketConnectionPool, WebsocketError
 from aio_websocket_pool.testing import LoopbackServer
-from helpers import BOUND, assert_consistent, settle, wait_until
+from helpers import BOUND, assert_consistent, pooled, settle, wait_until
 
 T = TypeVar("T")
 
@@ -46,8 +46,8 @@ class PoolModel(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.server = LoopbackServer()
         self.run(self.server.start())
-        self.held: list[WebsocketConnection] = []
-        self.acquiring: list[asyncio.Task[WebsocketConnection]] = []
+        self.held: list[ConnectionLease] = []
+        self.acquiring: list[asyncio.Task[ConnectionLease]] = []
         self.closed = False
 
     @initialize(drain=st.booleans())
@@ -110,7 +110,7 @@ class PoolModel(RuleBasedStateMachine):
         conn = self.held.pop(index % len(self.held))
         self.run(self.pool.release(conn, force_remove=force_remove))
         if force_remove:  # else it may be busy again already: handed straight to a waiter
-            assert conn.state is State.CLOSED
+            assert pooled(conn).state is State.CLOSED
         self.run(self.collect())
 
     @precondition(lambda self: bool(self.held) and bool(self.acquiring))
@@ -136,7 +136,7 @@ class PoolModel(RuleBasedStateMachine):
                 await conn.send("ping me back")
                 assert await conn.recv() == "ping me back"
             except WebsocketError:
-                assert conn.state is State.CLOSED or not conn.is_connected
+                assert pooled(conn).state is State.CLOSED or not pooled(conn).is_connected
 
         self.run(step())
 
@@ -197,13 +197,19 @@ class PoolModel(RuleBasedStateMachine):
     @invariant()
     def what_we_hold_is_busy_or_closed_under_us(self) -> None:
         for conn in self.held:
-            assert conn.state in (State.BUSY, State.CLOSED)
+            assert pooled(conn).state in (State.BUSY, State.CLOSED)
+            if pooled(conn).state is State.BUSY:  # still lent to us: the lease still works
+                assert conn.state is State.BUSY
         # The loop runs a little past each rule, so an acquire may have ended
         # after the rule filed outcomes: what it returned is ours too.
-        ours = self.held + [
-            task.result()
-            for task in self.acquiring
-            if task.done() and not task.cancelled() and task.exception() is None
+        ours = [
+            pooled(lease)
+            for lease in self.held
+            + [
+                task.result()
+                for task in self.acquiring
+                if task.done() and not task.cancelled() and task.exception() is None
+            ]
         ]
         busy_ours = sum(conn.state is State.BUSY for conn in ours)
         # Nobody else borrows; an acquire still in flight may hold one for its health check.

@@ -40,7 +40,7 @@ from aio_websocket_pool.otel import (
     STATE_ATTRIBUTE,
     instrument,
 )
-from helpers import BOUND, assert_consistent, pool_maker, wait_until
+from helpers import BOUND, assert_consistent, pool_maker, pooled, wait_until
 from loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -419,6 +419,6 @@ async def test_the_logging_example_shows_every_transition(
         for handler in set(root.handlers) - set(handlers):
             root.removeHandler(handler)
     lines = [r.getMessage() for r in caplog.records if r.name == POOL_LOGGER]
-    history = [str(record) for conn in conns for record in conn.history]
+    history = [str(record) for conn in conns for record in pooled(conn).history]
     assert sorted(lines) == sorted(history)
     assert len(history) == 10  # each opened and closed, three hand-outs and releases

@@ -33,6 +33,7 @@ from aio_websocket_pool import (
     ConnectionPoolUnavailableError,
     ConnectionUnavailableError,
     HandshakeRejectedError,
+    LeaseEndedError,
     State,
     WebsocketConnection,
     WebsocketConnectionPool,
@@ -232,7 +233,8 @@ async def test_the_pool_shows_no_secret_in_traffic_failures_and_shutdown(
 
     # Shutdown with a connection still held.
     await pool.close_all()
-    await expect_error(evidence, ConnectionClosedError, held[1].send("after close_all"))
+    # close_all ended the lease: the handle refuses all use, without naming a secret.
+    await expect_error(evidence, LeaseEndedError, held[1].send("after close_all"))
     await expect_error(evidence, ConnectionPoolUnavailableError, pool.acquire())
     await pool.release(held[1])
 
