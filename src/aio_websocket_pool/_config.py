@@ -10,6 +10,7 @@ the argument and never echo a secret.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import math
@@ -164,6 +165,15 @@ def check_number(name: str, value: object, *, minimum: float = 0.0, strict: bool
     return float(value)
 
 
+def check_name(name: object) -> str:
+    """A pool's ``name``: a short, printable, non-empty string (it goes into every log line)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not name or not name.isprintable() or len(name) > 100:
+        raise ValueError("name must be 1 to 100 printable characters")
+    return name
+
+
 def check_optional_number(name: str, value: object) -> float | None:
     """Like :func:`check_number` with a minimum of 0, where ``None`` means "no limit"."""
     return None if value is None else check_number(name, value)
@@ -242,6 +252,15 @@ def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return dict(kwargs)
 
 
+def _check_minimum(min_connections: object, max_connections: int) -> int:
+    minimum = check_count("min_connections", min_connections, minimum=0)
+    if minimum > max_connections:
+        raise ValueError(
+            f"min_connections ({minimum}) must not exceed max_connections ({max_connections})"
+        )
+    return minimum
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PoolConfig:
     """The pool's validated settings. See the pool's docstring for their meaning.
@@ -276,6 +295,17 @@ class PoolConfig:
     drain_max_messages: int
     drain_max_bytes: int
     connect_kwargs: dict[str, Any] = field(repr=False)
+
+    def resized(self, *, max_connections: object, min_connections: object) -> PoolConfig:
+        """This config with other size limits, checked as the constructor checks them.
+
+        Raises:
+            TypeError: A limit is not an int.
+            ValueError: A limit is out of range, or the minimum exceeds the maximum.
+        """
+        max_conns = check_count("max_connections", max_connections, minimum=1)
+        minimum = _check_minimum(min_connections, max_conns)
+        return dataclasses.replace(self, max_connections=max_conns, min_connections=minimum)
 
     @classmethod
     def from_arguments(
@@ -322,11 +352,7 @@ class PoolConfig:
             raise ValueError(
                 f"warmup_connections ({warmup}) must not exceed max_connections ({max_conns})"
             )
-        minimum = check_count("min_connections", min_connections, minimum=0)
-        if minimum > max_conns:
-            raise ValueError(
-                f"min_connections ({minimum}) must not exceed max_connections ({max_conns})"
-            )
+        minimum = _check_minimum(min_connections, max_conns)
         drain = check_number("drain_timeout", drain_timeout, strict=True)
         quiet = check_number("drain_quiet_period", drain_quiet_period)
         if not isinstance(check_server_data_on_release, bool):

@@ -153,6 +153,7 @@ class WebsocketConnection:
             max_attempts=config.max_retries,
             pool=pool,
         )
+        self.id = f"{pool.name}/conn-{next(pool._connection_numbers)}"
         self._on_connect = config.on_connect
         self._hook_timeout = config.hook_timeout
         self._gate = pool._backoff

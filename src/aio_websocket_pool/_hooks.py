@@ -51,7 +51,7 @@ async def run_hook(
                 f"{name} did not finish within hook_timeout={seconds:g}s", hook=name
             )
         else:
-            error = ConnectionHookError(f"{name} raised TimeoutError", hook=name)
+            error = ConnectionHookError(f"{name} raised {type(exc).__name__}", hook=name)
         raise _reported(error, exc, where, secrets) from exc
     except asyncio.CancelledError as exc:
         task = asyncio.current_task()

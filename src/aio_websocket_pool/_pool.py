@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import itertools
 import logging
 import random
 import sys
@@ -50,6 +51,8 @@ from ._config import (
     DrainConditionCallback,
     PoolConfig,
     UnsolicitedMessageHook,
+    check_name,
+    check_number,
     check_optional_number,
 )
 from ._connection import DEFAULT_HISTORY_SIZE, WebsocketConnection
@@ -73,6 +76,7 @@ from ._stats import PoolStats, StateIndex, Totals
 from ._websocket import is_receiving
 
 logger: Final = logging.getLogger("aio_websocket_pool")
+_pool_numbers: Final = itertools.count(1)
 
 #: Close codes with which a server says it is going away as a whole (1001
 #: going away, 1012 service restart): the idle siblings of a connection closed
@@ -82,6 +86,8 @@ SERVER_GOING_AWAY: Final = frozenset({1001, 1012})
 TRY_AGAIN_LATER: Final = 1013
 #: Seconds between two looks at a message half received when one is to be handed out.
 _SETTLE_POLL: Final = 0.005
+#: Seconds between two looks at the open connections in :meth:`~WebsocketConnectionPool.wait`.
+_WAIT_POLL: Final = 0.01
 
 
 class _Grant:
@@ -286,6 +292,8 @@ class WebsocketConnectionPool:
         drain_max_messages: A drain that reads more messages than this
             discards the connection (a flood).
         drain_max_bytes: Likewise, for the bytes the drained messages hold.
+        name: What to call the pool in its repr, logs, stats and the ids of
+            its connections. Default: ``pool-1``, ``pool-2``, ... in order of creation.
         **kwargs: Passed to ``websockets.asyncio.client.connect`` (``ssl``,
             ``subprotocols``, ``max_size``, ...).
 
@@ -324,6 +332,7 @@ class WebsocketConnectionPool:
         max_waiting: int | None = None,
         drain_max_messages: int = DEFAULT_DRAIN_MAX_MESSAGES,
         drain_max_bytes: int = DEFAULT_DRAIN_MAX_BYTES,
+        name: str | None = None,
         **kwargs: Any,
     ) -> None:
         self._config = PoolConfig.from_arguments(
@@ -344,6 +353,10 @@ class WebsocketConnectionPool:
         )  # fmt: skip
         self.uri = self._config.uri
         self.headers = self._config.headers
+        #: Shown in its repr, stats, logs, OpenTelemetry points and in the ids of
+        #: its connections (``pool-1/conn-3``).
+        self.name = check_name(name) if name is not None else f"pool-{next(_pool_numbers)}"
+        self._connection_numbers = itertools.count(1)
         self._index: StateIndex[WebsocketConnection] = StateIndex()
         # As many records as every slot's own history holds together, closed
         # connections' included: enough to tell how each recent one ended.
@@ -442,6 +455,7 @@ class WebsocketConnectionPool:
             unsolicited_messages=totals.unsolicited_messages,
             acquire_wait=totals.timing("acquire_wait"),
             connect_time=totals.timing("connect_time"),
+            name=self.name,
         )
 
     # -- lifecycle of the pool ---------------------------------------------------------
@@ -483,8 +497,8 @@ class WebsocketConnectionPool:
         failures = [exc for exc in outcomes if exc is not None]
         if failures:
             logger.warning(
-                "%s opened %d of %d connections to %s; first failure: %s",
-                what, len(openings) - len(failures), len(openings), redact_uri(self.uri),
+                "%s: %s opened %d of %d connections to %s; first failure: %s",
+                self.name, what, len(openings) - len(failures), len(openings), redact_uri(self.uri),
                 describe_error(failures[0].__cause__ or failures[0]),
             )  # fmt: skip
         return not failures
@@ -552,8 +566,8 @@ class WebsocketConnectionPool:
                 raise
             except TimeoutError:
                 logger.warning(
-                    "close(timeout=%g): %d connections still in use; closing them",
-                    timeout, self._index.count(BUSY) + self._index.count(DRAINING),
+                    "%s: close(timeout=%g): %d connections still in use; closing them",
+                    self.name, timeout, self._index.count(BUSY) + self._index.count(DRAINING),
                 )  # fmt: skip
         await self.close_all()
 
@@ -569,6 +583,81 @@ class WebsocketConnectionPool:
         self._generation += 1
         for connection in self._index.in_state(IDLE):
             self._discard(connection, "expired by expire_connections()")
+
+    def resize(
+        self, max_connections: int | None = None, min_connections: int | None = None
+    ) -> None:
+        """Change the size limits of the pool, running or not (psycopg_pool's ``resize``).
+
+        Growing lets waiters have the new slots at once. Shrinking retires
+        idle connections beyond the new ``max_connections`` now, oldest
+        first; connections in use are never cut off: those above the limit
+        close when they come back.
+
+        Args:
+            max_connections: The new limit; ``None`` keeps the current one.
+            min_connections: The new minimum; ``None`` keeps the current one.
+
+        Raises:
+            TypeError, ValueError: As the constructor raises for these
+                arguments; the pool is left as it was.
+        """
+        config = self._config
+        self._config = config.resized(
+            max_connections=config.max_connections if max_connections is None else max_connections,
+            min_connections=config.min_connections if min_connections is None else min_connections,
+        )
+        for connection in self._index.in_state(IDLE):  # oldest first
+            if not self._over_limit():
+                break
+            self._discard(
+                connection, f"pool resized to max_connections={self._config.max_connections}"
+            )
+        self._schedule_dispatch()
+        self._wake_keeper_if_short()
+
+    def _over_limit(self) -> bool:
+        """Whether more connections hold a slot than ``max_connections`` allows (after a resize).
+
+        Sockets still closing do not count here: they are on their way out,
+        and counting them would retire more than the resize asked for.
+        """
+        return self._index.total > self._config.max_connections
+
+    async def check(self) -> None:
+        """Ping every idle connection now, all at once; retire those that fail.
+
+        For a moment when connections may have died unnoticed (a network
+        change, a laptop waking up): acquirers then never meet them.
+        """
+        await self._check_idle(due_only=False)
+
+    async def wait(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109  (psycopg_pool's API)
+        """Start the pool if needed and wait until ``min_connections`` and the warm-up are open.
+
+        Raises:
+            ConnectionUnavailableError: They were not all open within ``timeout`` seconds.
+            ValueError: ``timeout`` is negative.
+        """
+        timeout = check_number("timeout", timeout)
+        if not self._started:
+            self._begin()
+        wanted = max(self._config.min_connections, self._config.warmup_connections)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        while self._open_count() < wanted:
+            if self._closed or self._closing:
+                raise ConnectionPoolUnavailableError("the pool was closed")
+            if loop.time() >= give_up:
+                raise ConnectionUnavailableError(
+                    f"{self.name}: {self._open_count()} of {wanted} connections to "
+                    f"{redact_uri(self.uri)} opened within {timeout:g}s"
+                )
+            await asyncio.sleep(_WAIT_POLL)
+
+    def _open_count(self) -> int:
+        index = self._index
+        return index.total - index.count(CONNECTING)
 
     async def close_all(self) -> None:
         """Close every connection and shut the pool down. Idempotent.
@@ -1001,13 +1090,13 @@ class WebsocketConnectionPool:
         if self._checking is None or self._checking.done():
             self._checking = self._spawn(self._check_idle(), "health check of idle connections")
 
-    async def _check_idle(self) -> None:
-        """Ping the idle connections due a check, all at once; discard those that fail.
+    async def _check_idle(self, *, due_only: bool = True) -> None:
+        """Ping the idle connections (those due a check), all at once; discard those that fail.
 
         They stay idle meanwhile: an acquirer may take one, and then checks
         it again itself if it is still due.
         """
-        due = [c for c in self._index.in_state(IDLE) if self._health_check_due(c)]
+        due = [c for c in self._index.in_state(IDLE) if not due_only or self._health_check_due(c)]
         outcomes = await asyncio.gather(*(c.ping() for c in due), return_exceptions=True)
         for connection, outcome in zip(due, outcomes, strict=True):
             if isinstance(outcome, ConnectionUnavailableError | ConnectionClosedError) and (
@@ -1204,8 +1293,8 @@ class WebsocketConnectionPool:
         connection = lease._connection
         owner = connection._pool
         if owner is not self:
-            logger.warning("release of %r into %r: it is %r's; given back to it instead",
-                           lease, self, owner)  # fmt: skip
+            logger.warning("release of %r into %s ignored: it is %s's; given back to it instead",
+                           lease, self.name, owner.name if owner else None)  # fmt: skip
             if owner is not None:
                 owner._release_now(lease, force_remove=force_remove, dirty=dirty, block=block)
             return
@@ -1264,6 +1353,8 @@ class WebsocketConnectionPool:
             return "expired by expire_connections()"
         if connection._outlived():
             return f"older than max_lifetime={self._config.max_lifetime:g}s (with jitter)"
+        if self._over_limit():
+            return f"above max_connections={self._config.max_connections} after a resize"
         return None
 
     async def _clean(self, connection: WebsocketConnection) -> None:
@@ -1400,7 +1491,9 @@ class WebsocketConnectionPool:
     def _spawn(
         self, coroutine: Coroutine[Any, Any, Any], name: str, *, closer: bool = False
     ) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coroutine, name=f"aio_websocket_pool {name}")
+        task = asyncio.get_running_loop().create_task(
+            coroutine, name=f"aio_websocket_pool {self.name} {name}"
+        )
         (self._closers if closer else self._workers).add(task)
         task.add_done_callback(self._forget)
         return task
@@ -1491,4 +1584,6 @@ class WebsocketConnectionPool:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._started else "not started"
-        return f"<WebsocketConnectionPool {redact_uri(self.uri)} {state} [{self.stats()}]>"
+        return (
+            f"<WebsocketConnectionPool {self.name} {redact_uri(self.uri)} {state} [{self.stats()}]>"
+        )

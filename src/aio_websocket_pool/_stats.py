@@ -129,6 +129,7 @@ class PoolStats:
             successful acquire (health check and hooks included).
         connect_time: Time to open each new connection (retries and
             ``on_connect`` included), for each one that opened.
+        name: The pool's ``name``.
     """
 
     connecting: int
@@ -150,6 +151,7 @@ class PoolStats:
     unsolicited_messages: int = 0
     acquire_wait: Timing = Timing()
     connect_time: Timing = Timing()
+    name: str = ""
 
     def __str__(self) -> str:
         return (

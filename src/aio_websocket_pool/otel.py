@@ -171,7 +171,11 @@ def instrument(
     """
     provider = meter_provider or metrics.get_meter_provider()
     server = parse_uri(pool.uri)
-    carried: dict[str, AttributeValue] = {"server.address": server.host, "server.port": server.port}
+    carried: dict[str, AttributeValue] = {
+        "pool.name": pool.name,
+        "server.address": server.host,
+        "server.port": server.port,
+    }
     carried.update(attributes or {})
     with _REGISTRY_LOCK:
         instruments = _REGISTRY.get(provider)
