@@ -1,4 +1,4 @@
-"""Fixtures shared by the pool tests: the harness's loopback server and a leak check."""
+"""Fixtures shared by the pool tests: the loopback servers and a leak check."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 if TYPE_CHECKING:  # imported at run time, the plugin could not be loaded as a plugin
     from aio_websocket_pool.testing import LoopbackServer
+    from servers import PushingServer
 
 # Installed, the package's pytest11 entry point has loaded the plugin under this very name, and
 # the line does nothing; run from a clone on PYTHONPATH, with no entry point, it loads it.
@@ -21,6 +22,22 @@ pytest_plugins = ["aio_websocket_pool.testing"]
 def server(websocket_server: LoopbackServer) -> LoopbackServer:
     """A fresh echo server on 127.0.0.1, port 0 (the harness's fixture, by its short name)."""
     return websocket_server
+
+
+@pytest.fixture(params=["websockets", "aiohttp"])
+async def any_server(request: pytest.FixtureRequest) -> AsyncIterator[PushingServer]:
+    """An echo server on 127.0.0.1 of each kind in turn: websockets', then aiohttp's."""
+    # Imported here: at the top they would import the harness before pytest loads it.
+    from aio_websocket_pool.testing import LoopbackServer  # noqa: PLC0415
+    from aiohttp_server import AiohttpServer  # noqa: PLC0415
+    from servers import WebsocketsServer  # noqa: PLC0415
+
+    if request.param == "websockets":
+        async with LoopbackServer().running() as server:
+            yield WebsocketsServer(server)
+    else:
+        async with AiohttpServer().running() as other:
+            yield other
 
 
 @pytest.fixture(autouse=True)

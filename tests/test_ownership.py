@@ -1,0 +1,313 @@
+"""A borrower only ever sees its own messages, whatever it or the server did (issue 10).
+
+The five ways a borrower was handed another's message, each against a real
+server: a burst the server pushed while the connection sat idle (against
+websockets and aiohttp alike: websockets stops reading at ``max_queue``
+frames, so what is left in the socket must be taken too), a receive that
+timed out inside the block, a receive still pending at release, a handle
+used after its lease ended, and one ``get_connection()`` object entered by
+two tasks at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from aio_websocket_pool import (
+    ConnectionBusyError,
+    ConnectionClosedError,
+    ConnectionPoolExhaustedError,
+    LeaseEndedError,
+    State,
+    WebsocketConnection,
+    WebsocketConnectionPool,
+)
+from helpers import assert_consistent, pool_maker, round_trip, settle, wait_until
+from loopback import LoopbackServer
+from servers import PushingServer
+
+pytestmark = pytest.mark.usefixtures("quiet_logs")
+
+#: Today's pool fails these; the ownership work of issue 10 makes them pass.
+PENDING = pytest.mark.xfail(strict=True, reason="ownership core pending")
+
+#: Short bounds, so that a test that fails (as these do before the fix) fails in a second.
+make_pool = pool_maker(
+    health_check_interval=None, acquire_timeout=1.0, max_connections=2, close_timeout=0.1
+)
+
+#: What the servers push while the connection is idle (the loopback server's stray prefix).
+PUSH = "stray push"
+#: A burst well beyond websockets' ``max_queue`` (16 frames by default).
+BURST = 100
+
+
+async def use_once(pool: WebsocketConnectionPool) -> str:
+    """Borrow a connection for one round trip and give it back; return its id."""
+    async with pool.get_connection() as conn:
+        await round_trip(conn, "first")
+        return conn.id
+
+
+async def push_burst(server: PushingServer, count: int) -> None:
+    """Push ``count`` messages in two halves, a moment apart: more than one read of the socket.
+
+    A burst that the client reads in one go lands in websockets' queue whole;
+    one that spans reads (as any real burst may) is partly left in the socket
+    once websockets pauses reading at ``max_queue``: the case that matters.
+    """
+    await server.push(PUSH, count // 2)
+    await asyncio.sleep(0.05)
+    await server.push(PUSH, count - count // 2)
+
+
+def is_live(pool: WebsocketConnectionPool, connection_id: str) -> bool:
+    """Whether the pool still holds that connection, open (read from the pool, not a handle)."""
+    return any(c.id == connection_id and c.state is not State.CLOSED for c in pool.connections)
+
+
+# -- 1. a burst while idle -------------------------------------------------------------------
+
+
+@PENDING
+@pytest.mark.parametrize("burst", [BURST, 3000])
+async def test_a_burst_pushed_while_idle_never_reaches_the_next_borrower(
+    any_server: PushingServer, burst: int
+) -> None:
+    pool = make_pool(any_server.uri, max_connections=1, drain_max_messages=10_000)
+    async with pool:
+        await use_once(pool)
+        await push_burst(any_server, burst)
+        await asyncio.sleep(0.2)
+        async with asyncio.timeout(1), pool.get_connection() as conn:
+            await conn.send("tag")
+            assert await conn.recv() == "tag"
+
+
+@PENDING
+async def test_on_unsolicited_gets_every_idle_message_as_it_arrives(
+    any_server: PushingServer,
+) -> None:
+    """Within moments of arrival, with no acquire to trigger it."""
+    received: list[str | bytes] = []
+
+    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
+        received.append(message)
+
+    async with make_pool(any_server.uri, on_unsolicited=on_unsolicited) as pool:
+        await use_once(pool)
+        await push_burst(any_server, BURST)
+        await wait_until(lambda: len(received) >= BURST, "the hook got the burst", within=0.5)
+        assert received == [PUSH] * BURST
+        assert pool.stats().unsolicited_messages == BURST
+
+
+@PENDING
+async def test_idle_messages_without_a_hook_are_dropped_and_counted_as_they_arrive(
+    any_server: PushingServer,
+) -> None:
+    async with make_pool(any_server.uri) as pool:
+        await use_once(pool)
+        await push_burst(any_server, BURST)
+        await wait_until(
+            lambda: pool.stats().unsolicited_messages >= BURST, "all counted", within=0.5
+        )
+        await settle()
+        assert pool.stats().unsolicited_messages == BURST
+
+
+@PENDING
+async def test_a_flood_while_idle_is_counted_in_full_and_discards_the_connection(
+    any_server: PushingServer,
+) -> None:
+    """Every message counts towards ``drain_max_messages``, not only those websockets buffered."""
+    async with make_pool(any_server.uri, drain_max_messages=100) as pool:
+        flooded = await use_once(pool)
+        await push_burst(any_server, 3000)
+        await wait_until(lambda: not is_live(pool, flooded), "the flooded one discarded", within=1)
+        assert pool.total_connections == 0
+        assert_consistent(pool)
+
+
+@PENDING
+async def test_a_health_check_after_a_burst_keeps_the_healthy_connection(
+    any_server: PushingServer,
+) -> None:
+    """The pong must not wait behind unread data for the whole ``health_check_timeout``."""
+    pool = make_pool(any_server.uri, health_check_interval=0, health_check_timeout=0.3)
+    async with pool:
+        checked = await use_once(pool)
+        await push_burst(any_server, BURST)
+        await asyncio.sleep(0.2)
+        async with asyncio.timeout(1), pool.get_connection() as conn:
+            assert conn.id == checked
+            await round_trip(conn, "tag")
+        assert pool.stats().health_checks_failed == 0
+
+
+# -- 2. a receive that timed out inside the block ----------------------------------------------
+
+
+@PENDING
+async def test_a_receive_timed_out_inside_the_block_ends_that_connections_reuse(
+    server: LoopbackServer,
+) -> None:
+    """The borrower caught the timeout and left normally: the late reply must go nowhere."""
+    server.reply_delay = 0.1
+    async with make_pool(server) as pool:
+        async with pool.get_connection() as conn:
+            late = conn.id
+            await conn.send("late")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(conn.recv(), 0.05)
+        server.reply_delay = 0
+        await asyncio.sleep(0.1)  # the late reply has arrived by now
+        async with asyncio.timeout(1), pool.get_connection() as conn:
+            assert conn.id != late
+            await round_trip(conn, "mine")
+
+
+# -- 3. a receive still pending at release --------------------------------------------------------
+
+
+@PENDING
+async def test_a_receive_pending_at_release_ends_with_a_typed_error_and_reads_nothing_more(
+    server: LoopbackServer,
+) -> None:
+    async with make_pool(server) as pool:
+        async with pool.get_connection() as conn:
+            pending = asyncio.create_task(conn.recv())
+            await settle()
+        try:
+            async with asyncio.timeout(1):
+                async with pool.get_connection() as next_one:
+                    await round_trip(next_one, "mine")  # not websockets' ConcurrencyError
+                with pytest.raises((ConnectionBusyError, ConnectionClosedError)):
+                    await pending
+        finally:
+            pending.cancel()
+            await asyncio.wait({pending})
+
+
+# -- 4. a handle used after its lease ----------------------------------------------------------
+
+
+async def stale_and_current(
+    pool: WebsocketConnectionPool,
+) -> tuple[WebsocketConnection, WebsocketConnection]:
+    """A's handle, released, and B's lease of the same connection, lent again to B."""
+    old = await pool.acquire()
+    await round_trip(old, "A")
+    await pool.release(old)
+    current = await pool.acquire()
+    assert current.id == old.id  # the very same socket: max_connections=1
+    return old, current
+
+
+#: Every method of a 0.1.0 connection, called as a former borrower might.
+METHODS: dict[str, Callable[[WebsocketConnection], Awaitable[object]]] = {
+    "send": lambda conn: conn.send("from A"),
+    "recv": lambda conn: conn.recv(),
+    "ping": lambda conn: conn.ping(),
+    "close": lambda conn: conn.close(),
+    "release": lambda conn: conn.release(),
+    "connect": lambda conn: conn.connect(),
+}
+#: Every property and attribute of a 0.1.0 connection but ``id``.
+PROPERTIES = (
+    "uri",
+    "headers",
+    "state",
+    "history",
+    "is_busy",
+    "is_draining",
+    "is_closed",
+    "is_connected",
+    "last_activity",
+    "websocket",
+)
+
+
+@PENDING
+@pytest.mark.parametrize("method", sorted(METHODS))
+async def test_every_method_of_a_stale_handle_raises_lease_ended(
+    server: LoopbackServer, method: str
+) -> None:
+    async with make_pool(server, max_connections=1) as pool:
+        old, current = await stale_and_current(pool)
+        with pytest.raises(LeaseEndedError, match=old.id):
+            async with asyncio.timeout(0.5):  # today, recv() on it waits for B's reply
+                await METHODS[method](old)
+        await round_trip(current, "B")  # B's lease is untouched
+        assert current.state is State.BUSY
+
+
+@PENDING
+@pytest.mark.parametrize("name", PROPERTIES)
+async def test_every_property_of_a_stale_handle_raises_lease_ended(
+    server: LoopbackServer, name: str
+) -> None:
+    async with make_pool(server, max_connections=1) as pool:
+        old, current = await stale_and_current(pool)
+        with pytest.raises(LeaseEndedError, match=old.id):
+            getattr(old, name)
+        assert old.id == current.id
+        assert old.id in repr(old)
+
+
+@PENDING
+async def test_a_second_release_of_a_stale_handle_changes_nothing_and_warns(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make_pool(server, max_connections=1, acquire_timeout=0.1) as pool:
+        old, current = await stale_and_current(pool)
+        caplog.clear()
+        await pool.release(old)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(old.id in r.getMessage() for r in warnings), caplog.text
+        assert pool.busy_connections == 1
+        await round_trip(current, "B still holds it")
+        with pytest.raises(ConnectionPoolExhaustedError):  # no third borrower gets the socket
+            await pool.acquire()
+        await pool.release(current)
+
+
+# -- 5. one get_connection() object entered by two tasks ------------------------------------------
+
+
+@PENDING
+async def test_a_second_concurrent_entry_of_one_get_connection_raises_at_once(
+    server: LoopbackServer,
+) -> None:
+    async with make_pool(server) as pool:
+        borrowed = pool.get_connection()
+        leave = asyncio.Event()
+
+        async def borrow(tag: str) -> None:
+            async with borrowed as conn:
+                await round_trip(conn, tag)
+                await leave.wait()
+
+        first = asyncio.create_task(borrow("first"))
+        await asyncio.sleep(0)  # the first entry is under way: awaiting its handshake
+        second = asyncio.create_task(borrow("second"))
+        try:
+            async with asyncio.timeout(0.5):
+                with pytest.raises(ConnectionBusyError):
+                    await second
+            await wait_until(lambda: pool.busy_connections == 1, "the first one borrowed", within=1)
+            leave.set()
+            async with asyncio.timeout(1):
+                await first
+            assert pool.busy_connections == 0
+            assert pool.total_connections == 1
+            assert_consistent(pool)
+        finally:
+            leave.set()
+            for task in (first, second):
+                task.cancel()
+            await asyncio.gather(first, second, return_exceptions=True)
