@@ -20,6 +20,13 @@ REFERENCE = (ROOT / "docs" / "reference.md").read_text()
 DEBUGGING = (ROOT / "docs" / "debugging.md").read_text()
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: Link targets in Markdown: inline ``[text](target)``, reference ``[name]: target``, and HTML.
+#: Words about how the project was made rather than about the project: a reader has no
+#: issue tracker entry "4", no session, no helper and no lead to look up.
+PROCESS_WORDS = re.compile(
+    r"\bissues? #?\d|\bthe issue's\b|\bstops? \d|\bsessions?\b|\bhelpers?\b|\bthe lead\b"
+    r"|\bthe brief\b",
+    re.IGNORECASE,
+)
 LINK_TARGET = re.compile(r"\]\((?P<inline>[^)\s]+)[^)]*\)|^\[[^\]]+\]:\s*(?P<ref>\S+)"
                          r"|\b(?:href|src)=[\"'](?P<html>[^\"']+)", re.MULTILINE)  # fmt: skip
 ARGUMENTS = [
@@ -96,3 +103,16 @@ def test_readme_install_section_does_not_install_0_1_0() -> None:
     assert "pip install .  " in section
     assert "pip wheel --no-deps -w dist ." in section
     assert "\npip install aio-websocket-pool\n" not in section
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))],
+)
+def test_docs_speak_of_the_project_only(page: str) -> None:
+    text = (ROOT / page).read_text()
+    found = [
+        f"line {text.count(chr(10), 0, match.start()) + 1}: {match[0]!r}"
+        for match in PROCESS_WORDS.finditer(text)
+    ]
+    assert not found, found
