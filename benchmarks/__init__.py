@@ -12,5 +12,6 @@ table. The modules, one job each:
 * :mod:`benchmarks.envs`: the venvs, the interpreters and the machine's description.
 * :mod:`benchmarks.runner`: starts the servers and workers and collects the results.
 * :mod:`benchmarks.report`: the table, the verdicts and the comparison with a past run.
+* :mod:`benchmarks.chart`: the table's ratios as an SVG chart (docs/performance.svg).
 * :mod:`benchmarks.hotpath`: cProfile of our acquire + release cycle.
 """

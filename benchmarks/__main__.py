@@ -1,7 +1,9 @@
-"""Run the benchmark suite, print the table, write the results JSON.
+"""Run the benchmark suite, print the table, write the results JSON and its chart.
 
 ``bash scripts/dev bench [options]`` runs it with the project's venv (run it
 that way: it sets the venv up); docs/performance.md says what it measures.
+``--render FILE`` runs nothing: it prints the table of an earlier results JSON
+and redraws its chart beside it (docs/performance.json's is docs/performance.svg).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import envs, plan, report
+from . import chart, envs, plan, report
 from .runner import run_cases
 from .subjects import SUBJECTS
 
@@ -60,6 +62,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--compare", type=Path, metavar="FILE",
         help="also print the change since an earlier results JSON",
     )  # fmt: skip
+    parser.add_argument(
+        "--render", type=Path, metavar="FILE",
+        help="run nothing: print the table of a results JSON and redraw its chart (FILE.svg)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.subjects = [name.strip() for name in args.subjects.split(",") if name.strip()]
     unknown = set(args.subjects) - set(SUBJECTS)
@@ -98,12 +104,25 @@ def run(size: str, subjects: list[str]) -> dict[str, Any]:
     }
 
 
+def write_chart(results_file: Path, rows: list[dict[str, Any]]) -> Path:
+    """Draw the chart of ``rows`` beside their results JSON, with the same name; return it."""
+    svg = results_file.with_suffix(".svg")
+    svg.write_text(chart.render_svg(rows))
+    return svg
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.render is not None:
+        rows = json.loads(args.render.read_text())["rows"]
+        print(report.render(rows))
+        print(f"\nchart: {write_chart(args.render, rows)}")
+        return 0
     previous = json.loads(args.compare.read_text()) if args.compare else None
     results = run(args.size, args.subjects)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    svg = write_chart(args.output, results["rows"])
     machine = results["machine"]
     load = machine["load_average"]
     print(
@@ -119,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"(its size was {previous.get('size')}, this run's {results['size']}: "
                   "the workloads' sizes differ, so only large changes mean anything)")  # fmt: skip
         print(report.comparison(previous, results))
-    print(f"\nresults: {args.output}")
+    print(f"\nresults: {args.output}\nchart: {svg}")
     return 0
 
 

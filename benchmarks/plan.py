@@ -2,7 +2,7 @@
 
 A :class:`Case` is one workload with its sizes, run for every subject. A
 :class:`Row` is one line of the table: one metric of one case (or the ratio
-of two cases, for scaling) with the target issue 4 sets for it.
+of two cases, for scaling) with its target.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def cases(size: str) -> list[Case]:
 
 
 def rows(size: str) -> list[Row]:
-    """The lines of the table for a run of ``size``, with issue 4's targets."""
+    """The lines of the table for a run of ``size``, with their targets."""
     low, high = SCALES[size][0], SCALES[size][-1]
     flat = Target(f"≤ 1.2 ({high}/{low})", at_most=1.2)
     return [

@@ -53,6 +53,18 @@ def _verdict(row: Row, values: dict[str, float | None]) -> str:
     return verdict
 
 
+def _target_over_raw(row: Row, values: dict[str, float | None]) -> float | None:
+    """The target as a multiple of raw's cost (for a throughput, raw / ours), for the chart."""
+    raw = values.get("raw")
+    if row.target is None:
+        return None
+    if row.target.over_raw is not None:
+        return row.target.over_raw
+    if row.target.at_most is None or not raw or not row.target.at_most:
+        return None
+    return row.target.at_most / raw if row.lower_is_better else raw / row.target.at_most
+
+
 def table_rows(rows: list[Row], cases: dict[str, Any]) -> list[dict[str, Any]]:
     """Each row's values per subject, its ratios, target and verdict, ready for JSON."""
     table = []
@@ -69,6 +81,7 @@ def table_rows(rows: list[Row], cases: dict[str, Any]) -> list[dict[str, Any]]:
                 "ours_over_raw": _ratio(values["ours"], values["raw"]),
                 "ours_over_v010": _ratio(values["ours"], values["v010"]),
                 "target": row.target.text if row.target else "",
+                "target_over_raw": _target_over_raw(row, values),
                 "verdict": _verdict(row, values),
             }
         )

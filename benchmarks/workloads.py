@@ -6,7 +6,7 @@ round; the runner takes the medians. Every loop is bounded by a count, and the
 micro-loop of :func:`cycle` also by a time budget. Clocks are
 ``time.perf_counter_ns``.
 
-Workload → issue 4's workloads: :func:`sequential` is W1, :func:`concurrent`
+Functions → the workloads of docs/performance.md: :func:`sequential` is W1, :func:`concurrent`
 is W2 and W3, :func:`cold_burst` is W4, :func:`cycle` is W5,
 :func:`scaling_cycle` and :func:`scaling_concurrent` are W6 (W5 and W2 at
 several sizes), :func:`memory` is W7.

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import matplotlib as mpl
+import pytest
+from benchmarks import chart, plan, report
+from benchmarks.__main__ import main
+
 ROOT = Path(__file__).resolve().parent.parent
+#: The run docs/performance.md shows, its chart, and the page.
+PUBLISHED = json.loads((ROOT / "docs" / "performance.json").read_text())
+CHART = (ROOT / "docs" / "performance.svg").read_text()
+PAGE = (ROOT / "docs" / "performance.md").read_text()
 SUBJECTS = ("ours", "raw")
 #: The benchmark's own bound on itself is per case; this bounds the whole tiny run.
 RUN_BOUND = 25.0
@@ -31,7 +41,10 @@ def _run_tiny(tmp_path: Path) -> tuple[dict[str, Any], str]:
         cwd=ROOT, capture_output=True, text=True, timeout=RUN_BOUND, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return json.loads(output.read_text()), done.stdout
+    results = json.loads(output.read_text())
+    assert output.with_suffix(".svg").read_text() == chart.render_svg(results["rows"])
+    assert f"chart: {output.with_suffix('.svg')}" in done.stdout
+    return results, done.stdout
 
 
 def _is_number(value: object) -> bool:
@@ -74,3 +87,57 @@ def test_tiny_run_measures_every_case_for_ours_and_raw(tmp_path: Path) -> None:
     # The table and the comparison with the earlier file are printed.
     assert "| workload | unit | ours | raw | 0.1.0 |" in stdout
     assert "| W1 sequential | µs/req | 100 |" in stdout.split("change since")[1]
+
+
+def test_published_rows_are_those_of_the_published_cases() -> None:
+    """The rows the table and chart are drawn from are computed from the measurements."""
+    assert PUBLISHED["rows"] == report.table_rows(plan.rows(PUBLISHED["size"]), PUBLISHED["cases"])
+
+
+def test_performance_page_shows_the_table_of_the_published_run() -> None:
+    assert report.render(PUBLISHED["rows"]) in PAGE
+
+
+def _texts(svg: str) -> list[str]:
+    return re.findall(r"<text\b[^>]*>([^<]*)</text>", svg)
+
+
+def test_published_chart_is_drawn_from_the_published_rows() -> None:
+    """Redrawn from docs/performance.json, the chart is the committed one.
+
+    Byte for byte with the matplotlib that drew it; with another one (whose SVG
+    may differ in layout), every label and value on it still is.
+    """
+    drawn = chart.render_svg(PUBLISHED["rows"])
+    assert _texts(drawn) == _texts(CHART)
+    assert "W1 sequential" in _texts(CHART)
+    assert "<dc:date>" not in CHART  # redrawn tomorrow, the same bytes
+    if f"Matplotlib v{mpl.__version__}," in CHART:
+        assert drawn == CHART, "bash scripts/dev bench --render docs/performance.json redraws it"
+    assert "(performance.svg)" in PAGE
+
+
+def test_chart_writes_each_ratio_and_inverts_throughputs() -> None:
+    rows = [
+        {"label": "cost", "lower_is_better": True, "ours_over_raw": 2.5, "ours_over_v010": 0.5,
+         "target_over_raw": 1.1},
+        {"label": "rate", "lower_is_better": False, "ours_over_raw": 0.25, "ours_over_v010": 0.0,
+         "target_over_raw": None},
+    ]  # fmt: skip
+    texts = _texts(chart.render_svg(rows))
+    assert texts[texts.index("cost") :][:2] == ["cost", "rate"]  # the rows, top down
+    times = "\N{MULTIPLICATION SIGN}"
+    assert {f"2.5{times}", f"0.5{times}", f"4{times}", f"0{times}"} <= set(texts)  # 4 = 1 / 0.25
+    assert chart.render_svg(rows) == chart.render_svg(rows)
+
+
+def test_render_redraws_the_chart_and_prints_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "run.json"
+    results.write_text(json.dumps({"rows": PUBLISHED["rows"]}))
+    assert main(["--render", str(results)]) == 0
+    assert (tmp_path / "run.svg").read_text() == chart.render_svg(PUBLISHED["rows"])
+    out = capsys.readouterr().out
+    assert report.render(PUBLISHED["rows"]) in out
+    assert f"chart: {tmp_path / 'run.svg'}" in out

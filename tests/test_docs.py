@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,17 @@ README = (ROOT / "README.md").read_text()
 CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 REFERENCE = (ROOT / "docs" / "reference.md").read_text()
 DEBUGGING = (ROOT / "docs" / "debugging.md").read_text()
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+#: Link targets in Markdown: inline ``[text](target)``, reference ``[name]: target``, and HTML.
+#: Words about how the project was made rather than about the project: a reader has no
+#: issue tracker entry "4", no session, no helper and no lead to look up.
+PROCESS_WORDS = re.compile(
+    r"\bissues? #?\d|\bthe issue's\b|\bstops? \d|\bsessions?\b|\bhelpers?\b|\bthe lead\b"
+    r"|\bthe brief\b",
+    re.IGNORECASE,
+)
+LINK_TARGET = re.compile(r"\]\((?P<inline>[^)\s]+)[^)]*\)|^\[[^\]]+\]:\s*(?P<ref>\S+)"
+                         r"|\b(?:href|src)=[\"'](?P<html>[^\"']+)", re.MULTILINE)  # fmt: skip
 ARGUMENTS = [
     name
     for name, parameter in inspect.signature(WebsocketConnectionPool).parameters.items()
@@ -59,3 +71,48 @@ def test_debugging_guide_example_is_a_real_history() -> None:
         assert list(record) == ["time", "connection_id", "trigger", "source", "dest", "reason"]
         assert (record["trigger"], record["source"], record["dest"]) in edges
     assert [r["time"] for r in records] == sorted(r["time"] for r in records)
+
+
+def _links(markdown: str) -> list[str]:
+    return [next(group for group in m.groups() if group) for m in LINK_TARGET.finditer(markdown)]
+
+
+def test_readme_links_work_on_a_package_index_page() -> None:
+    """The index shows the README without the repository around it: a relative link is dead."""
+    links = _links(README)
+    assert links
+    relative = [link for link in links if not link.startswith("https://")]
+    assert not relative, relative
+
+
+def test_readme_links_into_the_repository_name_files_that_exist() -> None:
+    source = PROJECT["urls"]["Source"]
+    assert set(PROJECT["urls"]) >= {"Homepage", "Documentation", "Source", "Issues"}
+    ours = [link for link in _links(README) if link.startswith(source)]
+    assert ours  # the docs, the diagrams, the migration table
+    for link in ours:
+        path = re.sub(r"^/(?:blob|tree)/main/", "", link.removeprefix(source)).split("#")[0]
+        assert (ROOT / path).exists(), link
+    github = {link.split("/")[3] for link in _links(README) if "//github.com/" in link}
+    assert github <= {"pytransitions", source.split("/")[3]}  # one repository URL, not two
+
+
+def test_readme_install_section_does_not_install_0_1_0() -> None:
+    section = README.split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    assert f"git+{PROJECT['urls']['Source']}" in section
+    assert "pip install .  " in section
+    assert "pip wheel --no-deps -w dist ." in section
+    assert "\npip install aio-websocket-pool\n" not in section
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))],
+)
+def test_docs_speak_of_the_project_only(page: str) -> None:
+    text = (ROOT / page).read_text()
+    found = [
+        f"line {text.count(chr(10), 0, match.start()) + 1}: {match[0]!r}"
+        for match in PROCESS_WORDS.finditer(text)
+    ]
+    assert not found, found
