@@ -22,7 +22,7 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
-from helpers import BOUND, assert_consistent, pool_maker, round_trip, settle, wait_until
+from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, settle, wait_until
 from loopback import LoopbackServer
 
 AcquireMethod = Literal["acquire", "acquire_new"]
@@ -127,7 +127,7 @@ async def test_sequential_uses_reuse_one_connection(server: LoopbackServer) -> N
                 seen.append(conn)
             assert_consistent(pool)
             assert (pool.total_connections, pool.available_connections) == (1, 1)
-        assert all(conn is seen[0] for conn in seen)
+        assert all(pooled(conn) is pooled(seen[0]) for conn in seen)
         assert server.handshakes == 1
         stats = pool.stats()
         assert (stats.acquired, stats.reused, stats.opened, stats.closed) == (100, 99, 1, 0)
@@ -138,17 +138,17 @@ async def test_lifo_reuse_hands_out_most_recently_released(server: LoopbackServe
     async with make_pool(server, max_connections=5) as pool:
         a = await pool.acquire()
         b = await pool.acquire()
-        assert a is not b
+        assert pooled(a) is not pooled(b)
         assert_consistent(pool)
         await pool.release(a)
         assert_consistent(pool)
         await pool.release(b)
         assert_consistent(pool)
         first = await pool.acquire()
-        assert first is b
+        assert pooled(first) is pooled(b)
         assert_consistent(pool)
         second = await pool.acquire()
-        assert second is a
+        assert pooled(second) is pooled(a)
         assert_consistent(pool)
         await pool.release(first)
         await pool.release(second)
@@ -170,7 +170,7 @@ async def test_second_acquire_waits_for_release(server: LoopbackServer) -> None:
         assert pool.stats().waiting == 1
         await pool.release(held)
         got = await asyncio.wait_for(waiter, BOUND)
-        assert got is held
+        assert pooled(got) is pooled(held)
         assert got.is_busy
         assert_consistent(pool)
         assert pool.stats().waiting == 0
@@ -189,9 +189,10 @@ async def test_acquire_timeout_none_waits_until_released(server: LoopbackServer)
         assert not waiter.done()
         assert pool.stats().waiting == 1
         await pool.release(held)
-        assert await asyncio.wait_for(waiter, BOUND) is held
+        got = await asyncio.wait_for(waiter, BOUND)
+        assert pooled(got) is pooled(held)
         assert_consistent(pool)
-        await pool.release(held)
+        await pool.release(got)
         assert_consistent(pool)
         assert server.handshakes == 1
 
@@ -247,7 +248,7 @@ async def test_new_acquire_does_not_barge_ahead_of_waiters(server: LoopbackServe
             late = await pool.acquire()
         served.append("late")
         assert served == [0, 1, 2, "late"]
-        assert late is held
+        assert pooled(late) is pooled(held)
         await asyncio.wait_for(asyncio.gather(*tasks), BOUND)
         await pool.release(late)
         assert_consistent(pool)
@@ -298,8 +299,9 @@ async def test_acquire_timeout_zero_fails_at_once_when_full(
         assert pool.stats().waiting == 0
         assert_consistent(pool)
         await pool.release(held)
-        assert await pool.acquire() is held
-        await pool.release(held)
+        again = await pool.acquire()
+        assert pooled(again) is pooled(held)
+        await pool.release(again)
         assert_consistent(pool)
         assert server.handshakes == 1
 
@@ -327,9 +329,10 @@ async def test_acquire_timeout_raises_after_waiting_and_leaves_no_trace(
         # The timed-out waiter must not have been handed the released connection.
         assert (pool.available_connections, pool.busy_connections) == (1, 0)
         assert_consistent(pool)
-        assert await pool.acquire() is held
+        again = await pool.acquire()
+        assert pooled(again) is pooled(held)
         assert_consistent(pool)
-        await pool.release(held)
+        await pool.release(again)
         assert server.handshakes == 1
 
 
@@ -341,9 +344,10 @@ async def test_waiter_behind_a_timed_out_one_is_served(server: LoopbackServer) -
             await asyncio.wait_for(expired, BOUND)
         fresh = await start_waiter(pool)
         await pool.release(held)
-        assert await asyncio.wait_for(fresh, BOUND) is held
+        got = await asyncio.wait_for(fresh, BOUND)
+        assert pooled(got) is pooled(held)
         assert_consistent(pool)
-        await pool.release(held)
+        await pool.release(got)
         assert_consistent(pool)
 
 
@@ -359,11 +363,12 @@ async def test_a_waiter_granted_as_its_acquire_timeout_runs_out_gets_the_connect
         # grants the connection and then, in the same turn, the timeout fires.
         # The waiter must take what it was granted, not fail and leave it busy.
         time.sleep(timeout * 2)  # noqa: ASYNC251  (blocking on purpose)
-        assert await asyncio.wait_for(waiter, BOUND) is held
+        got = await asyncio.wait_for(waiter, BOUND)
+        assert pooled(got) is pooled(held)
         stats = assert_consistent(pool)
         assert (stats.busy, stats.idle, stats.waiting, stats.acquired) == (1, 0, 0, 2)
-        await round_trip(held, "granted in time")
-        await pool.release(held)
+        await round_trip(got, "granted in time")
+        await pool.release(got)
         assert_consistent(pool)
 
 
@@ -380,7 +385,7 @@ async def test_cold_burst_connects_in_parallel(server: LoopbackServer) -> None:
         assert pool.stats().connecting == 100
         server.release_handshakes()
         conns = await asyncio.wait_for(burst, BOUND)
-        assert len({id(conn) for conn in conns}) == 100
+        assert len({pooled(conn) for conn in conns}) == 100
         assert all(conn.is_busy for conn in conns)
         assert server.peak_handshakes_in_flight == 100
         assert server.handshakes == 100
@@ -437,12 +442,12 @@ async def test_new_connection_always_handshakes(
             conns.append(await use_new(pool, via, f"new {n}"))
             assert server.handshakes == n + 1
             assert_consistent(pool)
-        assert len({id(conn) for conn in conns}) == 3
+        assert len({pooled(conn) for conn in conns}) == 3
         assert (pool.total_connections, pool.available_connections) == (3, 3)
         assert pool.stats().reused == 0
         # An ordinary acquire reuses instead (the most recently released one).
         async with pool.get_connection() as conn:
-            assert conn is conns[-1]
+            assert pooled(conn) is pooled(conns[-1])
         assert server.handshakes == 3
         assert_consistent(pool)
 
@@ -466,9 +471,9 @@ async def test_acquire_new_when_full_closes_least_recently_used_idle(
             assert_consistent(pool)
         newest = await pool.acquire_new()
         assert_consistent(pool)
-        assert all(newest is not conn for conn in conns)
-        assert conns[evicted].is_closed
-        assert all(conn.state is State.IDLE for n, conn in enumerate(conns) if n != evicted)
+        assert all(pooled(newest) is not pooled(conn) for conn in conns)
+        assert pooled(conns[evicted]).is_closed
+        assert all(pooled(conn).state is State.IDLE for n, conn in enumerate(conns) if n != evicted)
         assert server.handshakes == 4
         assert (pool.total_connections, pool.available_connections) == (3, 2)
         await wait_until(lambda: server.open_connections == 3, "the server saw the eviction")
@@ -489,9 +494,9 @@ async def test_acquire_new_waits_when_all_busy_then_replaces_released(
         assert_consistent(pool)
         await pool.release(first)
         fresh = await asyncio.wait_for(waiter, BOUND)
-        assert fresh is not first
-        assert fresh is not second
-        assert first.is_closed
+        assert pooled(fresh) is not pooled(first)
+        assert pooled(fresh) is not pooled(second)
+        assert pooled(first).is_closed
         assert server.handshakes == 3
         assert_consistent(pool)
         await round_trip(fresh, "fresh")
@@ -526,7 +531,7 @@ async def test_start_warms_up_connections_in_parallel(server: LoopbackServer) ->
         assert pool.total_connections == 3
         assert_consistent(pool)
         async with pool.get_connection() as conn:
-            assert conn in pool.connections
+            assert pooled(conn) in pool.connections
             await round_trip(conn, "warm")
         assert server.handshakes == 3
         assert_consistent(pool)
@@ -580,7 +585,7 @@ async def test_v010_keyword_uri_and_manual_acquire_release(server: LoopbackServe
         assert (pool.available_connections, pool.busy_connections) == (1, 0)
         again = await pool.acquire()
         try:
-            assert again is conn
+            assert again.id == conn.id  # the same connection, a new lease
         finally:
             await pool.release(again)
         assert server.handshakes == 1
@@ -594,14 +599,14 @@ async def test_v010_release_force_remove_closes_it(server: LoopbackServer) -> No
             await round_trip(conn, "Hello")
         finally:
             await pool.release(conn, force_remove=True)
-        assert conn.is_closed
-        assert conn not in pool.connections
+        assert pooled(conn).is_closed
+        assert pooled(conn) not in pool.connections
         assert (pool.total_connections, pool.busy_connections) == (1, 1)
         assert_consistent(pool)
         await wait_until(lambda: server.open_connections == 1, "the server saw the close")
         await pool.release(keep)
         replacement = await pool.acquire()
-        assert replacement is keep
+        assert replacement.id == keep.id  # the same connection, a new lease
         await pool.release(replacement)
         assert pool.stats().closed == 1
         assert_consistent(pool)
