@@ -21,9 +21,6 @@ from loopback import LoopbackServer
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
-#: Today's pool fails these; the ownership work of issue 10 makes them pass.
-PENDING = pytest.mark.xfail(strict=True, reason="ownership core pending")
-
 ACQUIRE_TIMEOUT = 1.0
 HEALTH_CHECK_TIMEOUT = 0.3
 #: What the bound allows for scheduling on a loaded machine.
@@ -68,7 +65,6 @@ async def hold_idle(pool: WebsocketConnectionPool, count: int) -> list[str]:
     return ids
 
 
-@PENDING
 async def test_one_acquire_does_not_ping_every_silently_dead_idle_connection(
     websocket_proxy: TcpProxy,
 ) -> None:
@@ -121,7 +117,7 @@ async def trickling(
         # Today's hand-out check times out on it after one health_check_timeout.
         pytest.param(True, id="one-message-forever"),
         # Today's check reads them one by one, each within the timeout: without end.
-        pytest.param(False, id="one-slow-message-after-another", marks=PENDING),
+        pytest.param(False, id="one-slow-message-after-another"),
     ],
 )
 async def test_a_trickling_server_cannot_hold_an_acquire(

@@ -23,9 +23,6 @@ from aio_websocket_pool import (
 from helpers import pool_maker, round_trip, wait_until
 from loopback import LoopbackServer
 
-#: Today's pool fails these; the ownership work of issue 10 makes them pass.
-PENDING = pytest.mark.xfail(strict=True, reason="ownership core pending")
-
 make_pool = pool_maker(
     health_check_interval=None, acquire_timeout=1.0, hook_timeout=1.0, close_timeout=0.1
 )
@@ -66,7 +63,6 @@ async def assert_slot_back_and_close_is_prompt(pool: WebsocketConnectionPool) ->
         await pool.close()
 
 
-@PENDING
 @pytest.mark.parametrize("hook", ["on_connect", "on_acquire"])
 async def test_a_hook_raising_cancelled_error_of_its_own_is_a_hook_error(
     server: LoopbackServer, hook: str
@@ -82,7 +78,6 @@ async def test_a_hook_raising_cancelled_error_of_its_own_is_a_hook_error(
         await pool.close_all()
 
 
-@PENDING
 async def test_an_on_release_raising_cancelled_error_of_its_own_discards_the_connection(
     server: LoopbackServer,
 ) -> None:
@@ -104,9 +99,9 @@ async def talks_with_wait_for(conn: WebsocketConnection) -> None:
 @pytest.mark.parametrize(
     "hook",
     [
-        pytest.param("on_connect", marks=PENDING),
+        pytest.param("on_connect"),
         "on_acquire",  # the connection is busy by then: anyone may talk, today already
-        pytest.param("on_release", marks=PENDING),
+        pytest.param("on_release"),
     ],
 )
 async def test_a_hook_may_bound_its_io_with_wait_for(server: LoopbackServer, hook: str) -> None:

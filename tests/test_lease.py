@@ -27,9 +27,6 @@ from aio_websocket_pool import (
 from helpers import pool_maker, round_trip, wait_until
 from loopback import LoopbackServer
 
-#: Today's pool fails these; the ownership work of issue 10 makes them pass.
-PENDING = pytest.mark.xfail(strict=True, reason="ownership core pending")
-
 make_pool = pool_maker(health_check_interval=None, acquire_timeout=1.0, close_timeout=0.1)
 
 
@@ -40,7 +37,6 @@ async def test_a_lease_is_a_websocket_connection(server: LoopbackServer) -> None
         await pool.release(lease)
 
 
-@PENDING
 async def test_each_hand_out_is_a_new_handle_even_of_the_same_connection(
     server: LoopbackServer,
 ) -> None:
@@ -108,7 +104,6 @@ ENDINGS: dict[str, Callable[[WebsocketConnectionPool, WebsocketConnection], Awai
 }
 
 
-@PENDING
 @pytest.mark.parametrize("ending", sorted(ENDINGS))
 async def test_every_way_a_lease_ends_makes_its_handle_raise_lease_ended(
     server: LoopbackServer, ending: str
@@ -122,7 +117,6 @@ async def test_every_way_a_lease_ends_makes_its_handle_raise_lease_ended(
         assert pool.busy_connections == 0
 
 
-@PENDING
 async def test_two_concurrent_receives_on_one_lease_are_a_busy_error(
     server: LoopbackServer,
 ) -> None:
@@ -142,7 +136,6 @@ async def test_two_concurrent_receives_on_one_lease_are_a_busy_error(
             await asyncio.wait({first})
 
 
-@PENDING
 async def test_a_lease_dropped_without_release_comes_back_and_warns(
     server: LoopbackServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -157,7 +150,6 @@ async def test_a_lease_dropped_without_release_comes_back_and_warns(
         assert any(dropped in r.getMessage() for r in warnings), caplog.text
 
 
-@PENDING
 async def test_a_pool_dropped_while_open_warns(server: LoopbackServer) -> None:
     held = [make_pool(server)]
     await held[0].start()
@@ -170,7 +162,6 @@ async def test_a_pool_dropped_while_open_warns(server: LoopbackServer) -> None:
             await left.close_all()
 
 
-@PENDING
 async def test_async_for_over_a_lease_iterates_its_messages(server: LoopbackServer) -> None:
     async with make_pool(server) as pool, pool.get_connection() as lease:
         for n in range(3):

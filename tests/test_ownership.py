@@ -32,9 +32,6 @@ from servers import PushingServer
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
-#: Today's pool fails these; the ownership work of issue 10 makes them pass.
-PENDING = pytest.mark.xfail(strict=True, reason="ownership core pending")
-
 #: Short bounds, so that a test that fails (as these do before the fix) fails in a second.
 make_pool = pool_maker(
     health_check_interval=None, acquire_timeout=1.0, max_connections=2, close_timeout=0.1
@@ -73,7 +70,6 @@ def is_live(pool: WebsocketConnectionPool, connection_id: str) -> bool:
 # -- 1. a burst while idle -------------------------------------------------------------------
 
 
-@PENDING
 @pytest.mark.parametrize("burst", [BURST, 3000])
 async def test_a_burst_pushed_while_idle_never_reaches_the_next_borrower(
     any_server: PushingServer, burst: int
@@ -88,7 +84,6 @@ async def test_a_burst_pushed_while_idle_never_reaches_the_next_borrower(
             assert await conn.recv() == "tag"
 
 
-@PENDING
 async def test_on_unsolicited_gets_every_idle_message_as_it_arrives(
     any_server: PushingServer,
 ) -> None:
@@ -106,7 +101,6 @@ async def test_on_unsolicited_gets_every_idle_message_as_it_arrives(
         assert pool.stats().unsolicited_messages == BURST
 
 
-@PENDING
 async def test_idle_messages_without_a_hook_are_dropped_and_counted_as_they_arrive(
     any_server: PushingServer,
 ) -> None:
@@ -120,7 +114,6 @@ async def test_idle_messages_without_a_hook_are_dropped_and_counted_as_they_arri
         assert pool.stats().unsolicited_messages == BURST
 
 
-@PENDING
 async def test_a_flood_while_idle_is_counted_in_full_and_discards_the_connection(
     any_server: PushingServer,
 ) -> None:
@@ -133,7 +126,6 @@ async def test_a_flood_while_idle_is_counted_in_full_and_discards_the_connection
         assert_consistent(pool)
 
 
-@PENDING
 async def test_a_health_check_after_a_burst_keeps_the_healthy_connection(
     any_server: PushingServer,
 ) -> None:
@@ -152,7 +144,6 @@ async def test_a_health_check_after_a_burst_keeps_the_healthy_connection(
 # -- 2. a receive that timed out inside the block ----------------------------------------------
 
 
-@PENDING
 async def test_a_receive_timed_out_inside_the_block_ends_that_connections_reuse(
     server: LoopbackServer,
 ) -> None:
@@ -174,7 +165,6 @@ async def test_a_receive_timed_out_inside_the_block_ends_that_connections_reuse(
 # -- 3. a receive still pending at release --------------------------------------------------------
 
 
-@PENDING
 async def test_a_receive_pending_at_release_ends_with_a_typed_error_and_reads_nothing_more(
     server: LoopbackServer,
 ) -> None:
@@ -232,7 +222,6 @@ PROPERTIES = (
 )
 
 
-@PENDING
 @pytest.mark.parametrize("method", sorted(METHODS))
 async def test_every_method_of_a_stale_handle_raises_lease_ended(
     server: LoopbackServer, method: str
@@ -246,7 +235,6 @@ async def test_every_method_of_a_stale_handle_raises_lease_ended(
         assert current.state is State.BUSY
 
 
-@PENDING
 @pytest.mark.parametrize("name", PROPERTIES)
 async def test_every_property_of_a_stale_handle_raises_lease_ended(
     server: LoopbackServer, name: str
@@ -259,7 +247,6 @@ async def test_every_property_of_a_stale_handle_raises_lease_ended(
         assert old.id in repr(old)
 
 
-@PENDING
 async def test_a_second_release_of_a_stale_handle_changes_nothing_and_warns(
     server: LoopbackServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -279,7 +266,6 @@ async def test_a_second_release_of_a_stale_handle_changes_nothing_and_warns(
 # -- 5. one get_connection() object entered by two tasks ------------------------------------------
 
 
-@PENDING
 async def test_a_second_concurrent_entry_of_one_get_connection_raises_at_once(
     server: LoopbackServer,
 ) -> None:

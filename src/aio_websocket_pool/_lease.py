@@ -134,8 +134,12 @@ class ConnectionLease(WebsocketConnection):
         await self._live().close()
 
     async def release(self) -> None:
-        """Give the connection back to its pool; this ends the lease."""
-        pool = self._connection._pool
+        """Give the connection back to its pool; this ends the lease.
+
+        (``pool.release()`` of an ended lease only warns: it is the pool's
+        entry point, called by cleanup code that may run twice.)
+        """
+        pool = self._live()._pool
         assert pool is not None  # noqa: S101  (leases are made by pools)
         await pool.release(self)
 

@@ -37,11 +37,12 @@ import random
 import sys
 import time
 import warnings
+import weakref
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self, TypeVar
 
 from ._backoff import Backoff
 from ._config import (
@@ -77,6 +78,7 @@ from ._websocket import is_receiving
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 _pool_numbers: Final = itertools.count(1)
+_T = TypeVar("_T")
 
 #: Close codes with which a server says it is going away as a whole (1001
 #: going away, 1012 service restart): the idle siblings of a connection closed
@@ -233,6 +235,41 @@ class _Borrowed:
         lease, self._lease = self._lease, None
         self._entered = False
         _end_block(self._pool, lease, exc_type)
+
+
+async def _sweep_forever(pool: weakref.ref[WebsocketConnectionPool], interval: float) -> None:
+    """Sweep every ``interval`` seconds while the pool exists (a weak reference, as below)."""
+    while True:
+        await asyncio.sleep(interval)
+        if (alive := pool()) is None:
+            return
+        alive._sweep()
+        del alive
+
+
+def _forget_weakly(pool: weakref.ref[WebsocketConnectionPool], task: asyncio.Task[Any]) -> None:
+    if (alive := pool()) is not None:
+        alive._forget(task)
+
+
+def _weakly(
+    method: Callable[[WebsocketConnection, _T], None], connection: WebsocketConnection
+) -> Callable[[_T], None]:
+    """``method(connection, argument)``, holding neither the pool nor the connection.
+
+    For the inbox's callbacks: a socket keeps its websocket, and so its
+    inbox, alive; through strong callbacks it would keep an abandoned pool
+    alive too, which then could never warn that it was left open.
+    """
+    pool_method = weakref.WeakMethod(method)
+    connection_ref = weakref.ref(connection)
+
+    def call(argument: _T) -> None:
+        bound, target = pool_method(), connection_ref()
+        if bound is not None and target is not None:
+            bound(target, argument)
+
+    return call
 
 
 def _checked(timeout: AcquireTimeout) -> AcquireTimeout:
@@ -482,7 +519,7 @@ class WebsocketConnectionPool:
             return None
         self._loop = asyncio.get_running_loop()
         self._started = True
-        self._spawn(self._sweep_forever(), "sweep")
+        self._spawn(_sweep_forever(weakref.ref(self), self._config.cleanup_interval), "sweep")
         if self._config.min_connections:
             self._spawn(self._keep_minimum(), "keep min_connections")
         openings = [self._open_new(abandoned=True) for _ in range(self._config.warmup_connections)]
@@ -1154,8 +1191,8 @@ class WebsocketConnectionPool:
         connection._inbox = Inbox(
             max_messages=config.drain_max_messages,
             max_bytes=config.drain_max_bytes,
-            on_message=functools.partial(self._take_message, connection),
-            on_failure=functools.partial(self._inbox_failed, connection),
+            on_message=_weakly(self._take_message, connection),
+            on_failure=_weakly(self._inbox_failed, connection),
             keeping=self._keeps_for_first_borrower(connection),
         )
         connection._lend_to_nobody()
@@ -1464,11 +1501,6 @@ class WebsocketConnectionPool:
 
     # -- background work ---------------------------------------------------------------
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.cleanup_interval)
-            self._sweep()
-
     def _sweep(self) -> None:
         """Retire idle connections that died, went stale, or idled past ``idle_timeout``.
 
@@ -1495,7 +1527,9 @@ class WebsocketConnectionPool:
             coroutine, name=f"aio_websocket_pool {self.name} {name}"
         )
         (self._closers if closer else self._workers).add(task)
-        task.add_done_callback(self._forget)
+        # Weakly: a pool nobody holds any more must be collectable (and warn),
+        # not kept alive by its own background tasks.
+        task.add_done_callback(functools.partial(_forget_weakly, weakref.ref(self)))
         return task
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
@@ -1581,6 +1615,10 @@ class WebsocketConnectionPool:
             )
             warnings.warn(message, ResourceWarning, source=self, stacklevel=1)
             logger.warning("%s", message)
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                for task in self._workers:  # its sweep, its keeper: nothing to do any more
+                    loop.call_soon_threadsafe(task.cancel)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._started else "not started"
