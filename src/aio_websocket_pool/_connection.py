@@ -297,8 +297,9 @@ class WebsocketConnection:
         """
         websocket, inbox = self.websocket, self._inbox
         if isinstance(websocket, PooledWebSocket) and inbox is not None:
-            for frame in take_buffered_frames(websocket):
-                inbox.put(frame)
+            if buffered_frames(websocket):  # rarely: only what a borrower left unread
+                for frame in take_buffered_frames(websocket):
+                    inbox.put(frame)
             websocket.sink = inbox.put
 
     def _lend(self) -> None:
