@@ -125,12 +125,14 @@ async def round_trip(conn: WebsocketConnection, message: str) -> None:
     assert await conn.recv() == message
 
 
-def pooled(lease: ConnectionLease) -> WebsocketConnection:
+def pooled(lease: WebsocketConnection) -> WebsocketConnection:
     """The pooled connection behind a lease, for inspecting it after the lease ended.
 
     A lease raises ``LeaseEndedError`` once it ended; what happened to its
-    connection afterwards (closed, kept, its history) is read here.
+    connection afterwards (closed, kept, its history) is read here. Typed
+    as the 0.1.0 API hands out (a ``WebsocketConnection``), and checked.
     """
+    assert isinstance(lease, ConnectionLease), f"{lease!r} is not what acquire() hands out"
     return lease._connection
 
 

@@ -207,7 +207,7 @@ async def test_waiters_are_served_in_arrival_order(server: LoopbackServer, waite
             served.append(n)
             return conn
 
-        current = await pool.acquire()
+        current: WebsocketConnection = await pool.acquire()
         tasks: list[asyncio.Task[WebsocketConnection]] = []
         for n in range(waiters):
             tasks.append(await start_queued(pool, acquirer(n)))

@@ -37,6 +37,7 @@ from helpers import (
     assert_consistent,
     exception_chain,
     pool_maker,
+    pooled,
     round_trip,
     triggers,
     wait_until,
@@ -98,16 +99,17 @@ async def test_connection_closed_by_peer_while_idle_is_replaced_silently(
         health_check_timeout=0.1,
         close_timeout=5.0,  # how long the client waits in CLOSING for a lingering server
     ) as pool:
-        first = await pool.acquire()
-        await round_trip(first, "one")
-        await pool.release(first)
+        lease = await pool.acquire()
+        await round_trip(lease, "one")
+        await pool.release(lease)
+        first = pooled(lease)
         await server.close_connections(4000, linger=linger)
         await wait_until(lambda: not first.is_connected, "the client saw the close")
 
         second = await pool.acquire()
         server.thaw()  # let a lingering close finish
 
-        assert second is not first
+        assert pooled(second) is not first
         await round_trip(second, "two")
         assert_closed(first, State.IDLE, "close code 4000")
         assert triggers(first) == ["open", "acquire", "release", "close"]
@@ -135,9 +137,10 @@ async def test_frozen_connection_is_replaced_only_when_pinged(
     async with make_pool(
         server.uri, health_check_interval=interval, health_check_timeout=0.1
     ) as pool:
-        first = await pool.acquire()
-        await round_trip(first, "one")
-        await pool.release(first)
+        lease = await pool.acquire()
+        await round_trip(lease, "one")
+        await pool.release(lease)
+        first = pooled(lease)
         await wait_until(lambda: first.idle_for > idle_past, f"idle for {idle_past:g}s")
         server.freeze()
 
@@ -145,7 +148,7 @@ async def test_frozen_connection_is_replaced_only_when_pinged(
 
         if pinged:
             # The ping went unanswered: the caller gets a new connection, no error.
-            assert second is not first
+            assert pooled(second) is not first
             await round_trip(second, "two")
             assert_closed(first, State.BUSY, "health check failed", "timed out")
             assert triggers(first) == ["open", "acquire", "release", "acquire", "close"]
@@ -154,7 +157,7 @@ async def test_frozen_connection_is_replaced_only_when_pinged(
         else:
             # No ping was sent, or it would have timed out and a new connection
             # would have been opened: the frozen one is handed out as it is.
-            assert second is first
+            assert pooled(second) is first
             assert second.is_busy
             assert triggers(first) == ["open", "acquire", "release", "acquire"]
             assert (pool.stats().opened, pool.stats().closed, pool.stats().reused) == (1, 0, 1)
@@ -296,10 +299,11 @@ async def test_release_drains_in_the_background_then_reuses_the_connection(
 ) -> None:
     server.stray_messages = strays
     async with draining_pool(server.uri) as pool:
-        conn = await pool.acquire()
-        await round_trip(conn, "request")
+        lease = await pool.acquire()
+        await round_trip(lease, "request")
 
-        await pool.release(conn)
+        await pool.release(lease)
+        conn = pooled(lease)
 
         # release() returned without waiting for the drain.
         assert conn.is_draining
@@ -315,7 +319,7 @@ async def test_release_drains_in_the_background_then_reuses_the_connection(
         assert last(conn).reason == settle_reason
 
         again = await pool.acquire()
-        assert again is conn
+        assert pooled(again) is conn
         await round_trip(again, "next")  # the real reply, not a stray left from before
         assert server.handshakes == 1
         assert pool.stats().reused == 1
@@ -335,8 +339,9 @@ async def test_a_drained_message_counts_as_traffic(server: LoopbackServer) -> No
 
         await wait_until(lambda: pool.available_connections == 1, "the drain settled")
 
-        assert last(conn).reason == "1 messages drained"
-        assert conn._last_activity > released_at, "the drained message did not count"
+        assert last(pooled(conn)).reason == "1 messages drained"
+        since_release = time.monotonic() - released_at
+        assert pooled(conn).idle_for < since_release, "the drained message did not count"
 
 
 def reject_strays(message: str | bytes) -> bool:
@@ -350,7 +355,7 @@ def explode(message: str | bytes) -> bool:
 @pytest.mark.parametrize(
     ("condition", "reason"),
     [
-        (reject_strays, "drain_condition rejected message 1"),
+        (reject_strays, "drain_condition rejected a drained message"),
         (explode, "drain_condition raised ValueError"),
     ],
     ids=["rejects", "raises"],
@@ -360,9 +365,10 @@ async def test_drain_condition_that_refuses_a_message_discards_the_connection(
 ) -> None:
     server.stray_messages = 1
     async with draining_pool(server.uri, drain_condition=condition) as pool:
-        conn = await pool.acquire()
-        await round_trip(conn, "request")
-        await pool.release(conn)
+        lease = await pool.acquire()
+        await round_trip(lease, "request")
+        await pool.release(lease)
+        conn = pooled(lease)
 
         await wait_until(lambda: conn.is_closed, "the drain gave up on the connection")
 
@@ -373,7 +379,7 @@ async def test_drain_condition_that_refuses_a_message_discards_the_connection(
         assert_consistent(pool)
         await wait_until(lambda: server.open_connections == 0, "the server saw the close")
         fresh = await pool.acquire()
-        assert fresh is not conn
+        assert pooled(fresh) is not conn
         await pool.release(fresh)
 
 
@@ -384,9 +390,10 @@ async def test_drain_that_never_goes_quiet_discards_the_connection(
     server.stray_messages = 100
     server.stray_interval = 0.02
     async with draining_pool(server.uri, drain_quiet_period=0.2, drain_timeout=0.5) as pool:
-        conn = await pool.acquire()
-        await round_trip(conn, "request")
-        await pool.release(conn)
+        lease = await pool.acquire()
+        await round_trip(lease, "request")
+        await pool.release(lease)
+        conn = pooled(lease)
 
         await wait_until(lambda: conn.is_closed, "the drain timed out")
 
@@ -404,9 +411,10 @@ async def test_a_draining_connection_is_never_handed_out(
     async with draining_pool(
         server.uri, drain_quiet_period=0.5, max_connections=max_connections
     ) as pool:
-        first = await pool.acquire()
-        await round_trip(first, "one")
-        await pool.release(first)
+        lease = await pool.acquire()
+        await round_trip(lease, "one")
+        await pool.release(lease)
+        first = pooled(lease)
         assert first.is_draining
 
         acquiring = asyncio.create_task(pool.acquire())
@@ -416,10 +424,10 @@ async def test_a_draining_connection_is_never_handed_out(
         second = await acquiring
 
         if max_connections == 1:
-            assert second is first
+            assert pooled(second) is first
             assert triggers(first) == ["open", "acquire", "drain", "settle", "acquire"]
         else:
-            assert second is not first
+            assert pooled(second) is not first
             assert "acquire" not in triggers(first)[2:]
         assert second.is_busy
         await round_trip(second, "two")
@@ -439,7 +447,7 @@ async def send_then_fail(
 ) -> None:
     """Borrow a connection, send ``message`` and leave on an error before the reply."""
     async with pool.get_connection() as conn:
-        used.append(conn)
+        used.append(pooled(conn))
         await conn.send(message)
         raise BorrowerError
 
@@ -466,7 +474,7 @@ async def test_dirty_exit_never_leaks_the_pending_reply_to_the_next_borrower(
             assert_consistent(pool)
 
         # Drained or not, it is closed: a drain cannot tell a late reply from silence.
-        assert conn is not dirty
+        assert pooled(conn) is not dirty
         assert server.handshakes == 2
         assert_closed(dirty, State.BUSY, "borrower left on an error")
         assert "drain" not in triggers(dirty)
@@ -489,7 +497,7 @@ async def test_idle_sweep_closes_idle_connections_but_not_busy_ones(
 
         await wait_until(lambda: server.open_connections == 1, "the sweep closed one")
 
-        assert_closed(idle, State.IDLE, "idle_timeout=0.1s")
+        assert_closed(pooled(idle), State.IDLE, "idle_timeout=0.1s")
         assert pool.stats().closed == 1
         # Unused for longer than idle_timeout, over many sweeps, yet held: kept.
         await wait_until(lambda: busy.idle_for > 0.5, "the busy one is past idle_timeout")
@@ -502,7 +510,7 @@ async def test_idle_sweep_closes_idle_connections_but_not_busy_ones(
         await pool.release(busy)
         assert pool.available_connections == 1  # the round trip above restarted its idle clock
         await wait_until(lambda: server.open_connections == 0, "the sweep closed the other")
-        assert_closed(busy, State.IDLE, "idle_timeout")
+        assert_closed(pooled(busy), State.IDLE, "idle_timeout")
         assert pool.total_connections == 0
         assert_consistent(pool)
 
@@ -526,13 +534,14 @@ async def test_idle_sweep_keeps_connections_idle_for_less_than_idle_timeout(
 
         await wait_until(lambda: sweeps >= 3, "three sweeps ran")
 
-        assert conn.state is State.IDLE
-        assert conn.is_connected
+        assert pooled(conn).state is State.IDLE
+        assert pooled(conn).is_connected
         stats = pool.stats()
         assert (stats.idle, stats.closed) == (1, 0)
-        assert await pool.acquire() is conn
-        await round_trip(conn, "still here")
-        await pool.release(conn)
+        again = await pool.acquire()
+        assert pooled(again) is pooled(conn)
+        await round_trip(again, "still here")
+        await pool.release(again)
         assert server.handshakes == 1
 
 
@@ -551,10 +560,10 @@ async def test_idle_sweep_removes_a_connection_the_peer_closed(
         await pool.release(conn)
 
         await server.close_connections(4001, linger=linger)
-        await wait_until(lambda: conn.is_closed, "the sweep removed it")
+        await wait_until(lambda: pooled(conn).is_closed, "the sweep removed it")
         server.thaw()  # let a lingering close finish
 
-        assert_closed(conn, State.IDLE, "close code 4001")
+        assert_closed(pooled(conn), State.IDLE, "close code 4001")
         stats = pool.stats()
         assert (stats.total, stats.closed) == (0, 1)
         assert_consistent(pool)
