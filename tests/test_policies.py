@@ -21,15 +21,15 @@ import pytest
 
 import aio_websocket_pool
 from aio_websocket_pool import (
-    ConnectionClosedError,
     ConnectionPoolExhaustedError,
     ConnectionPoolUnavailableError,
+    LeaseEndedError,
     State,
     WebsocketConnection,
     WebsocketConnectionPool,
 )
 from aio_websocket_pool._exceptions import TooManyWaitersError
-from helpers import BOUND, assert_consistent, pool_maker, round_trip, triggers, wait_until
+from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, triggers, wait_until
 from loopback import LoopbackServer
 
 #: Bounded acquires; no health-check pings unless a test asks for them.
@@ -78,19 +78,21 @@ async def test_a_connection_past_max_lifetime_is_closed_on_release_and_replaced_
 ) -> None:
     """A connection is reused while young, closed on release once old, replaced only on demand."""
     async with make_pool(server, max_lifetime=0.3) as pool:
-        conn = await pool.acquire()
-        await pool.release(conn)
-        assert await pool.acquire() is conn  # young: reused
-        await round_trip(conn, "young")
+        first = await pool.acquire()
+        await pool.release(first)
+        lease = await pool.acquire()
+        conn = pooled(lease)
+        assert conn is pooled(first)  # young: reused
+        await round_trip(lease, "young")
         await wait_until(lambda: conn.age > conn._lifetime, "older than its lifetime")
 
-        await pool.release(conn)
+        await pool.release(lease)
 
         assert_closed(conn, State.BUSY, "older than max_lifetime")
         assert pool.total_connections == 0  # no replacement until someone asks
         assert server.handshakes == 1
         fresh = await pool.acquire()
-        assert fresh is not conn
+        assert pooled(fresh) is not conn
         await round_trip(fresh, "fresh")
         assert server.handshakes == 2
         stats = assert_consistent(pool)
@@ -115,8 +117,9 @@ async def test_an_idle_connection_past_max_lifetime_is_retired_by_the_sweep(
 ) -> None:
     """The sweep retires an idle connection that outlived its lifetime."""
     async with make_pool(server, max_lifetime=0.2, cleanup_interval=0.02) as pool:
-        conn = await pool.acquire()
-        await pool.release(conn)
+        lease = await pool.acquire()
+        await pool.release(lease)
+        conn = pooled(lease)
         await wait_until(lambda: conn.is_closed, "the sweep retired it")
 
         assert_closed(conn, State.IDLE, "older than max_lifetime")
@@ -183,8 +186,8 @@ async def test_idle_cleanup_never_goes_below_min_connections(server: LoopbackSer
         assert kept.state is State.IDLE
         assert pool.total_connections == 1
         for conn in conns:
-            if conn is not kept:
-                assert_closed(conn, State.IDLE, "idle_timeout")
+            if pooled(conn) is not kept:
+                assert_closed(pooled(conn), State.IDLE, "idle_timeout")
         assert server.handshakes == 3  # nothing was closed and re-opened in a loop
         assert_consistent(pool)
 
@@ -246,8 +249,9 @@ async def test_max_waiting_zero_never_queues(server: LoopbackServer) -> None:
             await pool.acquire()
         assert pool.stats().waiting == 0
         await pool.release(held)
-        assert await pool.acquire() is held  # something free: no queueing needed
-        await pool.release(held)
+        again = await pool.acquire()  # something free: no queueing needed
+        assert pooled(again) is pooled(held)
+        await pool.release(again)
         assert_consistent(pool)
 
 
@@ -271,8 +275,9 @@ async def test_a_waiter_that_left_frees_its_place_in_line(
 
         await pool.release(held)
         async with asyncio.timeout(BOUND):
-            assert await waiter is held
-        await pool.release(held)
+            got = await waiter
+        assert pooled(got) is pooled(held)
+        await pool.release(got)
         assert_consistent(pool)
 
 
@@ -295,18 +300,19 @@ async def test_expire_connections_retires_idle_now_and_busy_on_release(
 
         pool.expire_connections()
 
-        assert_closed(idle, State.IDLE, "expire_connections")
+        assert_closed(pooled(idle), State.IDLE, "expire_connections")
         assert busy.is_busy
         await round_trip(busy, "still mine")  # its borrower is not disturbed
         await pool.release(busy)
-        assert_closed(busy, State.BUSY, "expire_connections")
+        assert_closed(pooled(busy), State.BUSY, "expire_connections")
         fresh = await pool.acquire()
-        assert fresh not in (busy, idle)
+        assert pooled(fresh) not in (pooled(busy), pooled(idle))
         await round_trip(fresh, "fresh")
         assert server.handshakes == 3
         await pool.release(fresh)
-        assert await pool.acquire() is fresh  # opened after the call: kept
-        await pool.release(fresh)
+        again = await pool.acquire()
+        assert pooled(again) is pooled(fresh)  # opened after the call: kept
+        await pool.release(again)
         stats = assert_consistent(pool)
         assert (stats.opened, stats.closed, stats.idle) == (3, 2, 1)
 
@@ -331,7 +337,7 @@ async def test_close_fails_queued_and_new_acquirers_at_once(server: LoopbackServ
     await pool.release(held)
     async with asyncio.timeout(BOUND):
         await closing
-    assert_closed(held, State.BUSY, "pool closing")
+    assert_closed(pooled(held), State.BUSY, "pool closing")
     assert pool.is_closed
     assert_consistent(pool)
     await server_closed_all(server)
@@ -345,15 +351,15 @@ async def test_close_lets_a_borrower_finish_then_closes_its_connection(
     busy, idle = await pool.acquire(), await pool.acquire()
     await pool.release(idle)
     closing = asyncio.create_task(pool.close(timeout=BOUND), name="test close")
-    await wait_until(lambda: idle.is_closed, "the idle one closed at once")
-    assert_closed(idle, State.IDLE, "pool closing")
+    await wait_until(lambda: pooled(idle).is_closed, "the idle one closed at once")
+    assert_closed(pooled(idle), State.IDLE, "pool closing")
 
     await round_trip(busy, "request")  # a full round trip, during the shutdown
     await pool.release(busy)
     async with asyncio.timeout(BOUND):
         await closing
 
-    assert_closed(busy, State.BUSY, "pool closing")
+    assert_closed(pooled(busy), State.BUSY, "pool closing")
     stats = assert_consistent(pool)
     assert (stats.total, stats.opened, stats.closed) == (0, 2, 2)
     await server_closed_all(server)
@@ -368,8 +374,8 @@ async def test_close_closes_what_is_not_given_back_within_the_timeout(
 
     await pool.close(timeout=0.05)
 
-    assert held.is_closed
-    with pytest.raises(ConnectionClosedError):
+    assert pooled(held).is_closed
+    with pytest.raises(LeaseEndedError):  # closing it ended the lease
         await held.send("too late")
     await pool.release(held)  # ignored: nothing to give back
     assert (pool.total_connections, pool.is_closed) == (0, True)
@@ -394,7 +400,7 @@ async def test_close_waits_for_a_connection_being_opened_for_an_acquirer(
             conn = await acquirer
         await round_trip(conn, "opened during close")
         await pool.release(conn)
-        assert_closed(conn, State.BUSY, "pool closing")
+        assert_closed(pooled(conn), State.BUSY, "pool closing")
     finally:
         async with asyncio.timeout(BOUND):
             await closing
@@ -418,9 +424,10 @@ async def test_a_recent_keepalive_pong_skips_the_health_check(server: LoopbackSe
     """A keepalive pong within health_check_interval makes the health-check ping unnecessary."""
     interval = 0.05
     async with make_pool(server, health_check_interval=interval, ping_interval=0.02) as pool:
-        conn = await pool.acquire()
-        await round_trip(conn, "one")
-        await pool.release(conn)
+        lease = await pool.acquire()
+        await round_trip(lease, "one")
+        await pool.release(lease)
+        conn = pooled(lease)
         # No traffic for twice the interval, yet a keepalive pong proved the peer alive.
         await wait_until(
             lambda: (
@@ -431,7 +438,7 @@ async def test_a_recent_keepalive_pong_skips_the_health_check(server: LoopbackSe
 
         again = await pool.acquire()
 
-        assert again is conn
+        assert pooled(again) is conn
         assert conn.latency > 0.0  # measured by the keepalive
         # A health-check ping would have counted as traffic and reset idle_for.
         assert conn.idle_for > 2 * interval
@@ -453,15 +460,16 @@ async def test_without_keepalive_a_frozen_peer_fails_the_health_check(
         ping_interval=None,
         close_timeout=0.2,
     ) as pool:
-        conn = await pool.acquire()
-        await round_trip(conn, "one")
-        await pool.release(conn)
+        lease = await pool.acquire()
+        await round_trip(lease, "one")
+        await pool.release(lease)
+        conn = pooled(lease)
         await wait_until(lambda: conn.idle_for > interval, "idle past the interval")
         server.freeze()
 
         fresh = await pool.acquire()
 
-        assert fresh is not conn
+        assert pooled(fresh) is not conn
         assert_closed(conn, State.BUSY, "health check failed")
         server.thaw()
         await round_trip(fresh, "two")
