@@ -21,6 +21,7 @@ import pytest
 
 import aio_websocket_pool
 from aio_websocket_pool import (
+    ConnectionLease,
     ConnectionPoolExhaustedError,
     ConnectionPoolUnavailableError,
     LeaseEndedError,
@@ -47,10 +48,10 @@ def assert_closed(conn: WebsocketConnection, source: State, reason_part: str) ->
     assert reason_part in (record.reason or ""), record.reason
 
 
-def spawn(coroutine: Awaitable[WebsocketConnection]) -> asyncio.Task[WebsocketConnection]:
+def spawn(coroutine: Awaitable[ConnectionLease]) -> asyncio.Task[ConnectionLease]:
     """A task for a test's acquirer (named so that the leak check does not mistake it)."""
 
-    async def run() -> WebsocketConnection:
+    async def run() -> ConnectionLease:
         return await coroutine
 
     return asyncio.create_task(run(), name="test acquirer")
@@ -58,7 +59,7 @@ def spawn(coroutine: Awaitable[WebsocketConnection]) -> asyncio.Task[WebsocketCo
 
 async def queue_acquirers(
     pool: WebsocketConnectionPool, count: int
-) -> list[asyncio.Task[WebsocketConnection]]:
+) -> list[asyncio.Task[ConnectionLease]]:
     """Start ``count`` more acquirers and wait until they all queue."""
     queued = pool.stats().waiting
     tasks = [spawn(pool.acquire()) for _ in range(count)]
