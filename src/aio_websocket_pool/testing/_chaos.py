@@ -3,7 +3,8 @@
 :class:`Chaos` turns the harness's knobs at random (seeded) moments while
 :func:`tagged_workload` has many tasks send requests that each carry a unique
 tag, through ``pool.get_connection()``, and cancels some of them at random
-points (after the send and before the receive among them). The echo server
+points (after the send and before the receive among them); with ``misuse_rate``
+some borrowers also misuse their leases, as real code does. The echo server
 answers each request with the request itself, so a reply that is not the
 caller's own tag is a misdelivery: the bug a pool must never have. Strays
 (:data:`~aio_websocket_pool.testing.STRAY_PREFIX`) are told apart and counted.
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from .._exceptions import WebsocketError
+from .._connection import WebsocketConnection
+from .._exceptions import LeaseEndedError, WebsocketError
 from .._pool import WebsocketConnectionPool
 from ._proxy import TcpProxy
 from ._server import STRAY_PREFIX, LoopbackServer, Which
@@ -46,6 +48,13 @@ FAST_RECOVERY: Final[Mapping[str, Any]] = MappingProxyType(
 CLOSE_CODES: Final = (1000, 1001, 1011, 1012)
 #: Handshake refusals the faults use: transient (5xx, retried) and final (403).
 REFUSALS: Final = (500, 503, 403)
+#: The ways a borrower interrupts its own request (``cancel_rate``).
+INTERRUPTIONS: Final = ("after send", "random", "raise")
+#: The ways a borrower misuses its lease (``misuse_rate``): a receive timed out
+#: inside the block, a receive left pending at release, a handle kept after it.
+MISUSES: Final = ("timed out", "pending", "stale")
+#: Seconds a "timed out" borrower waits for its reply before it stops waiting.
+IMPATIENCE: Final = 0.0005
 
 
 @dataclass
@@ -186,6 +195,14 @@ class Tally:
         cancelled: Requests cancelled on purpose (at a random point).
         abandoned: Requests whose borrower raised an error of its own after sending.
         timed_out: Requests that took longer than the workload's ``request_timeout``.
+        gave_up: Requests whose borrower stopped waiting for its reply inside the
+            block and left normally (a receive timed out, or was left pending).
+        stale: Handles kept after their block that the pool refused, as it must,
+            with :class:`~aio_websocket_pool.LeaseEndedError` (not requests: a
+            request's own outcome is counted elsewhere).
+        stale_misjudged: Handles kept after their block that could still send,
+            or that were refused with another error than ``LeaseEndedError``:
+            must stay 0.
         strays: Stray messages that borrowers received (and skipped).
         errors: The pool's typed errors (:class:`~aio_websocket_pool.WebsocketError`
             subclasses), counted by class name.
@@ -200,6 +217,9 @@ class Tally:
     cancelled: int = 0
     abandoned: int = 0
     timed_out: int = 0
+    gave_up: int = 0
+    stale: int = 0
+    stale_misjudged: int = 0
     strays: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     first_errors: dict[str, WebsocketError] = field(default_factory=dict)
@@ -210,7 +230,7 @@ class Tally:
     def requests(self) -> int:
         """Requests made, whatever their outcome."""
         return (
-            self.succeeded + self.cancelled + self.abandoned + self.timed_out
+            self.succeeded + self.cancelled + self.abandoned + self.timed_out + self.gave_up
             + sum(self.errors.values()) + len(self.misdelivered) + len(self.untyped)
         )  # fmt: skip
 
@@ -226,6 +246,7 @@ async def tagged_workload(
     requests: int,
     seed: int = 0,
     cancel_rate: float = 0.2,
+    misuse_rate: float = 0.0,
     request_timeout: float = 2.0,
 ) -> Tally:
     """Run ``tasks`` concurrent tasks, each making ``requests`` tagged requests.
@@ -236,6 +257,13 @@ async def tagged_workload(
     the send (before the receive), cancelled after a random short delay, or left
     by the borrower raising an error of its own after the send.
 
+    A further share ``misuse_rate`` is made by borrowers that misuse their
+    lease, spread evenly over three ways (:data:`MISUSES`): one stops waiting
+    for its reply after a moment (``wait_for`` caught inside the block) and
+    leaves normally; one leaves while a task of its own still awaits
+    ``recv()``, and looks at what that task got afterwards; one keeps its
+    handle and tries to send on it after the block.
+
     Returns:
         The tally of every request's outcome.
     """
@@ -245,11 +273,12 @@ async def tagged_workload(
     async def one_task(task_id: int) -> None:
         for n in range(requests):
             draw = rng.random()
-            mode = (
-                "plain"
-                if draw >= cancel_rate
-                else ("after send", "random", "raise")[int(draw / cancel_rate * 3)]
-            )
+            if draw < cancel_rate:
+                mode = INTERRUPTIONS[int(draw / cancel_rate * 3)]
+            elif draw < cancel_rate + misuse_rate:
+                mode = MISUSES[int((draw - cancel_rate) / misuse_rate * 3)]
+            else:
+                mode = "plain"
             try:
                 async with asyncio.timeout(request_timeout):
                     await _one_request(pool, f"req {task_id}:{n}", mode, rng, tally)
@@ -269,22 +298,33 @@ async def _one_request(
     pool: WebsocketConnectionPool, tag: str, mode: str, rng: random.Random, tally: Tally
 ) -> None:
     sent = asyncio.Event()
+    pending: list[asyncio.Task[str | bytes]] = []
+    kept: list[WebsocketConnection] = []
 
     async def exchange() -> None:
         async with pool.get_connection() as conn:
+            kept.append(conn)
             await conn.send(tag)
             sent.set()
             if mode == "raise":
                 raise _BorrowerError
+            if mode == "pending":
+                pending.append(asyncio.create_task(conn.recv()))
+                await asyncio.sleep(0)  # it is in recv() now: leave it there
+                return
             while True:
-                reply = await conn.recv()
-                if isinstance(reply, str) and reply.startswith(STRAY_PREFIX):
+                try:
+                    if mode == "timed out":
+                        reply = await asyncio.wait_for(conn.recv(), IMPATIENCE)
+                    else:
+                        reply = await conn.recv()
+                except TimeoutError:
+                    tally.gave_up += 1  # caught inside the block: it leaves normally
+                    return
+                if _is_stray(reply):
                     tally.strays += 1
                     continue
-                if reply == tag:
-                    tally.succeeded += 1
-                else:
-                    tally.misdelivered.append((tag, reply))
+                _check_reply(tally, tag, reply)
                 return
 
     try:
@@ -299,6 +339,58 @@ async def _one_request(
         tally.cancelled += 1
     except _BorrowerError:
         tally.abandoned += 1
+    finally:
+        for task in pending:
+            await _settle_pending(task, tag, tally)
+    if mode == "stale" and kept:
+        await _try_stale(kept[0], tag, tally)
+
+
+def _is_stray(message: str | bytes) -> bool:
+    return isinstance(message, str) and message.startswith(STRAY_PREFIX)
+
+
+def _check_reply(tally: Tally, tag: str, reply: str | bytes) -> None:
+    if reply == tag:
+        tally.succeeded += 1
+    else:
+        tally.misdelivered.append((tag, reply))
+
+
+async def _settle_pending(task: asyncio.Task[str | bytes], tag: str, tally: Tally) -> None:
+    """Let a receive left pending at release run on a moment, then stop it: what did it read?
+
+    Its own reply, or a typed pool error, is fine (the request gave up); a
+    stray is skipped; anything else was read past its lease: a misdelivery.
+    """
+    await asyncio.sleep(0.001)
+    task.cancel()
+    await asyncio.wait({task})
+    if task.cancelled() or isinstance(task.exception(), WebsocketError):
+        tally.gave_up += 1
+        return
+    exc = task.exception()
+    if exc is not None:
+        tally.untyped.append(exc)
+        return
+    reply = task.result()
+    if _is_stray(reply):
+        tally.strays += 1
+        tally.gave_up += 1
+    else:
+        _check_reply(tally, tag, reply)
+
+
+async def _try_stale(handle: WebsocketConnection, tag: str, tally: Tally) -> None:
+    """Send on a handle whose block has ended: the pool must refuse it, whoever holds it now."""
+    try:
+        await handle.send(f"{tag} (stale)")
+    except LeaseEndedError:
+        tally.stale += 1
+        return
+    except WebsocketError:
+        pass
+    tally.stale_misjudged += 1
 
 
 async def _interrupted(exchange: Coroutine[Any, Any, None], when: asyncio.Event | float) -> None:
