@@ -21,9 +21,11 @@ DEBUGGING = (ROOT / "docs" / "debugging.md").read_text()
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: Link targets in Markdown: inline ``[text](target)``, reference ``[name]: target``, and HTML.
 #: Words about how the project was made rather than about the project: a reader has no
-#: issue tracker entry "4", no session, no helper and no lead to look up.
+#: issue tracker entry "4", no session, no helper and no lead to look up. (pytest's
+#: ``"session"`` scope, quoted as code, is not a process word.)
 PROCESS_WORDS = re.compile(
-    r"\bissues? #?\d|\bthe issue's\b|\bstops? \d|\bsessions?\b|\bhelpers?\b|\bthe lead\b"
+    r"\bissues? #?\d|\bthe issue's\b|\bstops? \d|\bhelpers?\b|\bthe lead\b"
+    r"""|(?<!["`])\bsessions?\b(?!["`])"""
     r"|\bthe brief\b",
     re.IGNORECASE,
 )

@@ -324,7 +324,11 @@ async def test_no_secret_reaches_a_point(server: LoopbackServer, otel: Collector
     assert "/feed" not in dumped
     assert "token" not in dumped
     opened = point(otel.collect(), "websocket.pool.connection.opened")
-    assert dict(opened.attributes) == {"server.address": "127.0.0.1", "server.port": server.port}
+    assert dict(opened.attributes) == {
+        "pool.name": pool.name,
+        "server.address": "127.0.0.1",
+        "server.port": server.port,
+    }
 
 
 async def test_collecting_on_another_thread_while_the_pool_works(
