@@ -276,7 +276,6 @@ async def idle_bursts(server: LoopbackServer, size: int = 100) -> AsyncIterator[
         await asyncio.wait({bursts})
 
 
-@pytest.mark.xfail(strict=True, reason="ownership core pending")
 async def test_no_misdelivery_when_borrowers_misuse_their_leases(
     websocket_server: LoopbackServer,
 ) -> None:

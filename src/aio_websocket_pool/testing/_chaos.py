@@ -308,10 +308,21 @@ async def _one_request(
             sent.set()
             if mode == "raise":
                 raise _BorrowerError
-            if mode == "pending":
-                pending.append(asyncio.create_task(conn.recv()))
+            while mode == "pending":
+                receiving = asyncio.create_task(conn.recv())
                 await asyncio.sleep(0)  # it is in recv() now: leave it there
-                return
+                if not receiving.done():
+                    pending.append(receiving)
+                    return
+                # It read at once what had come already. Had that been a stray
+                # and the borrower left now, its reply would be owed with no
+                # receive pending: a borrower that does not wait for its reply
+                # (fire and forget) is not what this mode is about.
+                reply = receiving.result()
+                if not _is_stray(reply):
+                    _check_reply(tally, tag, reply)
+                    return
+                tally.strays += 1
             while True:
                 try:
                     if mode == "timed out":
