@@ -20,7 +20,7 @@ import pytest
 from aio_websocket_pool import State, WebsocketConnection, WebsocketConnectionPool
 from aio_websocket_pool._exceptions import ConnectionHookError
 from aio_websocket_pool._stats import Timing
-from helpers import BOUND, assert_consistent, pool_maker, round_trip, wait_until
+from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, wait_until
 from loopback import LoopbackServer
 
 #: Bounded acquires; no health-check pings unless a test asks for them.
@@ -41,13 +41,13 @@ async def test_stats_count_connections_by_state(server: LoopbackServer) -> None:
     cleaning = asyncio.Event()
 
     async def on_release(conn: WebsocketConnection) -> None:
-        if conn is draining:
+        if conn is pooled(draining):
             await cleaning.wait()
 
     async with make_pool(server, max_connections=4, on_release=on_release) as pool:
         busy, draining, idle = [await pool.acquire() for _ in range(3)]
         await pool.release(idle)
-        await wait_until(lambda: idle.state is State.IDLE, "the idle one was cleaned")
+        await wait_until(lambda: pooled(idle).state is State.IDLE, "the idle one was cleaned")
         await pool.release(draining)  # its on_release waits: it stays draining
         server.hold_handshakes()
         connecting = spawn(pool, new=True)
@@ -113,18 +113,19 @@ async def test_a_connection_closed_by_the_peer_is_counted_lost_once_noticed(
 ) -> None:
     """A connection the peer closed counts as lost once the pool notices it, not before."""
     async with make_pool(server) as pool:
-        conn = await pool.acquire()
+        lease = await pool.acquire()
+        conn = pooled(lease)
         if not held:
-            await pool.release(conn)
+            await pool.release(lease)
         await server.close_connections()
         await wait_until(lambda: not conn.is_connected, "the client saw the close")
         assert pool.stats().connections_lost == 0  # nobody looked at it yet
 
         if held:
-            await pool.release(conn)  # its release notices
+            await pool.release(lease)  # its release notices
         fresh = await pool.acquire()
 
-        assert fresh is not conn
+        assert pooled(fresh) is not conn
         assert conn.is_closed
         stats = assert_consistent(pool)
         assert (stats.connections_lost, stats.closed, stats.health_checks_failed) == (1, 1, 0)
@@ -142,7 +143,7 @@ async def test_a_failed_health_check_is_counted(server: LoopbackServer) -> None:
 
         fresh = await pool.acquire()
 
-        assert fresh is not conn
+        assert pooled(fresh) is not pooled(conn)
         stats = assert_consistent(pool)
         # Silent, not closed: a failed check, not a lost connection.
         assert (stats.health_checks_failed, stats.connections_lost, stats.closed) == (1, 0, 1)
@@ -172,15 +173,13 @@ async def make_a_hook_fail(
     if hook == "on_unsolicited":
         server.stray_messages = 1
         server.stray_interval = 0.02  # after the reply, while the connection is idle
-    conn = await pool.acquire()
-    await round_trip(conn, "request")
-    await pool.release(conn)
-    if hook == "on_release":
-        await wait_until(lambda: conn.is_closed, "on_release failed")
-        return
-    await wait_until(lambda: conn._buffered_frames() == 1, "a message arrived while idle")
+    lease = await pool.acquire()
+    await round_trip(lease, "request")
+    await pool.release(lease)
+    # on_unsolicited gets the message as it arrives, while idle: no acquire is needed.
+    await wait_until(lambda: pooled(lease).is_closed, f"{hook} failed")
     fresh = await pool.acquire()
-    assert fresh is not conn
+    assert pooled(fresh) is not pooled(lease)
     await pool.release(fresh)
 
 
@@ -214,13 +213,14 @@ async def test_stray_messages_are_counted_where_they_were_read(
         await pool.release(conn)
         if drain:
             await wait_until(lambda: pool.available_connections == 1, "the drain settled")
-        else:
-            await wait_until(lambda: conn._buffered_frames() == 3, "all arrived while idle")
-        assert await pool.acquire() is conn
+        else:  # counted as they arrive, while idle, before any acquire
+            await wait_until(lambda: pool.stats().unsolicited_messages == 3, "all came while idle")
+        again = await pool.acquire()
+        assert pooled(again) is pooled(conn)
 
         stats = assert_consistent(pool)
         assert (stats.messages_drained, stats.unsolicited_messages) == ((3, 0) if drain else (0, 3))
-        await pool.release(conn)
+        await pool.release(again)
 
 
 # -- the value types ----------------------------------------------------------------------
