@@ -18,10 +18,11 @@ from aio_websocket_pool import (
     ConnectionBusyError,
     ConnectionClosedError,
     ConnectionPoolUnavailableError,
+    LeaseEndedError,
     WebsocketConnection,
 )
 from aio_websocket_pool._backoff import MAX_DELAY, Backoff
-from helpers import BOUND, assert_consistent, pool_maker, round_trip, settle, wait_until
+from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, settle, wait_until
 from loopback import LoopbackServer
 
 #: Bounded acquires, no sweep during a test, no health check unless a test asks.
@@ -109,7 +110,7 @@ async def test_a_connection_given_back_during_close_is_closed_at_once_not_draine
         await wait_until(lambda: pool._closing, "close() began")
         await pool.release(conn)
         await settle()
-        assert conn.is_closed  # actual: draining, for drain_quiet_period
+        assert pooled(conn).is_closed  # actual: draining, for drain_quiet_period
     finally:
         await pool.close_all()
         await asyncio.wait_for(closing, BOUND)
@@ -146,7 +147,7 @@ async def test_a_former_borrower_cannot_use_the_connection_while_on_release_runs
         await asyncio.wait_for(in_hook.wait(), BOUND)
         try:
             # Actual: the send goes through, and its echo waits for the next borrower.
-            with pytest.raises(ConnectionBusyError):
+            with pytest.raises(LeaseEndedError):
                 await conn.send("after release")
         finally:
             leave_hook.set()
@@ -162,18 +163,22 @@ async def test_a_message_that_arrives_during_the_health_check_never_reaches_the_
         await pool.release(conn)
         server.freeze()  # the pong of the coming health check waits for thaw()
         acquirer = spawn(pool.acquire())
-        await wait_until(lambda: conn.is_busy, "the acquirer was granted the idle connection")
+        await wait_until(
+            lambda: pooled(conn).is_busy, "the acquirer was granted the idle connection"
+        )
         await settle()  # its ping is sent
         assert await server.push() == 1  # the server sends while the pool checks it
-        await wait_until(lambda: conn._buffered_frames() == 1, "the push was received")
+        await wait_until(
+            lambda: pool.stats().unsolicited_messages == 1, "the push was taken as unsolicited"
+        )
         assert not acquirer.done()
         server.thaw()  # the pong comes: the health check passes
         async with asyncio.timeout(BOUND):
             borrowed = await acquirer
-        assert borrowed is conn
-        await conn.send("second")
-        reply = await asyncio.wait_for(conn.recv(), BOUND)  # actual: "stray push"
-        await pool.release(conn)
+        assert pooled(borrowed) is pooled(conn)
+        await borrowed.send("second")
+        reply = await asyncio.wait_for(borrowed.recv(), BOUND)  # actual: "stray push"
+        await pool.release(borrowed)
     assert reply == "second"
 
 
@@ -199,7 +204,7 @@ async def test_on_release_runs_only_for_connections_that_on_acquire_handed_out(
         await wait_until(lambda: pool.available_connections == 1, "on_release ran")
         server.freeze()  # the next health check waits for its pong
         acquirer = spawn(pool.acquire())
-        await wait_until(lambda: conn.is_busy, "the acquirer was granted it")
+        await wait_until(lambda: pooled(conn).is_busy, "the acquirer was granted it")
         await settle()  # its ping is sent
         acquirer.cancel()  # the caller gives up during the health check
         with pytest.raises(asyncio.CancelledError):
@@ -233,7 +238,7 @@ async def test_one_get_connection_object_entered_by_two_tasks_keeps_their_connec
                     entered.append(conn)
                     await second_may_leave.wait()
                     assert conn.is_busy, "released under its borrower by the other exit"
-            except RuntimeError:  # a refused second entry is correct as well
+            except ConnectionBusyError:  # a refused second entry is correct as well
                 entered.append(entered[0])
 
         tasks = [spawn(first()), spawn(second())]
