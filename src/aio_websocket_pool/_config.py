@@ -216,7 +216,9 @@ def check_history_size(value: object) -> int:
     return check_count("history_size", value, minimum=1, maximum=sys.maxsize)
 
 
-def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def check_connect_kwargs(
+    uri: str, kwargs: Mapping[str, Any], *, owner: str = "a connection"
+) -> dict[str, Any]:
     """Return ``kwargs`` if websockets' ``connect()`` accepts every one of them.
 
     Building (not awaiting) a ``connect`` object runs websockets' own checks
@@ -236,9 +238,10 @@ def check_connect_kwargs(uri: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     max_size = kwargs.get("max_size")
     if isinstance(max_size, int) and max_size < SMALLEST_LIKELY_MAX_SIZE:
         logger.warning(
-            "max_size=%d limits each incoming message to %d bytes (it is websockets' message "
+            "%s: max_size=%d limits each incoming message to %d bytes (it is websockets' message "
             "size limit, not the pool's size: that is max_connections); a larger message "
             "closes its connection with code 1009",
+            owner,
             max_size,
             max_size,
         )
@@ -338,6 +341,7 @@ class PoolConfig:
         drain_max_messages: object,
         drain_max_bytes: object,
         connect_kwargs: Mapping[str, Any],
+        owner: str,
     ) -> PoolConfig:
         """Check every argument and build the config.
 
@@ -400,5 +404,5 @@ class PoolConfig:
             else check_count("max_waiting", max_waiting, minimum=0),
             drain_max_messages=check_count("drain_max_messages", drain_max_messages, minimum=1),
             drain_max_bytes=check_count("drain_max_bytes", drain_max_bytes, minimum=1),
-            connect_kwargs=check_connect_kwargs(checked_uri, connect_kwargs),
+            connect_kwargs=check_connect_kwargs(checked_uri, connect_kwargs, owner=owner),
         )

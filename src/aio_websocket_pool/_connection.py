@@ -133,6 +133,7 @@ class WebsocketConnection:
             pong_timeout=DEFAULT_TIMEOUT,
             max_attempts=1,
             pool=None,
+            connection_id=f"conn-{next(_ids)}",
         )
 
     @classmethod
@@ -152,8 +153,8 @@ class WebsocketConnection:
             pong_timeout=config.health_check_timeout,
             max_attempts=config.max_retries,
             pool=pool,
+            connection_id=f"{pool.name}/conn-{next(pool._connection_numbers)}",
         )
-        self.id = f"{pool.name}/conn-{next(pool._connection_numbers)}"
         self._on_connect = config.on_connect
         self._hook_timeout = config.hook_timeout
         self._gate = pool._backoff
@@ -173,8 +174,9 @@ class WebsocketConnection:
         pong_timeout: float,
         max_attempts: int,
         pool: WebsocketConnectionPool | None,
+        connection_id: str,
     ) -> None:
-        self.id = f"conn-{next(_ids)}"
+        self.id = connection_id
         self.websocket = None
         self._connect_kwargs = connect_kwargs
         self._connection_timeout = connection_timeout
@@ -244,8 +246,10 @@ class WebsocketConnection:
 
         Hand-outs and releases do not count: a connection nobody sent or
         received on is as unproven after a borrower gave it back as before.
+        A message the pool took while nobody held it counts.
         """
-        return time.monotonic() - self._last_activity
+        arrival = -math.inf if self._inbox is None else self._inbox.last_arrival
+        return time.monotonic() - max(self._last_activity, arrival)
 
     @property
     def latency(self) -> float:
@@ -351,7 +355,10 @@ class WebsocketConnection:
             return
         try:
             websocket = await open_with_retries(
-                self._open_once, max_attempts=self._max_attempts, where=redact_uri(self.uri)
+                self._open_once,
+                max_attempts=self._max_attempts,
+                where=redact_uri(self.uri),
+                who=self.id,
             )
             if self._lifecycle.state is CONNECTING and self._on_connect is not None:
                 await self._initialise(websocket, self._on_connect)

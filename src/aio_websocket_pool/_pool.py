@@ -372,6 +372,9 @@ class WebsocketConnectionPool:
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
+        #: Shown in its repr, stats, logs, OpenTelemetry points and in the ids of
+        #: its connections (``pool-1/conn-3``).
+        self.name = name = check_name(name) if name is not None else f"pool-{next(_pool_numbers)}"
         self._config = PoolConfig.from_arguments(
             uri=uri, headers=headers, idle_timeout=idle_timeout,
             max_connections=max_connections, max_retries=max_retries,
@@ -386,13 +389,10 @@ class WebsocketConnectionPool:
             on_unsolicited=on_unsolicited, hook_timeout=hook_timeout,
             max_lifetime=max_lifetime, min_connections=min_connections,
             max_waiting=max_waiting, drain_max_messages=drain_max_messages,
-            drain_max_bytes=drain_max_bytes, connect_kwargs=kwargs,
+            drain_max_bytes=drain_max_bytes, connect_kwargs=kwargs, owner=name,
         )  # fmt: skip
         self.uri = self._config.uri
         self.headers = self._config.headers
-        #: Shown in its repr, stats, logs, OpenTelemetry points and in the ids of
-        #: its connections (``pool-1/conn-3``).
-        self.name = check_name(name) if name is not None else f"pool-{next(_pool_numbers)}"
         self._connection_numbers = itertools.count(1)
         self._index: StateIndex[WebsocketConnection] = StateIndex()
         # As many records as every slot's own history holds together, closed
@@ -416,6 +416,7 @@ class WebsocketConnectionPool:
         self._deliveries: dict[WebsocketConnection, asyncio.Task[None]] = {}  # on_unsolicited
         self._draining: set[WebsocketConnection] = set()  # in their drain, past on_release
         self._checking: asyncio.Task[None] | None = None  # the background health check
+        self._keeper: asyncio.Task[None] | None = None  # keeps min_connections open
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it started on
         self._started = False
         self._closing = False  # close() is waiting for borrowers
@@ -520,9 +521,9 @@ class WebsocketConnectionPool:
         self._loop = asyncio.get_running_loop()
         self._started = True
         self._spawn(_sweep_forever(weakref.ref(self), self._config.cleanup_interval), "sweep")
-        if self._config.min_connections:
-            self._spawn(self._keep_minimum(), "keep min_connections")
-        openings = [self._open_new(abandoned=True) for _ in range(self._config.warmup_connections)]
+        self._ensure_keeper()
+        warm_up = min(self._config.warmup_connections, self._config.max_connections)
+        openings = [self._open_new(abandoned=True) for _ in range(warm_up)]
         if not openings:
             return None
         return self._spawn(self._report_openings(openings, "warm-up"), "warm-up")
@@ -540,6 +541,11 @@ class WebsocketConnectionPool:
             )  # fmt: skip
         return not failures
 
+    def _ensure_keeper(self) -> None:
+        """Run the ``min_connections`` keeper while there is a minimum to keep."""
+        if self._config.min_connections and (self._keeper is None or self._keeper.done()):
+            self._keeper = self._spawn(self._keep_minimum(), "keep min_connections")
+
     async def _keep_minimum(self) -> None:
         """Keep ``min_connections`` open: re-open what idle cleanup, expiry or failures closed.
 
@@ -547,7 +553,6 @@ class WebsocketConnectionPool:
         minimum. Failed openings are retried with exponential backoff and
         jitter, so a server that is down gets no storm from an idle pool.
         """
-        config = self._config
         backoff = Backoff(self._random)
         self._below_minimum.set()
         while True:
@@ -555,6 +560,7 @@ class WebsocketConnectionPool:
             self._below_minimum.clear()
             if self._closing:
                 return
+            config = self._config  # read afresh: resize() may have changed it
             slots_free = config.max_connections - self._index.total - len(self._closers)
             missing = min(config.min_connections - self._index.total, slots_free)
             if missing <= 0:
@@ -651,6 +657,8 @@ class WebsocketConnectionPool:
                 connection, f"pool resized to max_connections={self._config.max_connections}"
             )
         self._schedule_dispatch()
+        if self._started and not (self._closed or self._closing):
+            self._ensure_keeper()
         self._wake_keeper_if_short()
 
     def _over_limit(self) -> bool:
@@ -679,7 +687,8 @@ class WebsocketConnectionPool:
         timeout = check_number("timeout", timeout)
         if not self._started:
             self._begin()
-        wanted = max(self._config.min_connections, self._config.warmup_connections)
+        config = self._config
+        wanted = min(config.max_connections, max(config.min_connections, config.warmup_connections))
         loop = asyncio.get_running_loop()
         give_up = loop.time() + timeout
         while self._open_count() < wanted:
@@ -892,18 +901,18 @@ class WebsocketConnectionPool:
             grant = self._try_grant(fresh=fresh)
 
     def _fit_to_hand_out(self, connection: WebsocketConnection) -> bool:
-        """The last look before a hand-out: still ours, still open, the pool still open.
+        """The last look before a hand-out: still ours, still open, the pool not closed.
 
         Raises:
-            ConnectionPoolUnavailableError: The pool closed or began closing
-                while the connection was being made ready.
+            ConnectionPoolUnavailableError: ``close_all()`` ran while the
+                connection was being made ready.
         """
-        if self._closed or self._closing:
+        # close_all() took everything; close() lets acquirers already served
+        # have theirs, and closes it when it comes back.
+        if self._closed:
             if connection.state is BUSY:
-                self._discard(connection, "pool closing", abort=True)
-            raise ConnectionPoolUnavailableError(
-                "the pool was closed" if self._closed else "the pool is closing"
-            )
+                self._discard(connection, "pool closed", abort=True)
+            raise ConnectionPoolUnavailableError("the pool was closed")
         if connection.state is not BUSY:  # discarded meanwhile (a flood, a hook)
             return False
         if not connection.is_connected:
@@ -1325,7 +1334,8 @@ class WebsocketConnectionPool:
         which says nothing if the lease ended inside it (``conn.close()``).
         """
         if not isinstance(lease, ConnectionLease):  # e.g. None from a failed acquire
-            logger.warning("release of %r ignored: not what a pool's acquire() handed out", lease)
+            logger.warning("%s: release of %r ignored: not what a pool's acquire() handed out",
+                           self.name, lease)  # fmt: skip
             return
         connection = lease._connection
         owner = connection._pool
@@ -1376,11 +1386,13 @@ class WebsocketConnectionPool:
         messages are the pool's from here on.
         """
         why = self._staleness(connection)
-        if why is None:
-            self._lend_to_nobody(connection)
-            connection._lifecycle.fire(trigger, reason)
-        else:
+        if why is not None:
             self._discard(connection, why)
+            return
+        self._lend_to_nobody(connection)
+        # What the borrower left unread may have been a flood: then it is closed already.
+        if connection.state is not CLOSED:
+            connection._lifecycle.fire(trigger, reason)
 
     def _staleness(self, connection: WebsocketConnection) -> str | None:
         """Why a policy retires this connection instead of keeping it, or ``None``."""

@@ -236,6 +236,7 @@ def secrets_of(uri: str, headers: Mapping[str, str] | None) -> tuple[str, ...]:
     sent = parse_uri(uri)
     found = list((headers or {}).values())
     found += [parts.query, sent.query, parts.username or "", parts.password or ""]
+    found += [segment for segment in parts.path.split("/") if looks_like_key(segment)]
     if sent.user_info is not None:
         found += sent.user_info
         # websockets sends URI credentials as a Basic Authorization header.

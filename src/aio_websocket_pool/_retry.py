@@ -15,6 +15,7 @@ websockets' errors quote redirect targets, proxy URIs and header values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -80,7 +81,7 @@ def server_says_not_now(exc: BaseException) -> float | None:
 
 
 async def open_with_retries(
-    attempt: Callable[[], Awaitable[T]], *, max_attempts: int, where: str
+    attempt: Callable[[], Awaitable[T]], *, max_attempts: int, where: str, who: str
 ) -> T:
     """Await ``attempt()`` until it succeeds, retrying transient failures.
 
@@ -88,6 +89,7 @@ async def open_with_retries(
         attempt: Makes one connection attempt.
         max_attempts: How many attempts in all (the first included).
         where: The redacted URI, for messages.
+        who: The connection's id, for the log line of each retry.
 
     Raises:
         HandshakeRejectedError: The server answered with a 4xx status (not 429).
@@ -100,7 +102,7 @@ async def open_with_retries(
         wait=wait_exponential(multiplier=FIRST_RETRY_DELAY, max=MAX_RETRY_DELAY)
         + wait_random(0, RETRY_JITTER),
         retry=retry_if_exception(is_transient),
-        before_sleep=_log_retry,
+        before_sleep=functools.partial(_log_retry, who),
         reraise=True,
     )
     try:
@@ -131,13 +133,14 @@ def _unavailable(where: str, retrying: AsyncRetrying, exc: Exception) -> Connect
     )
 
 
-def _log_retry(state: RetryCallState) -> None:
+def _log_retry(who: str, state: RetryCallState) -> None:
     if state.outcome is None or not logger.isEnabledFor(logging.INFO):
         return
     exc = state.outcome.exception()
     delay = state.next_action.sleep if state.next_action else 0.0
     logger.info(
-        "connect attempt %d failed (%s); retrying in %.2fs",
+        "%s: connect attempt %d failed (%s); retrying in %.2fs",
+        who,
         state.attempt_number,
         describe_error(exc) if exc else "no error",
         delay,
