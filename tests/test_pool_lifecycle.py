@@ -22,8 +22,10 @@ from websockets.protocol import State as ProtocolState
 from aio_websocket_pool import (
     ConnectionBusyError,
     ConnectionClosedError,
+    ConnectionLease,
     ConnectionPoolExhaustedError,
     ConnectionPoolUnavailableError,
+    LeaseEndedError,
     PoolStats,
     State,
     WebsocketConnection,
@@ -33,6 +35,7 @@ from helpers import (
     BOUND,
     assert_consistent,
     pool_maker,
+    pooled,
     round_trip,
     settle,
     triggers,
@@ -66,13 +69,17 @@ async def shut_down(
     server: LoopbackServer,
     connections: Iterable[WebsocketConnection] = (),
 ) -> None:
-    """close_all(), then nothing is left: no slot, no waiter, no task, no socket."""
+    """close_all(), then nothing is left: no slot, no waiter, no task, no socket.
+
+    ``connections`` are leases (their pooled connections are checked) or pooled connections.
+    """
     await pool.close_all()
     assert pool.is_closed
     assert_stats(pool, connecting=0, idle=0, busy=0, draining=0, total=0, waiting=0)
     assert not pool._workers
     assert not pool._closers
-    for conn in connections:
+    for given in connections:
+        conn = pooled(given) if isinstance(given, ConnectionLease) else given
         assert conn.is_closed, conn
         assert conn.websocket is None, conn
         assert not conn.is_connected
@@ -135,15 +142,17 @@ async def test_a_waiter_that_left_the_queue_never_gets_a_connection(
 
     await pool.release(held)
     if other is not None:
-        assert await other is held  # the one behind got it, nothing was lost
+        got = await other
+        assert pooled(got) is pooled(held)  # the one behind got it, nothing was lost
         assert_stats(pool, busy=1, idle=0, total=1, acquired=2, reused=1, waiting=0)
-        await pool.release(held)
+        await pool.release(got)
     await settle()
     assert_stats(pool, idle=1, busy=0, total=1, waiting=0, opened=1)
     assert not pool._waiters, "the waiter that left is still queued"
-    assert await pool.acquire() is held  # and the pool still works
-    await round_trip(held, "still here")
-    await pool.release(held)
+    again = await pool.acquire()
+    assert pooled(again) is pooled(held)  # and the pool still works
+    await round_trip(again, "still here")
+    await pool.release(again)
     await shut_down(pool, server, [held])
 
 
@@ -173,14 +182,15 @@ async def test_a_waiter_cancelled_just_after_its_grant_gives_the_connection_back
     await wait_until(lambda: pool.stats().connecting == 0, "the handshake finished")
     assert_stats(pool, idle=1, busy=0, total=1, waiting=0)
     (conn,) = pool.connections
-    assert (conn is held) is not force_remove
+    assert (conn is pooled(held)) is not force_remove
     if force_remove:  # opened for the waiter that left, parked idle, never handed out
         assert triggers(conn) == ["open"]
     else:  # granted to the waiter that left, given back at once
         assert triggers(conn) == ["open", "acquire", "release", "acquire", "release"]
-    assert await pool.acquire() is conn
-    await round_trip(conn, "not lost")
-    await pool.release(conn)
+    lease = await pool.acquire()
+    assert pooled(lease) is conn
+    await round_trip(lease, "not lost")
+    await pool.release(lease)
     await shut_down(pool, server, [held, conn])
 
 
@@ -229,8 +239,9 @@ async def test_cancel_during_health_check_ping_never_leaks_a_busy_connection(
 ) -> None:
     # The ping cannot time out before the test cancels it, however slow the machine.
     pool = make_pool(server, health_check_interval=0, health_check_timeout=BOUND, close_timeout=0.2)
-    frozen = await pool.acquire()
-    await pool.release(frozen)
+    lease = await pool.acquire()
+    await pool.release(lease)
+    frozen = pooled(lease)
     server.freeze()  # the server stops reading: the health check's ping gets no pong
 
     pinger = spawn(pool.acquire())
@@ -254,7 +265,7 @@ async def test_cancel_during_health_check_ping_never_leaks_a_busy_connection(
     # (shortened from here on, so that the test need not wait BOUND for it).
     frozen._pong_timeout = 0.1
     fresh = await pool.acquire()
-    assert fresh is not frozen
+    assert pooled(fresh) is not frozen
     assert frozen.is_closed
     assert "health check failed" in (frozen.history[-1].reason or "")
     assert server.handshakes == 2
@@ -282,7 +293,7 @@ async def test_cancel_between_send_and_recv_never_hands_on_a_stale_reply(
 
     async def borrower() -> None:
         async with pool.get_connection() as conn:
-            borrowed.append(conn)
+            borrowed.append(pooled(conn))
             await conn.send("stale")
             sent.set()
             await asyncio.Event().wait()  # cancelled here: the echo of "stale" is owed
@@ -297,10 +308,10 @@ async def test_cancel_between_send_and_recv_never_hands_on_a_stale_reply(
     assert "reply may still be owed" in (first.history[-1].reason or "")
 
     async with pool.get_connection() as conn:
-        assert conn is not first
+        assert pooled(conn) is not first
         await round_trip(conn, "fresh")  # its own reply, never "stale"
     if drain:
-        await wait_until(lambda: conn.state is State.IDLE, "the clean release drained")
+        await wait_until(lambda: pooled(conn).state is State.IDLE, "the clean release drained")
     assert_stats(pool, idle=1, total=1, opened=2, closed=1)
     await shut_down(pool, server, [first, conn])
 
@@ -331,12 +342,13 @@ async def test_release_completes_although_its_caller_is_cancelled(
     task = spawn(releaser())
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not conn.is_busy
-    await wait_until(lambda: conn.state is final, f"the connection is {final}")
+    connection = pooled(conn)
+    assert not connection.is_busy
+    await wait_until(lambda: connection.state is final, f"the connection is {final}")
     assert_stats(pool, busy=0, draining=0, total=int(final is State.IDLE))
     if how == "drain":
-        assert triggers(conn)[-2:] == ["drain", "settle"]
-        assert conn.history[-1].reason == "1 messages drained"
+        assert triggers(connection)[-2:] == ["drain", "settle"]
+        assert connection.history[-1].reason == "1 messages drained"
     await shut_down(pool, server, [conn])
 
 
@@ -345,7 +357,8 @@ async def test_a_cancelled_close_all_is_finished_by_the_next_one(server: Loopbac
     conns = [await pool.acquire() for _ in range(3)]
     await pool.release(conns[0])
     await pool.release(conns[1])
-    sockets: list[ClientConnection] = [c.websocket for c in conns if c.websocket is not None]
+    websockets = [pooled(conn).websocket for conn in conns]
+    sockets: list[ClientConnection] = [ws for ws in websockets if ws is not None]
     assert len(sockets) == 3
     server.freeze()  # closing handshakes get no answer: close_all() has to wait for them
 
@@ -411,14 +424,15 @@ async def test_close_all_shuts_everything_in_flight_down(
     assert connecting.is_closed
     assert connecting.history[-1].trigger == "fail"
     # The drain was cancelled and its connection closed.
-    assert draining.is_closed
-    assert triggers(draining)[-2:] == ["drain", "close"]
-    assert draining.history[-1].reason == "pool closed"
-    # The borrower's connection was closed under it; giving it back is a silent no-op.
-    assert busy.is_closed
-    with pytest.raises(ConnectionClosedError):
+    assert pooled(draining).is_closed
+    assert triggers(pooled(draining))[-2:] == ["drain", "close"]
+    assert pooled(draining).history[-1].reason == "pool closed"
+    # The borrower's connection was closed under it, ending its lease; giving it
+    # back is a silent no-op.
+    assert pooled(busy).is_closed
+    with pytest.raises(LeaseEndedError):
         await busy.send("too late")
-    with pytest.raises(ConnectionClosedError):
+    with pytest.raises(LeaseEndedError):
         await busy.recv()
     await pool.release(busy)
     await pool.release(busy, force_remove=True)
@@ -441,12 +455,12 @@ async def test_close_all_closes_every_socket_and_silences_borrowers(
 
     async def borrower() -> None:
         async with pool.get_connection() as conn:
-            assert conn is borrowed  # the most recently released one
+            assert pooled(conn) is pooled(borrowed)  # the most recently released one
             in_block.set()
             await left_block.wait()
-            with pytest.raises(ConnectionClosedError):
+            with pytest.raises(LeaseEndedError):  # closing it ended the lease
                 await conn.send("after close_all")
-            with pytest.raises(ConnectionClosedError):
+            with pytest.raises(LeaseEndedError):
                 await conn.recv()
         # leaving the block after close_all() releases nothing and warns about nothing
 
@@ -462,7 +476,8 @@ async def test_close_all_closes_every_socket_and_silences_borrowers(
     assert not receiving.done()
     caplog.clear()
     await pool.close_all()
-    assert all(conn.websocket is None for conn in conns)  # closed before close_all() returned
+    # Closed before close_all() returned.
+    assert all(pooled(conn).websocket is None for conn in conns)
     left_block.set()
     await task
     await receiving
@@ -508,8 +523,9 @@ async def test_a_waiter_cancelled_after_close_all_failed_it_ends_cancelled(
 
 async def test_close_all_during_a_health_check_ping(server: LoopbackServer) -> None:
     pool = make_pool(server, health_check_interval=0, health_check_timeout=BOUND, close_timeout=0.2)
-    frozen = await pool.acquire()
-    await pool.release(frozen)
+    lease = await pool.acquire()
+    await pool.release(lease)
+    frozen = pooled(lease)
     server.freeze()
     pinger = spawn(pool.acquire())
     await wait_until(lambda: pool.busy_connections == 1, "the health check is pinging")
@@ -562,6 +578,7 @@ async def test_release_misuse_changes_nothing_and_warns(
     other = make_pool(server)
     standalone = WebsocketConnection(uri=server.uri)
     conn = await pool.acquire()
+    target: WebsocketConnection
     if misuse == "twice":
         await pool.release(conn)
         target, releaser = conn, pool
@@ -573,19 +590,25 @@ async def test_release_misuse_changes_nothing_and_warns(
     else:
         await standalone.acquire()
         target, releaser = standalone, pool
-    before = (pool.stats(), other.stats(), target.state, target.history)
+    inspected = pooled(target) if isinstance(target, ConnectionLease) else target
+    before = (pool.stats(), other.stats(), inspected.state, inspected.history)
     caplog.clear()
 
     await releaser.release(target)
 
-    assert (pool.stats(), other.stats(), target.state, target.history) == before
+    if misuse == "other-pool":
+        # Given back to the pool it came from, not kept busy for nobody.
+        assert (other.stats(), inspected.state) == (before[1], State.IDLE)
+        assert inspected.history[-1].trigger == "release"
+    else:
+        assert (pool.stats(), other.stats(), inspected.state, inspected.history) == before
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, caplog.text
     assert warnings[0].name == POOL_LOGGER
     assert target.id in warnings[0].getMessage()
     assert_consistent(pool)
     assert_consistent(other)
-    if conn.is_busy:
+    if pooled(conn).is_busy:
         await pool.release(conn)
     await standalone.close()
     await other.close_all()
@@ -612,7 +635,7 @@ async def test_send_refuses_what_is_neither_str_nor_bytes(
 @pytest.mark.parametrize("operation", ["send", "recv"])
 @pytest.mark.parametrize(
     ("force_remove", "error"),
-    [(False, ConnectionBusyError), (True, ConnectionClosedError)],
+    [(False, LeaseEndedError), (True, LeaseEndedError)],
     ids=["released", "force-removed"],
 )
 async def test_io_on_a_connection_not_acquired_is_refused(
@@ -683,7 +706,8 @@ async def test_a_pooled_connection_cannot_be_acquired_directly(server: LoopbackS
     with pytest.raises(ConnectionBusyError):
         await conn.acquire()
     assert_stats(pool, idle=1, busy=0, total=1, acquired=1)
-    await conn.release()  # delegates to the pool: misuse, ignored
+    with pytest.raises(LeaseEndedError):  # the lease's own release: misuse, refused
+        await conn.release()
     assert_stats(pool, idle=1, busy=0, total=1, acquired=1)
     await shut_down(pool, server, [conn])
 
@@ -700,8 +724,9 @@ async def test_history_records_each_transition(
     started = time.time()
     conn = await pool.acquire()
     await pool.release(conn)
-    assert await pool.acquire() is conn
-    await pool.release(conn, force_remove=True)
+    again = await pool.acquire()
+    assert pooled(again) is pooled(conn)
+    await pool.release(again, force_remove=True)
 
     expected = [
         ("open", State.CONNECTING, State.IDLE),
@@ -711,7 +736,7 @@ async def test_history_records_each_transition(
         ("close", State.BUSY, State.CLOSED),
     ]
     kept = expected[-history_size:] if history_size is not None else expected
-    history = conn.history
+    history = pooled(conn).history
     assert [(r.trigger, r.source, r.dest) for r in history] == kept
     assert all(r.connection_id == conn.id for r in history)
     assert [r.at for r in history] == sorted(r.at for r in history)
