@@ -21,7 +21,7 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
-from helpers import BOUND, assert_consistent, pool_maker, round_trip, settle, wait_until
+from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, settle, wait_until
 from loopback import LoopbackServer
 
 make_pool = pool_maker(health_check_interval=None, acquire_timeout=BOUND)
@@ -74,8 +74,9 @@ async def test_a_cancelled_health_check_is_not_skipped_by_the_next_borrower(
     pool = make_pool(
         server, health_check_interval=0.2, health_check_timeout=BOUND, close_timeout=0.1
     )
-    frozen = await pool.acquire()
-    await pool.release(frozen)
+    lease = await pool.acquire()
+    await pool.release(lease)
+    frozen = pooled(lease)
     server.freeze()  # pings go unanswered from now on
     # idle longer than health_check_interval: needs a ping
     await wait_until(lambda: frozen.idle_for > 0.2, "idle past health_check_interval")
@@ -87,7 +88,9 @@ async def test_a_cancelled_health_check_is_not_skipped_by_the_next_borrower(
     try:
         conn = await pool.acquire()
         # the never-verified connection is pinged, fails, and is replaced.
-        assert conn is not frozen, "handed out a connection whose health check never completed"
+        assert pooled(conn) is not frozen, (
+            "handed out a connection whose health check never completed"
+        )
         assert frozen.is_closed
         assert [r.trigger for r in frozen.history] == [
             "open", "acquire", "release", "acquire", "release", "acquire", "close"
@@ -208,8 +211,9 @@ async def test_acquirers_that_give_up_do_not_pile_up_behind_a_long_wait(
     assert pool.stats().waiting == 1
     assert len(pool._waiters) <= 2, "the queue keeps the acquirers that left"
     await pool.release(held)
-    assert await asyncio.wait_for(head, BOUND) is held
-    await pool.release(held)
+    got = await asyncio.wait_for(head, BOUND)
+    assert pooled(got) is pooled(held)
+    await pool.release(got)
     await pool.close_all()
 
 
@@ -228,9 +232,10 @@ async def test_an_acquirer_that_gave_up_is_uncounted_once_the_dispatch_drops_it(
     # One dead entry of two is not yet half the queue: it stays, and is counted.
     assert (len(pool._waiters), pool._departed) == (2, 1)
     await pool.release(held)
-    assert await asyncio.wait_for(head, BOUND) is held
+    got = await asyncio.wait_for(head, BOUND)
+    assert pooled(got) is pooled(held)
     # The dispatch served the head and dropped the dead entry behind it: the
     # count of dead entries still queued is zero again, not a stale one.
     assert (len(pool._waiters), pool._departed) == (0, 0)
-    await pool.release(held)
+    await pool.release(got)
     await pool.close_all()
