@@ -37,7 +37,7 @@ from aio_websocket_pool.testing import (
     TcpProxy,
     tagged_workload,
 )
-from helpers import BOUND, assert_consistent, pool_maker, round_trip, wait_until
+from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, wait_until
 from leaks import assert_no_leaks, consistent_throughout, strict_loop
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
@@ -155,9 +155,9 @@ async def test_a_half_open_idle_connection_is_replaced_within_acquire_timeout(
         async with pool.get_connection() as fresh:
             await round_trip(fresh, "after")
         assert time.monotonic() - started < 1.0
-        assert fresh is not conn
-        assert conn.is_closed
-        assert conn.history[-1].reason == "health check failed: timed out"
+        assert pooled(fresh) is not pooled(conn)
+        assert pooled(conn).is_closed
+        assert pooled(conn).history[-1].reason == "health check failed: timed out"
         assert_consistent(pool)
 
 
@@ -180,7 +180,7 @@ async def test_a_borrower_stuck_on_a_silent_peer_is_freed_by_keepalive(
         with pytest.raises(ConnectionClosedError):
             await wait_for_a_reply_that_never_comes()
         (conn,) = borrowed
-        assert conn.is_closed
+        assert pooled(conn).is_closed
         assert pool.total_connections == 0
         websocket_proxy.thaw()
         await assert_no_leaks(pool, websocket_server, websocket_proxy)
@@ -197,7 +197,7 @@ async def test_close_all_returns_within_close_timeout_when_every_peer_is_silent(
         started = time.monotonic()
         await pool.close_all()
         assert time.monotonic() - started < 0.2 + 0.5
-        assert all(conn.is_closed for conn in held)
+        assert all(pooled(conn).is_closed for conn in held)
         websocket_proxy.thaw()
         await assert_no_leaks(pool, websocket_server, websocket_proxy)
 
@@ -217,8 +217,8 @@ async def test_after_a_restart_the_pool_recovers_on_the_next_acquire(
         with pytest.raises(ConnectionUnavailableError) as info:
             await pool.acquire()
         assert isinstance(info.value.__cause__, OSError)
-        assert conn.is_closed
-        assert any(f"close code {code}" in (r.reason or "") for r in conn.history)
+        assert pooled(conn).is_closed
+        assert any(f"close code {code}" in (r.reason or "") for r in pooled(conn).history)
         assert pool.total_connections == 0
 
         await server.start()
@@ -241,7 +241,7 @@ async def test_an_oversized_message_closes_the_connection_and_frees_its_slot(
         with pytest.raises(ConnectionClosedError, match="close code 1009"):
             await conn.recv()
         await pool.release(conn)
-        assert conn.state is State.CLOSED
+        assert pooled(conn).state is State.CLOSED
         assert pool.total_connections == 0
         async with pool.get_connection() as fresh:
             await round_trip(fresh, "x" * 1000)
