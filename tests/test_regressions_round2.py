@@ -36,7 +36,9 @@ def the_opening_task() -> asyncio.Task[Any]:
     [task] = [
         task
         for task in asyncio.all_tasks()
-        if task.get_name().startswith("aio_websocket_pool open") and not task.done()
+        if task.get_name().startswith("aio_websocket_pool ")
+        and " open " in task.get_name()
+        and not task.done()
     ]
     return task
 
