@@ -45,7 +45,8 @@ async def test_min_connections_are_reopened_when_the_pool_is_at_max_connections(
         await wait_until(lambda: pool.available_connections == 1, "the keeper opened one")
         [first] = pool.connections
         pool.expire_connections()  # closes it gracefully: its socket holds the slot a moment
-        await wait_until(lambda: server.open_connections == 0, "its socket is closed")
+        # (Not a wait for the server to see no connection: the keeper may open the
+        # new one before a look at the server would catch that moment.)
         # The docstring: "re-opened ... after idle cleanup, expiry or failures".
         await wait_until(
             lambda: pool.available_connections == 1 and first not in pool.connections,
