@@ -10,9 +10,10 @@ says so at once.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -122,15 +123,15 @@ async def test_a_connection_discarded_with_unread_data_is_aborted(server: Loopba
 
 def test_a_pool_used_from_a_second_event_loop_says_so_at_once() -> None:
     """One ``asyncio.run`` per job, one pool for all: a typed error, not a RuntimeError forever."""
-    pool = WebsocketConnectionPool("ws://127.0.0.1:9/", max_retries=1, acquire_timeout=1)
+    held = [WebsocketConnectionPool("ws://127.0.0.1:9/", max_retries=1, acquire_timeout=1)]
 
     async def first_job() -> None:
-        await pool.start()
+        await held[0].start()
 
     async def second_job() -> BaseException | None:
         try:
             async with asyncio.timeout(1):
-                await pool.acquire()
+                await held[0].acquire()
         except Exception as exc:
             return exc
         return None
@@ -139,6 +140,12 @@ def test_a_pool_used_from_a_second_event_loop_says_so_at_once() -> None:
     error = asyncio.run(second_job())
     assert isinstance(error, WrongEventLoopError), repr(error)
     assert "event loop" in str(error)
+    error = None  # its frames hold the pool
     with pytest.warns(ResourceWarning, match="garbage-collected while open"):
-        del pool, error  # it could not be closed: its loop is gone (the error's frames hold it)
-        gc.collect()
+        drop(held)  # it could not be closed: its loop is gone
+
+
+def drop(references: list[Any]) -> None:
+    """Let go of the only references to these objects, and collect them now."""
+    references.clear()
+    gc.collect()
