@@ -6,14 +6,16 @@ and ``drain_max_bytes = DEFAULT_DRAIN_MAX_BYTES`` hides 16 MiB. Once the
 package is loaded, each default written as an expression (a name, an
 f-string, arithmetic) is replaced by the repr of what the imported function
 really has, as ``help()`` would show it, when that is a plain value (a
-number, a string, a bool or None). Other defaults (a dataclass field's
-``default_factory``, say) keep their source text.
+number, a string, a bool or None), or an enum member whose repr says what it
+means (``acquire(timeout=...)`` shows "the pool's acquire_timeout"). Other
+defaults (a dataclass field's ``default_factory``, say) keep their source text.
 
 mkdocs.yml loads this file by its path (mkdocstrings' ``extensions`` option).
 """
 
 from __future__ import annotations
 
+import enum
 import importlib
 import inspect
 from typing import Any
@@ -57,5 +59,5 @@ class RuntimeDefaults(griffe.Extension):
             parameters = inspect.signature(live).parameters
             for parameter in named:
                 value = parameters[parameter.name].default
-                if isinstance(value, PLAIN):
+                if isinstance(value, (*PLAIN, enum.Enum)):
                     parameter.default = repr(value)
