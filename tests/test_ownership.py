@@ -12,8 +12,10 @@ two tasks at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -297,3 +299,149 @@ async def test_a_second_concurrent_entry_of_one_get_connection_raises_at_once(
             for task in (first, second):
                 task.cancel()
             await asyncio.gather(first, second, return_exceptions=True)
+
+
+# -- adversarial review: what hooks, raw access and the server can still do --------------------
+
+
+async def give_up_on_reply(conn: WebsocketConnection, request: str) -> None:
+    """Send ``request`` and wait only briefly for its reply, as a tolerant hook may."""
+    await conn.send(request)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(conn.recv(), 0.03)
+
+
+@pytest.mark.xfail(strict=True, reason="a receive an on_acquire hook gave up on still hands its "
+                   "late reply to the borrower")  # fmt: skip
+async def test_a_reply_on_acquire_gave_up_on_never_reaches_the_borrower(
+    server: LoopbackServer,
+) -> None:
+    async def on_acquire(conn: WebsocketConnection) -> None:
+        await give_up_on_reply(conn, "hook's request")
+
+    server.reply_delay = 0.1
+    async with (
+        make_pool(server, on_acquire=on_acquire) as pool,
+        asyncio.timeout(1),
+        pool.get_connection() as conn,
+    ):
+        await round_trip(conn, "mine")
+
+
+@pytest.mark.xfail(strict=True, reason="a receive an on_connect hook gave up on still hands its "
+                   "late reply to the first borrower")  # fmt: skip
+async def test_a_reply_on_connect_gave_up_on_never_reaches_the_first_borrower(
+    server: LoopbackServer,
+) -> None:
+    async def on_connect(conn: WebsocketConnection) -> None:
+        await give_up_on_reply(conn, "hook's request")
+
+    server.reply_delay = 0.1
+    async with (
+        make_pool(server, on_connect=on_connect) as pool,
+        asyncio.timeout(1),
+        pool.get_connection() as conn,
+    ):
+        await round_trip(conn, "mine")
+
+
+@pytest.mark.xfail(strict=True, reason="a receive an on_release hook gave up on hands its late "
+                   "reply to a borrower who acquires at once")  # fmt: skip
+async def test_a_reply_on_release_gave_up_on_never_reaches_the_next_borrower(
+    server: LoopbackServer,
+) -> None:
+    async def on_release(conn: WebsocketConnection) -> None:
+        await give_up_on_reply(conn, "hook's request")
+
+    async with make_pool(server, on_release=on_release, max_connections=1) as pool:
+        await use_once(pool)
+        server.reply_delay = 0.3  # the hook gives up long before it comes
+        await wait_until(lambda: pool.available_connections == 1, "on_release done", within=1)
+        async with asyncio.timeout(1), pool.get_connection() as conn:
+            await round_trip(conn, "mine")
+
+
+async def hook_leaves_a_reader(conn: WebsocketConnection, readers: list[asyncio.Task[Any]]) -> None:
+    """Start a task that receives on the hook's connection, let it begin, and return."""
+    readers.append(asyncio.create_task(conn.recv()))
+    await asyncio.sleep(0.01)
+
+
+@pytest.mark.xfail(strict=True, reason="a receive an on_acquire hook left pending reads the "
+                   "borrower's reply")  # fmt: skip
+async def test_a_receive_on_acquire_left_pending_never_reads_the_borrowers_reply(
+    server: LoopbackServer,
+) -> None:
+    readers: list[asyncio.Task[Any]] = []
+
+    async def on_acquire(conn: WebsocketConnection) -> None:
+        await hook_leaves_a_reader(conn, readers)
+
+    try:
+        async with (
+            make_pool(server, on_acquire=on_acquire) as pool,
+            asyncio.timeout(1),
+            pool.get_connection() as conn,
+        ):
+            await round_trip(conn, "mine")
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+
+@pytest.mark.xfail(strict=True, reason="a receive an on_unsolicited hook left pending reads a "
+                   "later borrower's reply")  # fmt: skip
+async def test_a_receive_on_unsolicited_left_pending_never_reads_a_borrowers_reply(
+    server: LoopbackServer,
+) -> None:
+    readers: list[asyncio.Task[Any]] = []
+
+    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
+        await hook_leaves_a_reader(conn, readers)
+
+    try:
+        async with make_pool(server, on_unsolicited=on_unsolicited, max_connections=1) as pool:
+            await use_once(pool)
+            await server.push()
+            await wait_until(lambda: bool(readers), "the hook ran", within=1)
+            await settle()
+            async with asyncio.timeout(1), pool.get_connection() as conn:
+                await round_trip(conn, "mine")
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+
+@pytest.mark.xfail(strict=True, reason="the pooled connection a hook was given can still close() "
+                   "the connection under a later borrower")  # fmt: skip
+async def test_the_connection_a_hook_kept_cannot_close_it_under_a_borrower(
+    server: LoopbackServer,
+) -> None:
+    kept: list[WebsocketConnection] = []
+
+    async def on_connect(conn: WebsocketConnection) -> None:
+        kept.append(conn)
+
+    async with make_pool(server, on_connect=on_connect) as pool, pool.get_connection() as conn:
+        with pytest.raises(ConnectionBusyError):
+            await kept[0].close()
+        await round_trip(conn, "still mine")
+
+
+@pytest.mark.xfail(strict=True, reason="a receive on lease.websocket that timed out hands its "
+                   "late reply to the next borrower")  # fmt: skip
+async def test_a_timed_out_receive_on_the_raw_websocket_ends_reuse_too(
+    server: LoopbackServer,
+) -> None:
+    server.reply_delay = 0.3  # it comes after the next borrower has the connection
+    async with make_pool(server, max_connections=1) as pool:
+        async with pool.get_connection() as conn:
+            await conn.send("late")
+            raw = conn.websocket
+            assert raw is not None
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(raw.recv(), 0.03)
+        async with asyncio.timeout(1), pool.get_connection() as conn:
+            await round_trip(conn, "mine")
