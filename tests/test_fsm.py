@@ -31,6 +31,7 @@ from transitions import EventData, Machine, MachineError
 
 from aio_websocket_pool import TRANSITIONS, Edge, InvalidTransitionError, State, TransitionRecord
 from aio_websocket_pool._fsm import (
+    _EVENTS,
     _MACHINE,
     INITIAL_STATE,
     ConnectionLifecycle,
@@ -487,7 +488,7 @@ def test_lean_event_refuses_with_the_stock_machine_error(trigger: str, state: St
     with pytest.raises(MachineError) as stock:
         STOCK.events[trigger].trigger(SimpleNamespace(_machine_state=state.value), reason=None)
     with pytest.raises(MachineError) as ours:
-        _MACHINE.events[trigger].trigger(lifecycle, None)
+        _EVENTS[trigger].trigger(lifecycle, None)
     assert ours.value.value == stock.value.value
     assert lifecycle.state is state
 

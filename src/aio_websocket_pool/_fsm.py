@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 from transitions import Event, Machine, MachineError
 
@@ -342,4 +342,5 @@ def _machine_config() -> dict[str, Any]:
 
 
 _MACHINE: Final = _LeanMachine(**_machine_config())
-_EVENTS: Final[Mapping[str, Event]] = _MACHINE.events
+# Machine.event_cls made every event one of ours: fire() calls _LeanEvent.trigger's signature.
+_EVENTS: Final = cast("Mapping[str, _LeanEvent]", _MACHINE.events)
