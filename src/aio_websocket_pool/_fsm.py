@@ -208,7 +208,10 @@ class ConnectionLifecycle:
         # Called by _LeanEvent once it moved _machine_state; ``state`` still holds the source.
         source = self.state
         self.state = dest = _STATE_BY_VALUE[self._machine_state]
-        record = TransitionRecord(time.time(), self.connection_id, trigger, source, dest, reason)
+        # tuple.__new__, not TransitionRecord(...): the named tuple's own __new__ is a Python
+        # function around this same call, and costs 0.1 µs more per record.
+        fields = (time.time(), self.connection_id, trigger, source, dest, reason)
+        record = tuple.__new__(TransitionRecord, fields)
         self.history.append(record)
         if logger.isEnabledFor(_DEBUG):
             logger.debug("%s", record)
