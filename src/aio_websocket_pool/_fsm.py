@@ -7,8 +7,8 @@ Rules of this module:
   the state diagrams and the transition table in the docs.
 * Nothing here awaits or touches a socket. The connection and pool coroutines
   do the I/O and, once its outcome is known, fire the event that records it.
-  Callbacks only do bookkeeping: history, the DEBUG log line, and telling the
-  pool (the observer) so that its counters follow.
+  What runs after a move is bookkeeping only: history, the DEBUG log line,
+  and telling the pool (the observer) so that its counters follow.
 * An event with no edge from the current state raises
   :class:`~aio_websocket_pool.InvalidTransitionError` and changes nothing.
 * ``closed`` is terminal: a connection that closed is never reopened; the pool
@@ -49,14 +49,6 @@ from ._exceptions import InvalidTransitionError
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 _DEBUG: Final = logging.DEBUG
-
-# transitions logs every step of every trigger, two of them at INFO: a pool
-# under load would flood any application logging at INFO. Our own DEBUG line
-# per transition says what happened, so transitions' chatter is raised to
-# WARNING, unless the application already chose a level for it.
-_transitions_logger = logging.getLogger("transitions.core")
-if _transitions_logger.level == logging.NOTSET:
-    _transitions_logger.setLevel(logging.WARNING)
 
 
 class State(enum.StrEnum):
