@@ -7,6 +7,11 @@ every pair that is not in the table is refused with
 :class:`~aio_websocket_pool.InvalidTransitionError` and changes nothing. Also:
 the bounded history, frozen and readable records, the observer, the shape of
 the table itself, and the DEBUG log line.
+
+The lifecycle fires its events through a lean ``transitions.Event`` subclass:
+every (state, event) pair is also fired through the stock ``Event.trigger`` of
+a stock ``Machine`` built from the same arguments, and the two must agree; and
+a lean machine must refuse to be built with anything the lean event skips.
 """
 
 from __future__ import annotations
@@ -16,12 +21,24 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from transitions import EventData, Machine, MachineError
 
 from aio_websocket_pool import TRANSITIONS, Edge, InvalidTransitionError, State, TransitionRecord
-from aio_websocket_pool._fsm import INITIAL_STATE, ConnectionLifecycle
+from aio_websocket_pool._fsm import (
+    _EVENTS,
+    _MACHINE,
+    INITIAL_STATE,
+    ConnectionLifecycle,
+    _LeanEvent,
+    _LeanMachine,
+    _machine_config,
+)
 
 LOGGER_NAME = "aio_websocket_pool"
 CONNECTION_ID = "conn-test"
@@ -387,8 +404,7 @@ def test_an_illegal_trigger_logs_nothing(caplog: pytest.LogCaptureFixture) -> No
 
 
 def test_transitions_chatter_stays_out_of_info_logs(caplog: pytest.LogCaptureFixture) -> None:
-    """transitions logs each trigger's steps at INFO; a busy pool must not flood INFO logs."""
-    assert logging.getLogger("transitions.core").level == logging.WARNING
+    """transitions' own trigger logs each step, two at INFO: the lean event never calls it."""
     lifecycle = ConnectionLifecycle("c-quiet", history_size=4)
     with caplog.at_level(logging.DEBUG):
         lifecycle.fire("open")
@@ -398,3 +414,160 @@ def test_transitions_chatter_stays_out_of_info_logs(caplog: pytest.LogCaptureFix
         logging.DEBUG,
         logging.DEBUG,
     ]
+
+
+# -- the lean event against transitions' stock one -----------------------------------
+
+
+def _stock_moved(event_data: EventData) -> None:
+    """The stock machine's after_state_change: what moved, as transitions saw it."""
+    model, transition = event_data.model, event_data.transition
+    assert isinstance(model, SimpleNamespace)
+    assert transition is not None
+    move = (event_data.event.name, State(transition.source), State(model._machine_state))
+    model.moves.append((*move, event_data.kwargs["reason"]))
+
+
+#: transitions' own Machine and Event, from the arguments the lifecycle's machine is built with.
+STOCK = Machine(**_machine_config(), send_event=True, after_state_change=_stock_moved)
+EVERY_PAIR = [(state, trigger) for state in State for trigger in TRIGGERS + UNKNOWN_TRIGGERS]
+
+
+def stock_fire(state: State, trigger: str, reason: str | None) -> tuple[State, object]:
+    """Fire ``trigger`` from ``state`` through ``transitions.Event.trigger``.
+
+    Returns:
+        The state afterwards, and the move (trigger, source, dest, reason) or
+        ``"refused"``.
+    """
+    model = SimpleNamespace(_machine_state=state.value, moves=[])
+    event = STOCK.events.get(trigger)
+    try:
+        if event is None:  # no such event: the stock machine has no trigger to refuse it with
+            return state, "refused"
+        event.trigger(model, reason=reason)
+    except MachineError:
+        return State(model._machine_state), "refused"
+    (move,) = model.moves
+    return State(model._machine_state), move
+
+
+@pytest.mark.parametrize("reason", [None, "close code 1001"], ids=["no-reason", "reason"])
+@pytest.mark.parametrize(
+    ("state", "trigger"),
+    EVERY_PAIR,
+    ids=[f"{trigger or 'empty'}-from-{state}" for state, trigger in EVERY_PAIR],
+)
+def test_lean_event_does_what_the_stock_event_does(
+    state: State, trigger: str, reason: str | None
+) -> None:
+    lifecycle = lifecycle_in(state)
+    walked = len(lifecycle.history)
+    try:
+        lifecycle.fire(trigger, reason)
+    except InvalidTransitionError:
+        ours: object = "refused"
+        assert len(lifecycle.history) == walked
+    else:
+        record = lifecycle.history[-1]
+        ours = (record.trigger, record.source, record.dest, record.reason)
+
+    assert (lifecycle.state, ours) == stock_fire(state, trigger, reason)
+    # The machine reads the state the lean event moved, as it reads any model's.
+    assert _MACHINE.get_model_state(lifecycle).name == lifecycle.state.value
+
+
+@pytest.mark.parametrize(
+    ("trigger", "state"),
+    [(trigger, state) for trigger, state in ILLEGAL if trigger in TRIGGERS],
+    ids=[f"{trigger}-from-{state}" for trigger, state in ILLEGAL if trigger in TRIGGERS],
+)
+def test_lean_event_refuses_with_the_stock_machine_error(trigger: str, state: State) -> None:
+    lifecycle = lifecycle_in(state)
+    with pytest.raises(MachineError) as stock:
+        STOCK.events[trigger].trigger(SimpleNamespace(_machine_state=state.value), reason=None)
+    with pytest.raises(MachineError) as ours:
+        _EVENTS[trigger].trigger(lifecycle, None)
+    assert ours.value.value == stock.value.value
+    assert lifecycle.state is state
+
+
+def test_the_lifecycle_machine_runs_lean_events_for_every_trigger() -> None:
+    assert isinstance(_MACHINE, _LeanMachine)
+    assert {name: type(event) for name, event in _MACHINE.events.items()} == dict.fromkeys(
+        TRIGGERS, _LeanEvent
+    )
+
+
+Config = dict[str, Any]
+
+
+def _with_state(name: str, **callbacks: object) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        config["states"] = [
+            {"name": state, **callbacks} if state == name else state for state in config["states"]
+        ]
+
+    return change
+
+
+def _with_edge(trigger: str, **callbacks: object) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        (edge,) = [edge for edge in config["transitions"] if edge["trigger"] == trigger]
+        edge.update(callbacks)
+
+    return change
+
+
+def _with(**arguments: object) -> Callable[[Config], None]:
+    return lambda config: config.update(arguments)
+
+
+#: What the lean event would skip, added to the lifecycle's arguments; what the refusal names.
+SKIPPED = {
+    "condition": (_with_edge("acquire", conditions="is_fresh"), "conditions on 'acquire'"),
+    "unless": (_with_edge("release", unless="is_stale"), "conditions on 'release'"),
+    "before": (_with_edge("open", before="log"), "before on 'open' from 'connecting'"),
+    "after": (_with_edge("close", after="log"), "after on 'close' from 'idle'"),
+    "prepare": (_with_edge("drain", prepare="log"), "prepare on 'drain'"),
+    "internal": (_with_edge("settle", dest=None), "internal transition 'settle'"),
+    "on_enter": (_with_state("idle", on_enter="announce"), "on_enter on state 'idle'"),
+    "on_exit": (_with_state("busy", on_exit="announce"), "on_exit on state 'busy'"),
+    "ignore_state": (
+        _with_state("closed", ignore_invalid_triggers=True),
+        "ignore_invalid_triggers on state 'closed'",
+    ),
+    "after_state_change": (_with(after_state_change="log"), "machine after_state_change"),
+    "before_state_change": (_with(before_state_change="log"), "machine before_state_change"),
+    "prepare_event": (_with(prepare_event="log"), "machine prepare_event"),
+    "finalize_event": (_with(finalize_event="log"), "machine finalize_event"),
+    "on_exception": (_with(on_exception="log"), "machine on_exception"),
+    "on_final": (_with(on_final="log"), "machine on_final"),
+    "queued": (_with(queued=True), "queued=True"),
+    "ignore_invalid": (_with(ignore_invalid_triggers=True), "ignore_invalid_triggers"),
+    "model": (_with(model=SimpleNamespace()), "registered models"),
+    "model_attribute": (_with(model_attribute="state"), "model_attribute 'state'"),
+}
+
+
+@pytest.mark.parametrize(("change", "named"), SKIPPED.values(), ids=SKIPPED.keys())
+def test_a_lean_machine_refuses_what_its_event_would_skip(
+    change: Callable[[Config], None], named: str
+) -> None:
+    config = _machine_config()
+    change(config)
+    Machine(**config)  # transitions itself accepts it: the refusal is the lean machine's
+
+    with pytest.raises(ValueError, match="cannot run a machine that declares") as refused:
+        _LeanMachine(**config)
+    assert named in str(refused.value)
+
+
+def test_a_lean_machine_names_everything_it_would_skip() -> None:
+    config = _machine_config()
+    _with_edge("acquire", conditions="is_fresh")(config)
+    _with_state("idle", on_enter="announce")(config)
+    with pytest.raises(ValueError, match="cannot run") as refused:
+        _LeanMachine(**config)
+    assert "conditions on 'acquire' from 'idle'" in str(refused.value)
+    assert "on_enter on state 'idle'" in str(refused.value)
