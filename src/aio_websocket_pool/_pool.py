@@ -417,6 +417,7 @@ class WebsocketConnectionPool:
         self._draining: set[WebsocketConnection] = set()  # in their drain, past on_release
         self._checking: asyncio.Task[None] | None = None  # the background health check
         self._keeper: asyncio.Task[None] | None = None  # keeps min_connections open
+        self._above_new_limit = False  # a resize left more connections than max_connections
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it started on
         self._started = False
         self._closing = False  # close() is waiting for borrowers
@@ -656,6 +657,8 @@ class WebsocketConnectionPool:
             self._discard(
                 connection, f"pool resized to max_connections={self._config.max_connections}"
             )
+        else:
+            self._over_limit()  # remember whether busy ones are above it still
         self._schedule_dispatch()
         if self._started and not (self._closed or self._closing):
             self._ensure_keeper()
@@ -667,7 +670,9 @@ class WebsocketConnectionPool:
         Sockets still closing do not count here: they are on their way out,
         and counting them would retire more than the resize asked for.
         """
-        return self._index.total > self._config.max_connections
+        over = self._index.total > self._config.max_connections
+        self._above_new_limit = over  # until a resize leaves it over again: the hot path skips it
+        return over
 
     async def check(self) -> None:
         """Ping every idle connection now, all at once; retire those that fail.
@@ -1402,7 +1407,7 @@ class WebsocketConnectionPool:
             return "expired by expire_connections()"
         if connection._outlived():
             return f"older than max_lifetime={self._config.max_lifetime:g}s (with jitter)"
-        if self._over_limit():
+        if self._above_new_limit and self._over_limit():
             return f"above max_connections={self._config.max_connections} after a resize"
         return None
 
