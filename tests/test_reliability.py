@@ -149,8 +149,11 @@ async def test_a_half_open_idle_connection_is_replaced_within_acquire_timeout(
     async with pool:
         async with pool.get_connection() as conn:
             await round_trip(conn, "before")
-            assert conn.websocket is not None
-            websocket_proxy.link(conn.websocket.local_address[1]).freeze()
+            # The pooled connection's: taking the lease's raw websocket would
+            # (rightly) close the connection on release.
+            websocket = pooled(conn).websocket
+            assert websocket is not None
+            websocket_proxy.link(websocket.local_address[1]).freeze()
         started = time.monotonic()
         async with pool.get_connection() as fresh:
             await round_trip(fresh, "after")

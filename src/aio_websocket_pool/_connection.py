@@ -45,7 +45,7 @@ from ._exceptions import (
     ConnectionUnavailableError,
 )
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, ConnectionLifecycle, State, TransitionRecord
-from ._hooks import run_hook
+from ._hooks import report_callback_failure, run_hook
 from ._inbox import Inbox
 from ._redact import (
     RedactingLogger,
@@ -60,6 +60,7 @@ from ._websocket import (
     PooledWebSocket,
     buffered_frames,
     give_back_frames,
+    is_receiving,
     peer_close_code,
     pooled_class,
     sent_close_code,
@@ -187,6 +188,7 @@ class WebsocketConnection:
         self._hook_timeout = DEFAULT_TIMEOUT
         self._gate: Backoff | None = None
         self._hook_token: object | None = None  # that of the hook running on it now
+        self._hook_cut_off = False  # that hook's send or receive was cancelled
         self._inbox: Inbox | None = None  # set by its pool once it is open
         self._lease_serial = 0  # bumped at each hand-out: older leases are ended
         self.generation = 0
@@ -319,20 +321,35 @@ class WebsocketConnection:
             inbox.restart_count()
 
     @contextlib.contextmanager
-    def _hook_access(self) -> Iterator[None]:
+    def _hook_access(self, hook: str) -> Iterator[None]:
         """Let a hook send and receive on the pooled connection while it runs.
 
         Only from the hook's context (and tasks it starts meanwhile, such as
         ``wait_for``'s): a former borrower still holding a reference, or a
         task the hook left behind, must not talk on it.
+
+        A hook that leaves a receive pending, or cut one off (a timeout it
+        caught), may still be owed a reply that would reach the next borrower:
+        that fails the hook as raising would.
+
+        Raises:
+            ConnectionHookError: The hook left a reply owed.
         """
         token = self._hook_token = object()
+        self._hook_cut_off = False
         reset = _hook_running.set(token)
         try:
             yield
         finally:
             _hook_running.reset(reset)
             self._hook_token = None
+        websocket = self.websocket
+        if self._hook_cut_off or (websocket is not None and is_receiving(websocket)):
+            error = ConnectionHookError(
+                f"{hook} left a receive pending or cut off: a reply may still come", hook=hook
+            )
+            report_callback_failure(hook, error, self.id, self._secrets)
+            raise error
 
     # -- opening and closing ------------------------------------------------------
 
@@ -392,7 +409,7 @@ class WebsocketConnection:
         """
         self.websocket = websocket
         try:
-            with self._hook_access():
+            with self._hook_access("on_connect"):
                 await run_hook(
                     "on_connect", on_connect(self), seconds=self._hook_timeout,
                     where=self.id, secrets=self._secrets,
@@ -436,9 +453,22 @@ class WebsocketConnection:
         return websocket
 
     async def close(self) -> None:
-        """Retire it and close the WebSocket. Idempotent."""
-        self._retire("closed by its user")
-        await self._close_socket()
+        """Retire it and close the WebSocket. Idempotent.
+
+        A pooled connection is closed through what ``acquire()`` handed out
+        (or by the hook running on it), never through a reference kept.
+        """
+        if self._pool is not None and self._lifecycle.state is not CLOSED:
+            self._check_usable()
+        await self._close()
+
+    async def _close(self) -> None:
+        pool = self._pool
+        if pool is None:
+            self._retire("closed by its user")
+            await self._close_socket()
+        else:  # its socket closes in a pool task, counted against max_connections till done
+            await pool._close_for_user(self)
 
     def _retire(self, reason: str) -> None:
         """Move it to ``closed`` without I/O; :meth:`_close_socket` does the rest."""
@@ -548,7 +578,12 @@ class WebsocketConnection:
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while sending.
         """
-        await self._send(self._check_usable(), message)
+        websocket = self._check_usable()
+        try:
+            await self._send(websocket, message)
+        except asyncio.CancelledError:
+            self._hook_cut_off = True  # only a hook may talk on a pooled connection
+            raise
 
     async def _send(
         self, websocket: ClientConnection, message: str | bytes | bytearray | memoryview
@@ -569,7 +604,12 @@ class WebsocketConnection:
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while receiving.
         """
-        return await self._recv(self._check_usable())
+        websocket = self._check_usable()
+        try:
+            return await self._recv(websocket)
+        except asyncio.CancelledError:
+            self._hook_cut_off = True  # only a hook may talk on a pooled connection
+            raise
 
     async def _recv(self, websocket: ClientConnection) -> str | bytes:
         try:
@@ -599,9 +639,16 @@ class WebsocketConnection:
         """Ping the server and wait for the pong; return the round trip in seconds.
 
         Raises:
+            ConnectionBusyError: It belongs to a pool, and the caller is not
+                the hook running on it (borrowers ping through their lease).
             ConnectionUnavailableError: It is not open, or no pong came in time.
             ConnectionClosedError: It closed while waiting for the pong.
         """
+        if self._pool is not None:
+            self._check_usable()
+        return await self._ping()
+
+    async def _ping(self) -> float:
         websocket = self.websocket
         if websocket is None or not self.is_connected:
             raise ConnectionUnavailableError("Websocket is not connected")

@@ -100,6 +100,9 @@ class ConnectionLease(WebsocketConnection):
             raise
         finally:
             self._sending -= 1
+        # Released (by another task) while it was stuck: its socket was aborted
+        # under it, and websockets then ends the send as if all had gone out.
+        self._live()
 
     async def recv(self) -> str | bytes:
         connection, websocket = self._live_websocket()
@@ -120,7 +123,7 @@ class ConnectionLease(WebsocketConnection):
         return message
 
     async def ping(self) -> float:
-        return await self._live().ping()
+        return await self._live()._ping()
 
     async def connect(self) -> None:
         await self._live().connect()
@@ -131,7 +134,7 @@ class ConnectionLease(WebsocketConnection):
 
     async def close(self) -> None:
         """Close the connection for good; this ends the lease."""
-        await self._live().close()
+        await self._live()._close()
 
     async def release(self) -> None:
         """Give the connection back to its pool; this ends the lease.
@@ -189,9 +192,20 @@ class ConnectionLease(WebsocketConnection):
     def age(self) -> float:
         return self._live().age
 
+    @property
+    def websocket(self) -> ClientConnection | None:  # type: ignore[override]
+        """The raw websockets connection: a way around the lease's bookkeeping.
+
+        What is received on it directly, or cut off, the lease cannot see; so
+        once it was taken, the connection is closed on release, never lent on.
+        """
+        connection = self._live()
+        self._interrupted = True
+        return connection.websocket
+
     def __getattr__(self, name: str) -> Any:
-        # The connection's plain attributes (uri, headers, websocket, ...):
-        # looked up here only because the lease does not have them itself.
+        # The connection's plain attributes (uri, headers, ...): looked up
+        # here only because the lease does not have them itself.
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._live(), name)

@@ -158,7 +158,7 @@ class _Acquiring(Coroutine[Any, Any, ConnectionLease]):
     as in asyncpg.
     """
 
-    __slots__ = ("_coroutine", "_lease", "_pool")
+    __slots__ = ("_coroutine", "_lease", "_pool", "_used")
 
     def __init__(
         self, pool: WebsocketConnectionPool, coroutine: Coroutine[Any, Any, ConnectionLease]
@@ -166,8 +166,18 @@ class _Acquiring(Coroutine[Any, Any, ConnectionLease]):
         self._pool = pool
         self._coroutine = coroutine
         self._lease: ConnectionLease | None = None
+        self._used = False  # awaited, entered, or run by a task already
+
+    def _claim(self) -> None:
+        """One acquire, one borrower: a second task awaiting the same call is refused."""
+        if self._used:
+            raise ConnectionBusyError(
+                "this acquire() is in use already: call pool.acquire() for each hand-out"
+            )
+        self._used = True
 
     def send(self, value: Any) -> Any:
+        self._used = True  # a task runs it (create_task, wait_for)
         return self._coroutine.send(value)
 
     def throw(self, *args: Any) -> Any:
@@ -177,9 +187,11 @@ class _Acquiring(Coroutine[Any, Any, ConnectionLease]):
         self._coroutine.close()
 
     def __await__(self) -> Generator[Any, None, ConnectionLease]:
+        self._claim()
         return self._coroutine.__await__()
 
     async def __aenter__(self) -> ConnectionLease:
+        self._claim()
         self._lease = await self._coroutine
         return self._lease
 
@@ -899,6 +911,12 @@ class WebsocketConnectionPool:
                     fresh = True
                     grant = self._try_grant(fresh=True)
                     continue
+                if not await self._settle(connection):
+                    # Another idle one may be as unsettled (a server trickling
+                    # on all of them), and each costs a bound: open a new one.
+                    fresh = True
+                    grant = self._try_grant(fresh=True)
+                    continue
                 ready = await self._ready_for_reuse(connection)
             if ready and self._fit_to_hand_out(connection):
                 return connection
@@ -920,8 +938,12 @@ class WebsocketConnectionPool:
             raise ConnectionPoolUnavailableError("the pool was closed")
         if connection.state is not BUSY:  # discarded meanwhile (a flood, a hook)
             return False
-        if not connection.is_connected:
+        websocket = connection.websocket
+        if websocket is None or not connection.is_connected:
             self._retire_lost(connection)
+            return False
+        if is_receiving(websocket):  # someone (a hook's task) would read the borrower's reply
+            self._discard(connection, "a receive was pending at hand-out", abort=True)
             return False
         return True
 
@@ -1096,11 +1118,10 @@ class WebsocketConnectionPool:
         return interval is not None and connection._unproven_for(time.monotonic()) >= interval
 
     async def _ready_for_reuse(self, connection: WebsocketConnection) -> bool:
-        """Whether a reused connection (health-checked already) may be handed out.
+        """Whether a reused connection (health-checked and settled already) may be handed out.
 
         If not, it was discarded. In order: it is still open; no policy
-        retires it; what arrived while it sat idle has been taken (see
-        :meth:`_settle`); ``on_acquire`` accepts it.
+        retires it; ``on_acquire`` accepts it.
         """
         if not connection.is_connected:
             self._retire_lost(connection)
@@ -1108,9 +1129,7 @@ class WebsocketConnectionPool:
         if (why := self._staleness(connection)) is not None:
             self._discard(connection, why)
             return False
-        return await self._settle(connection) and await self._passes_on_acquire(
-            connection, reused=True
-        )
+        return await self._passes_on_acquire(connection, reused=True)
 
     async def _passes_health_check(self, connection: WebsocketConnection) -> bool:
         """Ping a claimed connection; discard it if no pong comes in time.
@@ -1119,7 +1138,7 @@ class WebsocketConnectionPool:
         arrive, so websockets never stops reading the socket.
         """
         try:
-            await connection.ping()
+            await connection._ping()
         except (ConnectionUnavailableError, ConnectionClosedError) as exc:
             self._health_check_failed(connection, exc)
             return False
@@ -1148,7 +1167,7 @@ class WebsocketConnectionPool:
         it again itself if it is still due.
         """
         due = [c for c in self._index.in_state(IDLE) if not due_only or self._health_check_due(c)]
-        outcomes = await asyncio.gather(*(c.ping() for c in due), return_exceptions=True)
+        outcomes = await asyncio.gather(*(c._ping() for c in due), return_exceptions=True)
         for connection, outcome in zip(due, outcomes, strict=True):
             if isinstance(outcome, ConnectionUnavailableError | ConnectionClosedError) and (
                 connection.state is IDLE
@@ -1180,7 +1199,7 @@ class WebsocketConnectionPool:
             return connection.state is BUSY
         connection._lend()  # the hook reads what comes now, as the borrower will
         try:
-            with connection._hook_access():
+            with connection._hook_access("on_acquire"):
                 await run_hook(
                     "on_acquire", hook(connection), seconds=self._config.hook_timeout,
                     where=connection.id, secrets=connection._secrets,
@@ -1270,7 +1289,7 @@ class WebsocketConnectionPool:
         try:
             while inbox.undelivered and connection.state is not CLOSED:
                 message = inbox.undelivered.popleft()
-                with connection._hook_access():
+                with connection._hook_access("on_unsolicited"):
                     await run_hook(
                         "on_unsolicited", hook(connection, message),
                         seconds=self._config.hook_timeout,
@@ -1309,6 +1328,9 @@ class WebsocketConnectionPool:
         try:
             async with asyncio.timeout(self._config.health_check_timeout):
                 while not self._is_settled(connection) and connection.state is BUSY:
+                    if not connection.is_connected:
+                        self._retire_lost(connection, during="hand-out")
+                        return False
                     delivery = self._deliveries.get(connection)
                     if delivery is not None:
                         await asyncio.wait({delivery})
@@ -1417,7 +1439,7 @@ class WebsocketConnectionPool:
         hook = config.on_release
         if hook is not None:
             try:
-                with connection._hook_access():
+                with connection._hook_access("on_release"):
                     await run_hook(
                         "on_release", hook(connection), seconds=config.hook_timeout,
                         where=connection.id, secrets=connection._secrets,
@@ -1497,9 +1519,19 @@ class WebsocketConnectionPool:
         elif code == TRY_AGAIN_LATER:
             self._backoff.trip()
 
+    async def _close_for_user(self, connection: WebsocketConnection) -> None:
+        """Close a connection its borrower (or a hook) closed: retire it, close its socket.
+
+        The close runs in a pool task, so that a caller who stops waiting
+        (a timeout) leaves it to finish, counted against ``max_connections``.
+        """
+        closer = self._discard(connection, "closed by its user")
+        if closer is not None:
+            await asyncio.shield(closer)
+
     def _discard(
         self, connection: WebsocketConnection, reason: str, *, abort: bool = False
-    ) -> None:
+    ) -> asyncio.Task[Any] | None:
         """Retire a connection now and close its socket.
 
         A peer that is gone or silent, and a connection with unread data or
@@ -1514,7 +1546,8 @@ class WebsocketConnectionPool:
         if abort:
             connection._abort_socket()
         elif connection.websocket is not None:
-            self._spawn(connection._close_socket(), f"close {connection.id}", closer=True)
+            return self._spawn(connection._close_socket(), f"close {connection.id}", closer=True)
+        return None
 
     # -- background work ---------------------------------------------------------------
 
