@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
-from websockets.datastructures import Headers, is_valid_header_value
+from websockets.datastructures import Headers
 from websockets.exceptions import InvalidURI
 
 from ._redact import redact_uri
@@ -49,6 +49,9 @@ DEFAULT_DRAIN_MAX_BYTES: Final = 16 * 2**20
 
 #: What an HTTP header name may be made of (RFC 9110's token).
 is_valid_header_name: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+").fullmatch
+#: A header value as HTTP/1.1 allows it (no CR, LF or other control character);
+#: websockets 17 has the same test, websockets 15 (the oldest admitted) does not export one.
+is_valid_header_value: Final = re.compile(r"[\x09\x20-\x7e\x80-\xff]*").fullmatch
 
 #: A ``max_size`` below this is taken for a pool size typed in the wrong place
 #: (asyncpg's and psycopg_pool's ``max_size`` is one), and warned about.
