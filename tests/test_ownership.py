@@ -312,32 +312,18 @@ async def give_up_on_reply(conn: WebsocketConnection, request: str) -> None:
         await asyncio.wait_for(conn.recv(), 0.03)
 
 
-async def test_a_reply_on_acquire_gave_up_on_never_reaches_the_borrower(
-    server: LoopbackServer,
+@pytest.mark.parametrize("hook", ["on_connect", "on_acquire"])
+async def test_a_reply_a_hook_gave_up_on_never_reaches_the_borrower(
+    server: LoopbackServer, hook: str
 ) -> None:
     """The hook failed as if it raised: its connection, owed a reply, is never handed out."""
 
-    async def on_acquire(conn: WebsocketConnection) -> None:
+    async def gives_up(conn: WebsocketConnection) -> None:
         await give_up_on_reply(conn, "hook's request")
 
     server.reply_delay = 0.1
-    async with make_pool(server, on_acquire=on_acquire) as pool:
-        with pytest.raises(ConnectionHookError, match="on_acquire left a receive"):
-            async with asyncio.timeout(1), pool.get_connection():
-                pytest.fail("handed out a connection that owes the hook a reply")
-        assert pool.stats().hooks_failed == 1
-        assert pool.total_connections == 0
-
-
-async def test_a_reply_on_connect_gave_up_on_never_reaches_the_first_borrower(
-    server: LoopbackServer,
-) -> None:
-    async def on_connect(conn: WebsocketConnection) -> None:
-        await give_up_on_reply(conn, "hook's request")
-
-    server.reply_delay = 0.1
-    async with make_pool(server, on_connect=on_connect) as pool:
-        with pytest.raises(ConnectionHookError, match="on_connect left a receive"):
+    async with make_pool(server, **{hook: gives_up}) as pool:
+        with pytest.raises(ConnectionHookError, match=f"{hook} left a receive"):
             async with asyncio.timeout(1), pool.get_connection():
                 pytest.fail("handed out a connection that owes the hook a reply")
         assert pool.stats().hooks_failed == 1
