@@ -228,7 +228,10 @@ def check_connect_kwargs(
     (``ssl`` with ``ws://``, an unknown ``compression``, bad subprotocols)
     without any I/O, so they fail here instead of at the first acquire. A
     ``max_size`` below 1 KiB is valid but almost surely a pool size typed in
-    the wrong place: it is logged as a warning.
+    the wrong place: it is logged as a warning. A ``user_agent_header``
+    with a line break or control character is refused here, without quoting
+    it: websockets 17 refuses it at the handshake (quoting it), websockets 15
+    sends it, splitting the request.
     """
     for name in kwargs:
         if name in _RESERVED:
@@ -238,6 +241,11 @@ def check_connect_kwargs(
                 f"unexpected keyword argument {name!r}: not an argument of "
                 "websockets.asyncio.client.connect()"
             )
+    agent = kwargs.get("user_agent_header")
+    if isinstance(agent, str) and not is_valid_header_value(agent):
+        raise ValueError(
+            "user_agent_header must not contain a line break or another control character"
+        )
     max_size = kwargs.get("max_size")
     if isinstance(max_size, int) and max_size < SMALLEST_LIKELY_MAX_SIZE:
         logger.warning(
