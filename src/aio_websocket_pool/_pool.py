@@ -436,6 +436,27 @@ class WebsocketConnectionPool:
         self._closed = False
 
     # -- counters (all derived from connection states) -----------------------------
+    #
+    # The figures the pool decides by, each defined here once:
+    #   slots in use     connections holding a slot, plus sockets still closing (what
+    #                    max_connections bounds: what the server sees)
+    #   missing minimum  how many min_connections lacks, counting what holds a slot
+    #   in use           busy or draining: held by, or being cleaned after, a borrower
+    # (and, only after a resize, "over the limit": more connections hold a slot than
+    # max_connections; sockets still closing are left out there, on their way out)
+
+    @property
+    def _slots_in_use(self) -> int:
+        return self._index.total + len(self._closers)
+
+    @property
+    def _missing_minimum(self) -> int:
+        return max(0, self._config.min_connections - self._index.total)
+
+    @property
+    def _in_use(self) -> int:
+        index = self._index
+        return index.count(BUSY) + index.count(DRAINING)
 
     @property
     def total_connections(self) -> int:
@@ -574,8 +595,7 @@ class WebsocketConnectionPool:
             if self._closing:
                 return
             config = self._config  # read afresh: resize() may have changed it
-            slots_free = config.max_connections - self._index.total - len(self._closers)
-            missing = min(config.min_connections - self._index.total, slots_free)
+            missing = min(self._missing_minimum, config.max_connections - self._slots_in_use)
             if missing <= 0:
                 continue
             openings = [self._open_new(abandoned=True) for _ in range(missing)]
@@ -623,7 +643,7 @@ class WebsocketConnectionPool:
             except TimeoutError:
                 logger.warning(
                     "%s: close(timeout=%g): %d connections still in use; closing them",
-                    self.name, timeout, self._index.count(BUSY) + self._index.count(DRAINING),
+                    self.name, timeout, self._in_use,
                 )  # fmt: skip
         await self.close_all()
 
@@ -967,7 +987,7 @@ class WebsocketConnectionPool:
             self._retire_lost(connection)
         # Sockets still finishing their closing handshake count too: the limit
         # bounds what the server sees, not just what the pool tracks.
-        if index.total + len(self._closers) >= self._config.max_connections:
+        if self._slots_in_use >= self._config.max_connections:
             victim = index.oldest(IDLE) if fresh else None
             if victim is None:
                 return None
@@ -1615,7 +1635,7 @@ class WebsocketConnectionPool:
         Both matter: a socket still closing holds its slot, so at
         ``max_connections`` the keeper can only open once it is gone.
         """
-        if not self._closing and self._index.total < self._config.min_connections:
+        if not self._closing and self._missing_minimum:
             self._below_minimum.set()
 
     def _note_quiescence(self) -> None:
@@ -1624,8 +1644,7 @@ class WebsocketConnectionPool:
         Every connection still live when the pool started closing reaches
         ``closed`` in the end: those are the only transitions to watch.
         """
-        index = self._index
-        if not (index.count(BUSY) or index.count(DRAINING) or index.count(CONNECTING)):
+        if not (self._in_use or self._index.count(CONNECTING)):
             self._quiescent.set()
 
     def _schedule_dispatch(self) -> None:
