@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Protocol, TypeVar
 
 from aio_websocket_pool import (
     ConnectionLease,
@@ -28,6 +28,8 @@ BOUND = 5.0
 POLL_INTERVAL = 0.001
 #: The states of a connection that holds a slot of its pool.
 LIVE_STATES = (State.CONNECTING, State.IDLE, State.BUSY, State.DRAINING)
+
+T = TypeVar("T")
 
 
 # -- making pools ------------------------------------------------------------------------
@@ -86,6 +88,11 @@ async def settle(turns: int = 5) -> None:
     """Let the event loop run ``turns`` iterations: scheduled dispatches, done-callbacks."""
     for _ in range(turns):
         await asyncio.sleep(0)
+
+
+def spawn(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A task for a test coroutine, named so that the leak check does not take it for the pool's."""
+    return asyncio.create_task(coroutine, name="test task")
 
 
 # -- checks ------------------------------------------------------------------------------
