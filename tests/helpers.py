@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
+
+import pytest
 
 from aio_websocket_pool import (
     ConnectionLease,
@@ -95,6 +97,14 @@ def spawn(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     return asyncio.create_task(coroutine, name="test task")
 
 
+async def expect_cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and check that it ends cancelled."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
 # -- checks ------------------------------------------------------------------------------
 
 
@@ -163,3 +173,26 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(link))
         yield link
         todo.extend(e for e in (link.__cause__, link.__context__) if e is not None)
+
+
+# -- messages the server sends -------------------------------------------------------
+
+
+def partial_in_inbox(connection: WebsocketConnection) -> bool:
+    """Whether the pool has taken the first fragment of a message, and not its end."""
+    inbox = connection._inbox
+    return inbox is not None and inbox.partial
+
+
+async def send_in_two_fragments(
+    server: LoopbackServer, first: str, last: str, go_on: asyncio.Event
+) -> asyncio.Task[None]:
+    """Have the server send ``first + last`` as one message of two frames, the last at ``go_on``."""
+
+    async def fragments() -> AsyncIterator[str]:
+        yield first
+        await go_on.wait()
+        yield last
+
+    (server_side,) = server.connections
+    return asyncio.create_task(server_side.send(fragments()))

@@ -32,9 +32,11 @@ from aio_websocket_pool import (
 from helpers import (
     BOUND,
     assert_consistent,
+    partial_in_inbox,
     pool_maker,
     pooled,
     round_trip,
+    send_in_two_fragments,
     settle,
     spawn,
     wait_until,
@@ -498,26 +500,6 @@ def the_pooled(pool: WebsocketConnectionPool) -> WebsocketConnection:
     """The pool's only connection (its inbox is read by the fragment tests)."""
     (connection,) = pool.connections
     return connection
-
-
-def partial_in_inbox(connection: WebsocketConnection) -> bool:
-    """Whether the pool has taken the first fragment of a message, and not its end."""
-    inbox = connection._inbox
-    return inbox is not None and inbox.partial
-
-
-async def send_in_two_fragments(
-    server: LoopbackServer, first: str, last: str, go_on: asyncio.Event
-) -> asyncio.Task[None]:
-    """Have the server send ``first + last`` as one message of two frames, the last at ``go_on``."""
-
-    async def fragments() -> AsyncIterator[str]:
-        yield first
-        await go_on.wait()
-        yield last
-
-    (server_side,) = server.connections
-    return asyncio.create_task(server_side.send(fragments()))
 
 
 async def test_a_message_straddling_the_release_goes_whole_to_on_unsolicited(

@@ -35,6 +35,7 @@ from aio_websocket_pool import (
 from helpers import (
     BOUND,
     assert_consistent,
+    expect_cancelled,
     pool_maker,
     pooled,
     round_trip,
@@ -86,14 +87,6 @@ async def shut_down(
         assert conn.websocket is None, conn
         assert not conn.is_connected
     await wait_until(lambda: server.open_connections == 0, "the server saw every socket close")
-
-
-async def expect_cancelled(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and check that it ends cancelled."""
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert task.cancelled()
 
 
 def the_opening_task() -> asyncio.Task[Any]:
