@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, Protocol, TypeVar
+
+import pytest
 
 from aio_websocket_pool import (
     ConnectionLease,
@@ -28,6 +30,8 @@ BOUND = 5.0
 POLL_INTERVAL = 0.001
 #: The states of a connection that holds a slot of its pool.
 LIVE_STATES = (State.CONNECTING, State.IDLE, State.BUSY, State.DRAINING)
+
+T = TypeVar("T")
 
 
 # -- making pools ------------------------------------------------------------------------
@@ -86,6 +90,19 @@ async def settle(turns: int = 5) -> None:
     """Let the event loop run ``turns`` iterations: scheduled dispatches, done-callbacks."""
     for _ in range(turns):
         await asyncio.sleep(0)
+
+
+def spawn(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A task for a test coroutine, named so that the leak check does not take it for the pool's."""
+    return asyncio.create_task(coroutine, name="test task")
+
+
+async def expect_cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and check that it ends cancelled."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
 
 
 # -- checks ------------------------------------------------------------------------------
@@ -156,3 +173,26 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(link))
         yield link
         todo.extend(e for e in (link.__cause__, link.__context__) if e is not None)
+
+
+# -- messages the server sends -------------------------------------------------------
+
+
+def partial_in_inbox(connection: WebsocketConnection) -> bool:
+    """Whether the pool has taken the first fragment of a message, and not its end."""
+    inbox = connection._inbox
+    return inbox is not None and inbox.partial
+
+
+async def send_in_two_fragments(
+    server: LoopbackServer, first: str, last: str, go_on: asyncio.Event
+) -> asyncio.Task[None]:
+    """Have the server send ``first + last`` as one message of two frames, the last at ``go_on``."""
+
+    async def fragments() -> AsyncIterator[str]:
+        yield first
+        await go_on.wait()
+        yield last
+
+    (server_side,) = server.connections
+    return asyncio.create_task(server_side.send(fragments()))

@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 import aio_websocket_pool
-from aio_websocket_pool import State, WebsocketConnection, WebsocketConnectionPool
+from aio_websocket_pool import LeaseEndedError, State, WebsocketConnection, WebsocketConnectionPool
 from aio_websocket_pool._exceptions import ConnectionHookError
 from helpers import (
     BOUND,
@@ -28,6 +28,8 @@ from helpers import (
     pool_maker,
     pooled,
     round_trip,
+    settle,
+    spawn,
     triggers,
     wait_until,
 )
@@ -79,15 +81,6 @@ def assert_retired(conn: WebsocketConnection, trigger: str, source: State, *part
     for part in parts:
         assert part in record.reason, f"{part!r} not in {record.reason!r}"
     assert SECRET not in record.reason
-
-
-def spawn(coroutine: Awaitable[WebsocketConnection]) -> asyncio.Task[WebsocketConnection]:
-    """A task for a test's acquirer (named so that the leak check does not mistake it)."""
-
-    async def run() -> WebsocketConnection:
-        return await coroutine
-
-    return asyncio.create_task(run(), name="test acquirer")
 
 
 # -- on_connect ---------------------------------------------------------------------------
@@ -415,6 +408,62 @@ async def test_a_failing_on_release_discards_the_connection(
         assert server.handshakes == 2
         assert_consistent(pool)
         await wait_until(lambda: server.open_connections == 1, "the failed one's socket closed")
+
+
+@pytest.mark.regression
+async def test_a_former_borrower_cannot_use_the_connection_while_on_release_runs(
+    server: LoopbackServer,
+) -> None:
+    """After release(), the borrower's I/O is refused, as it is once the connection is idle."""
+    in_hook, leave_hook = asyncio.Event(), asyncio.Event()
+
+    async def on_release(conn: WebsocketConnection) -> None:
+        in_hook.set()
+        await leave_hook.wait()
+
+    async with make_pool(server, on_release=on_release) as pool:
+        conn = await pool.acquire()
+        await pool.release(conn)
+        await asyncio.wait_for(in_hook.wait(), BOUND)
+        try:
+            # Actual: the send goes through, and its echo waits for the next borrower.
+            with pytest.raises(LeaseEndedError):
+                await conn.send("after release")
+        finally:
+            leave_hook.set()
+
+
+@pytest.mark.regression
+async def test_on_release_runs_only_for_connections_that_on_acquire_handed_out(
+    server: LoopbackServer,
+) -> None:
+    """on_acquire and on_release come in pairs: no unsubscribe without a subscribe."""
+    acquired: list[WebsocketConnection] = []
+    released: list[WebsocketConnection] = []
+
+    async def on_acquire(conn: WebsocketConnection) -> None:
+        acquired.append(conn)
+
+    async def on_release(conn: WebsocketConnection) -> None:
+        released.append(conn)
+
+    async with make_pool(
+        server, max_connections=1, health_check_interval=0, on_acquire=on_acquire,
+        on_release=on_release,
+    ) as pool:  # fmt: skip
+        conn = await pool.acquire()
+        await pool.release(conn)
+        await wait_until(lambda: pool.available_connections == 1, "on_release ran")
+        server.freeze()  # the next health check waits for its pong
+        acquirer = spawn(pool.acquire())
+        await wait_until(lambda: pooled(conn).is_busy, "the acquirer was granted it")
+        await settle()  # its ping is sent
+        acquirer.cancel()  # the caller gives up during the health check
+        with pytest.raises(asyncio.CancelledError):
+            await acquirer
+        server.thaw()
+        await wait_until(lambda: pool.available_connections == 1, "it is idle again")
+        assert (len(acquired), len(released)) == (1, 1)  # actual: (1, 2)
 
 
 # -- on_unsolicited -----------------------------------------------------------------------

@@ -179,6 +179,21 @@ async def test_async_for_over_a_lease_iterates_its_messages(server: LoopbackServ
         assert received == ["message 0", "message 1", "message 2"]
 
 
+@pytest.mark.regression
+async def test_closing_the_connection_inside_get_connection_is_not_release_misuse(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``conn.close()`` in the block gives the slot back; leaving the block warns of nothing."""
+    caplog.set_level(logging.WARNING, logger="aio_websocket_pool")
+    async with make_pool(server) as pool:
+        async with pool.get_connection() as conn:
+            await conn.close()
+        assert pool.total_connections == 0
+        assert not [r for r in caplog.records if r.name == "aio_websocket_pool"]
+        async with pool.get_connection() as again:
+            await round_trip(again, "after")
+
+
 # -- adversarial review: a lease shared between tasks, a close cut short ---------------------
 
 

@@ -29,7 +29,18 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
-from helpers import assert_consistent, pool_maker, round_trip, settle, wait_until
+from helpers import (
+    BOUND,
+    assert_consistent,
+    partial_in_inbox,
+    pool_maker,
+    pooled,
+    round_trip,
+    send_in_two_fragments,
+    settle,
+    spawn,
+    wait_until,
+)
 from loopback import LoopbackServer
 from servers import PushingServer
 
@@ -163,6 +174,35 @@ async def test_a_receive_timed_out_inside_the_block_ends_that_connections_reuse(
         async with asyncio.timeout(1), pool.get_connection() as conn:
             assert conn.id != late
             await round_trip(conn, "mine")
+
+
+@pytest.mark.regression
+async def test_a_reply_owed_to_a_cancelled_borrower_never_reaches_the_next_one(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(
+        server, max_connections=1, check_server_data_on_release=True,
+        drain_quiet_period=0.1, drain_timeout=1.0,
+    )  # fmt: skip
+    try:
+        conn = await pool.acquire()
+        await pool.release(conn)
+        await wait_until(lambda: pool.available_connections == 1, "the first drain settled")
+        server.freeze()  # a slow server: the reply comes after drain_quiet_period
+        with pytest.raises(TimeoutError):  # noqa: PT012  (the borrower's whole block times out)
+            async with asyncio.timeout(0.05), pool.get_connection() as conn:
+                await conn.send("old request")
+                await conn.recv()  # the borrower gives up waiting for its reply
+        # Closed rather than drained: a drain cannot tell a late reply from silence.
+        assert pooled(conn).is_closed
+        server.thaw()  # the reply owed to the first borrower is on its way
+        async with pool.get_connection() as conn:
+            await conn.send("new request")
+            reply = await asyncio.wait_for(conn.recv(), BOUND)
+    finally:
+        await pool.close_all()
+    # README: the pool "never hands a borrower another borrower's reply".
+    assert reply == "new request"
 
 
 # -- 3. a receive still pending at release --------------------------------------------------------
@@ -302,6 +342,40 @@ async def test_a_second_concurrent_entry_of_one_get_connection_raises_at_once(
             await asyncio.gather(first, second, return_exceptions=True)
 
 
+@pytest.mark.regression
+async def test_one_get_connection_object_entered_by_two_tasks_keeps_their_connections_apart(
+    server: LoopbackServer,
+) -> None:
+    """Each exit gives back its own connection (or the second entry is refused)."""
+    async with make_pool(server) as pool:
+        borrow = pool.get_connection()
+        entered: list[WebsocketConnection] = []
+        second_may_leave = asyncio.Event()
+
+        async def first() -> None:
+            async with borrow as conn:
+                entered.append(conn)
+                await wait_until(lambda: len(entered) == 2, "both entered")
+
+        async def second() -> None:
+            await wait_until(lambda: len(entered) == 1, "the first entered")
+            try:
+                async with borrow as conn:
+                    entered.append(conn)
+                    await second_may_leave.wait()
+                    assert conn.is_busy, "released under its borrower by the other exit"
+            except ConnectionBusyError:  # a refused second entry is correct as well
+                entered.append(entered[0])
+
+        tasks = [spawn(first()), spawn(second())]
+        await wait_until(tasks[0].done, "the first left its block")
+        second_may_leave.set()
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(*tasks)
+        assert pool.busy_connections == 0  # actual: the first borrower's stays busy
+        assert_consistent(pool)
+
+
 # -- adversarial review: what hooks, raw access and the server can still do --------------------
 
 
@@ -428,26 +502,6 @@ def the_pooled(pool: WebsocketConnectionPool) -> WebsocketConnection:
     return connection
 
 
-def partial_in_inbox(connection: WebsocketConnection) -> bool:
-    """Whether the pool has taken the first fragment of a message, and not its end."""
-    inbox = connection._inbox
-    return inbox is not None and inbox.partial
-
-
-async def send_in_two_fragments(
-    server: LoopbackServer, first: str, last: str, go_on: asyncio.Event
-) -> asyncio.Task[None]:
-    """Have the server send ``first + last`` as one message of two frames, the last at ``go_on``."""
-
-    async def fragments() -> AsyncIterator[str]:
-        yield first
-        await go_on.wait()
-        yield last
-
-    (server_side,) = server.connections
-    return asyncio.create_task(server_side.send(fragments()))
-
-
 async def test_a_message_straddling_the_release_goes_whole_to_on_unsolicited(
     server: LoopbackServer,
 ) -> None:
@@ -495,6 +549,36 @@ async def test_a_message_straddling_the_hand_out_is_the_pools_not_the_borrowers(
             await round_trip(conn, "mine")
         await asyncio.wait_for(sending, 1)
         assert received == [f"{PUSH} begun and ended"]
+
+
+@pytest.mark.regression
+async def test_a_message_that_arrives_during_the_health_check_never_reaches_the_borrower(
+    server: LoopbackServer,
+) -> None:
+    """A push received before acquire() returned is unsolicited, even if it came mid-ping."""
+    async with make_pool(server, max_connections=1, health_check_interval=0) as pool:
+        conn = await pool.acquire()
+        await round_trip(conn, "first")
+        await pool.release(conn)
+        server.freeze()  # the pong of the coming health check waits for thaw()
+        acquirer = spawn(pool.acquire())
+        await wait_until(
+            lambda: pooled(conn).is_busy, "the acquirer was granted the idle connection"
+        )
+        await settle()  # its ping is sent
+        assert await server.push() == 1  # the server sends while the pool checks it
+        await wait_until(
+            lambda: pool.stats().unsolicited_messages == 1, "the push was taken as unsolicited"
+        )
+        assert not acquirer.done()
+        server.thaw()  # the pong comes: the health check passes
+        async with asyncio.timeout(BOUND):
+            borrowed = await acquirer
+        assert pooled(borrowed) is pooled(conn)
+        await borrowed.send("second")
+        reply = await asyncio.wait_for(borrowed.recv(), BOUND)  # actual: "stray push"
+        await pool.release(borrowed)
+    assert reply == "second"
 
 
 async def test_idle_connections_that_never_settle_do_not_exhaust_an_acquire(

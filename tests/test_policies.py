@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 
 import pytest
 
@@ -30,7 +29,17 @@ from aio_websocket_pool import (
     WebsocketConnectionPool,
 )
 from aio_websocket_pool._exceptions import TooManyWaitersError
-from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, triggers, wait_until
+from helpers import (
+    BOUND,
+    assert_consistent,
+    pool_maker,
+    pooled,
+    round_trip,
+    settle,
+    spawn,
+    triggers,
+    wait_until,
+)
 from loopback import LoopbackServer
 
 #: Bounded acquires; no health-check pings unless a test asks for them.
@@ -46,15 +55,6 @@ def assert_closed(conn: WebsocketConnection, source: State, reason_part: str) ->
     record = conn.history[-1]
     assert (record.trigger, record.source, record.dest) == ("close", source, State.CLOSED)
     assert reason_part in (record.reason or ""), record.reason
-
-
-def spawn(coroutine: Awaitable[ConnectionLease]) -> asyncio.Task[ConnectionLease]:
-    """A task for a test's acquirer (named so that the leak check does not mistake it)."""
-
-    async def run() -> ConnectionLease:
-        return await coroutine
-
-    return asyncio.create_task(run(), name="test acquirer")
 
 
 async def queue_acquirers(
@@ -169,6 +169,26 @@ async def test_min_connections_are_reopened_after_they_close(
         assert stats.connections_lost == (2 if how == "server-closes" else 0)
 
 
+@pytest.mark.regression
+async def test_min_connections_are_reopened_when_the_pool_is_at_max_connections(
+    server: LoopbackServer,
+) -> None:
+    """A fixed-size pool (min == max) gets its connection back after expire_connections()."""
+    async with make_pool(server, min_connections=1, max_connections=1) as pool:
+        await wait_until(lambda: pool.available_connections == 1, "the keeper opened one")
+        [first] = pool.connections
+        pool.expire_connections()  # closes it gracefully: its socket holds the slot a moment
+        # (Not a wait for the server to see no connection: the keeper may open the
+        # new one before a look at the server would catch that moment.)
+        # The docstring: "re-opened ... after idle cleanup, expiry or failures".
+        await wait_until(
+            lambda: pool.available_connections == 1 and first not in pool.connections,
+            "the keeper re-opened the minimum",
+            within=1.0,
+        )
+        assert server.handshakes == 2
+
+
 async def test_idle_cleanup_never_goes_below_min_connections(server: LoopbackServer) -> None:
     """Idle cleanup closes the surplus but keeps min_connections, however long they idle."""
     async with make_pool(
@@ -279,6 +299,30 @@ async def test_a_waiter_that_left_frees_its_place_in_line(
             got = await waiter
         assert pooled(got) is pooled(held)
         await pool.release(got)
+        assert_consistent(pool)
+
+
+@pytest.mark.regression
+async def test_a_waiter_cancelled_as_another_arrives_leaves_room_under_max_waiting(
+    server: LoopbackServer,
+) -> None:
+    """With max_waiting=1, the place a cancelled waiter left is free for the next acquirer."""
+    async with make_pool(server, max_connections=1, max_waiting=1) as pool:
+        held = await pool.acquire()
+        first = spawn(pool.acquire())
+        await wait_until(lambda: pool.stats().waiting == 1, "the first acquirer waits")
+        # One loop iteration: the held connection is retired (a dispatch is scheduled,
+        # its socket still closes, so the pool stays full), a newcomer arrives, and the
+        # waiter gives up. Nobody else waits, so the newcomer may queue.
+        await pool.release(held, force_remove=True)
+        newcomer = spawn(pool.acquire())
+        first.cancel()
+        async with asyncio.timeout(BOUND):
+            conn = await newcomer  # actual: TooManyWaitersError, 1 acquirer already waits
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await round_trip(conn, "after the close")
+        await pool.release(conn)
         assert_consistent(pool)
 
 
@@ -407,6 +451,46 @@ async def test_close_waits_for_a_connection_being_opened_for_an_acquirer(
             await closing
     assert_consistent(pool)
     await server_closed_all(server)
+
+
+@pytest.mark.regression
+async def test_a_close_cancelled_while_waiting_for_borrowers_still_shuts_the_pool_down(
+    server: LoopbackServer,
+) -> None:
+    """asyncio.wait_for(pool.close(), t) that times out leaves no pool task behind."""
+    pool = make_pool(server)
+    try:
+        conn = await pool.acquire()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.close(), 0.05)  # the borrower keeps its connection
+        with pytest.raises(ConnectionPoolUnavailableError):
+            await pool.acquire()  # the pool is not open any more...
+        await pool.release(conn)
+        # ...so it must end up closed, as close_all() leaves it when cancelled.
+        await wait_until(lambda: pool.is_closed, "the pool closed", within=1.0)
+    finally:
+        await pool.close_all()
+
+
+@pytest.mark.regression
+async def test_a_connection_given_back_during_close_is_closed_at_once_not_drained(
+    server: LoopbackServer,
+) -> None:
+    """close(): borrowed connections "are closed as they come back"."""
+    pool = make_pool(
+        server, check_server_data_on_release=True, drain_quiet_period=BOUND,
+        drain_timeout=2 * BOUND,
+    )  # fmt: skip
+    conn = await pool.acquire()
+    closing = spawn(pool.close())
+    try:
+        await wait_until(lambda: pool._closing, "close() began")
+        await pool.release(conn)
+        await settle()
+        assert pooled(conn).is_closed  # actual: draining, for drain_quiet_period
+    finally:
+        await pool.close_all()
+        await asyncio.wait_for(closing, BOUND)
 
 
 @pytest.mark.parametrize("bad", [-1, -0.5, float("nan")])

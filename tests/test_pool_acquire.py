@@ -22,7 +22,16 @@ from aio_websocket_pool import (
     WebsocketConnection,
     WebsocketConnectionPool,
 )
-from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, settle, wait_until
+from helpers import (
+    BOUND,
+    assert_consistent,
+    pool_maker,
+    pooled,
+    round_trip,
+    settle,
+    spawn,
+    wait_until,
+)
 from loopback import LoopbackServer
 
 AcquireMethod = Literal["acquire", "acquire_new"]
@@ -255,6 +264,54 @@ async def test_new_acquire_does_not_barge_ahead_of_waiters(server: LoopbackServe
         assert server.handshakes == 1
 
 
+@pytest.mark.regression
+async def test_acquirers_that_give_up_do_not_pile_up_behind_a_long_wait(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server, max_connections=1, acquire_timeout=None)
+    held = await pool.acquire()
+    head = asyncio.create_task(pool.acquire(), name="test task")  # waits as long as it takes
+    await wait_until(lambda: pool.stats().waiting == 1, "the head waiter is queued")
+    quitters = [asyncio.create_task(pool.acquire(), name="test task") for _ in range(200)]
+    await wait_until(lambda: pool.stats().waiting == 201, "every acquirer is queued")
+    for quitter in quitters:
+        quitter.cancel()
+    await asyncio.gather(*quitters, return_exceptions=True)
+    assert all(quitter.cancelled() for quitter in quitters)
+    assert pool.stats().waiting == 1
+    assert len(pool._waiters) <= 2, "the queue keeps the acquirers that left"
+    await pool.release(held)
+    got = await asyncio.wait_for(head, BOUND)
+    assert pooled(got) is pooled(held)
+    await pool.release(got)
+    await pool.close_all()
+
+
+@pytest.mark.regression
+async def test_an_acquirer_that_gave_up_is_uncounted_once_the_dispatch_drops_it(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server, max_connections=1, acquire_timeout=None)
+    held = await pool.acquire()
+    head = asyncio.create_task(pool.acquire(), name="test task")
+    await wait_until(lambda: pool.stats().waiting == 1, "the head waiter is queued")
+    quitter = asyncio.create_task(pool.acquire(), name="test task")
+    await wait_until(lambda: pool.stats().waiting == 2, "the quitter is queued")
+    quitter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+    # One dead entry of two is not yet half the queue: it stays, and is counted.
+    assert (len(pool._waiters), pool._departed) == (2, 1)
+    await pool.release(held)
+    got = await asyncio.wait_for(head, BOUND)
+    assert pooled(got) is pooled(held)
+    # The dispatch served the head and dropped the dead entry behind it: the
+    # count of dead entries still queued is zero again, not a stale one.
+    assert (len(pool._waiters), pool._departed) == (0, 0)
+    await pool.release(got)
+    await pool.close_all()
+
+
 # -- many borrowers ------------------------------------------------------------------------
 
 
@@ -429,6 +486,31 @@ async def test_burst_beyond_max_connections_stays_within_limit(
         assert (pool.available_connections, pool.stats().acquired) == (10, 100)
 
 
+@pytest.mark.regression
+async def test_a_socket_still_closing_holds_its_place_under_max_connections(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server, max_connections=1, close_timeout=BOUND)
+    try:
+        conn = await pool.acquire()
+        server.freeze()  # the server will not answer the closing handshake for now
+        await pool.release(conn, force_remove=True)
+        assert pool.total_connections == 0  # retired...
+        waiter = spawn(pool.acquire())
+        await wait_until(lambda: pool.stats().waiting == 1, "the acquirer waits")
+        # ...but its socket is still open: no second socket may be opened yet.
+        assert server.handshakes == 1
+        server.thaw()  # the close completes, and only then is the capacity free
+        fresh = await asyncio.wait_for(waiter, BOUND)
+        assert pooled(fresh) is not pooled(conn)
+        await round_trip(fresh, "after the close")
+        await pool.release(fresh)
+    finally:
+        server.thaw()
+        await pool.close_all()
+    assert server.peak_connections == 1
+
+
 # -- fresh connections ---------------------------------------------------------------------
 
 
@@ -507,6 +589,22 @@ async def test_acquire_new_waits_when_all_busy_then_replaces_released(
         assert watch.problems == []
 
 
+@pytest.mark.regression
+async def test_making_room_never_opens_more_sockets_than_max_connections(
+    server: LoopbackServer,
+) -> None:
+    async with make_pool(server, max_connections=1) as pool:
+        conn = await pool.acquire()
+        await pool.release(conn)
+        fresh = await pool.acquire_new()  # drops the idle one at once to make room
+        await round_trip(fresh, "x")
+        await pool.release(fresh)
+    assert pooled(conn).is_closed
+    assert server.handshakes == 2
+    # docs/configuration.md: max_connections "bounds the sockets the pool opens to the server".
+    assert server.peak_connections == 1
+
+
 # -- start() and warm-up -------------------------------------------------------------------
 
 
@@ -538,6 +636,32 @@ async def test_start_warms_up_connections_in_parallel(server: LoopbackServer) ->
     finally:
         await pool.close_all()
     assert server.open_connections == 0
+
+
+@pytest.mark.regression
+async def test_first_acquirer_is_served_first_while_the_warm_up_runs(
+    server: LoopbackServer,
+) -> None:
+    server.hold_handshakes()
+    pool = make_pool(server, max_connections=1, warmup_connections=1)
+    order: list[str] = []
+
+    async def use(name: str) -> None:
+        conn = await pool.acquire()
+        order.append(name)
+        await pool.release(conn)
+
+    try:
+        first = spawn(use("first"))  # starts the pool, which warms up its one connection
+        await wait_until(lambda: server.handshakes_in_flight == 1, "the warm-up is in flight")
+        second = spawn(use("second"))  # arrives later, finds the pool full, queues
+        await wait_until(lambda: pool.stats().waiting == 2, "both acquirers are queued")
+        server.release_handshakes()
+        await asyncio.wait_for(asyncio.gather(first, second), BOUND)
+    finally:
+        await pool.close_all()
+    # First come, first served (README: "a newcomer never jumps the queue").
+    assert order == ["first", "second"]
 
 
 # -- len() and repr() ----------------------------------------------------------------------

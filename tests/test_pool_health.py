@@ -167,6 +167,43 @@ async def test_frozen_connection_is_replaced_only_when_pinged(
         await pool.release(second)
 
 
+@pytest.mark.regression
+async def test_a_cancelled_health_check_is_not_skipped_by_the_next_borrower(
+    server: LoopbackServer,
+) -> None:
+    # The first ping cannot time out before its caller gives up, however slow the machine.
+    pool = make_pool(
+        server, health_check_interval=0.2, health_check_timeout=BOUND, close_timeout=0.1
+    )
+    lease = await pool.acquire()
+    await pool.release(lease)
+    frozen = pooled(lease)
+    server.freeze()  # pings go unanswered from now on
+    # idle longer than health_check_interval: needs a ping
+    await wait_until(lambda: frozen.idle_for > 0.2, "idle past health_check_interval")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):  # this caller gives up mid-ping
+            await pool.acquire()
+    assert frozen.state is State.IDLE  # given back unverified
+    frozen._pong_timeout = 0.1  # the next ping fails fast: no need to wait BOUND for it
+    try:
+        conn = await pool.acquire()
+        # the never-verified connection is pinged, fails, and is replaced.
+        assert pooled(conn) is not frozen, (
+            "handed out a connection whose health check never completed"
+        )
+        assert frozen.is_closed
+        assert [r.trigger for r in frozen.history] == [
+            "open", "acquire", "release", "acquire", "release", "acquire", "close"
+        ]  # fmt: skip
+        assert "health check failed" in (frozen.history[-1].reason or "")
+        assert server.handshakes == 2
+        await round_trip(conn, "a verified connection")
+    finally:
+        await pool.close_all()
+        server.thaw()
+
+
 # -- retries ---------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from aio_websocket_pool import (
     ConnectionLease,
     ConnectionPoolExhaustedError,
     ConnectionPoolUnavailableError,
+    ConnectionUnavailableError,
     LeaseEndedError,
     PoolStats,
     State,
@@ -34,10 +35,12 @@ from aio_websocket_pool import (
 from helpers import (
     BOUND,
     assert_consistent,
+    expect_cancelled,
     pool_maker,
     pooled,
     round_trip,
     settle,
+    spawn,
     triggers,
     wait_until,
 )
@@ -86,17 +89,16 @@ async def shut_down(
     await wait_until(lambda: server.open_connections == 0, "the server saw every socket close")
 
 
-async def expect_cancelled(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and check that it ends cancelled."""
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert task.cancelled()
-
-
-def spawn(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    """A task for a test coroutine (named so that the leak check does not mistake it)."""
-    return asyncio.create_task(coroutine, name="test task")
+def the_opening_task() -> asyncio.Task[Any]:
+    """The pool's one handshake task in flight."""
+    [task] = [
+        task
+        for task in asyncio.all_tasks()
+        if task.get_name().startswith("aio_websocket_pool ")
+        and " open " in task.get_name()
+        and not task.done()
+    ]
+    return task
 
 
 async def leave_queue(pool: WebsocketConnectionPool, mode: LeaveMode) -> None:
@@ -378,6 +380,53 @@ async def test_a_cancelled_close_all_is_finished_by_the_next_one(server: Loopbac
     await shut_down(pool, server, conns)
 
 
+@pytest.mark.regression
+async def test_a_cancelled_first_acquire_leaves_no_slot_connecting_forever(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server, max_connections=2, warmup_connections=2, acquire_timeout=0.3)
+    # The first acquire starts the pool; its caller is cancelled right away
+    # (e.g. a request that timed out), while the warm-up handshakes are queued.
+    first = asyncio.create_task(pool.acquire(), name="test task")
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    try:
+        # The warm-up handshakes belong to the pool: they finish, and wait idle.
+        await wait_until(lambda: pool.stats().connecting == 0, "the warm-up handshakes ended")
+        assert_consistent(pool)
+        assert pool.available_connections == 2
+        conn = await pool.acquire()
+        await round_trip(conn, "x")
+        await pool.release(conn)
+    finally:
+        await pool.close_all()
+    assert pool.total_connections == 0, pool.stats()
+
+
+@pytest.mark.regression
+async def test_a_failed_async_with_pool_leaves_no_task_running(
+    server: LoopbackServer,
+) -> None:
+    server.hold_handshakes()  # the warm-up never ends: the caller gives up
+    pool = make_pool(server, warmup_connections=1)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1), pool:  # slow warm-up: the caller gives up
+            pass
+    await settle()
+    left = sorted(
+        task.get_name()
+        for task in asyncio.all_tasks()
+        if task.get_name().startswith("aio_websocket_pool") and not task.done()
+    )
+    closed, total = pool.is_closed, pool.total_connections
+    await pool.close_all()  # what nobody calls in real code: __aexit__ never ran
+    # a failed __aenter__ shuts the pool down, leaving no task behind.
+    assert left == [], left
+    assert (closed, total) == (True, 0)
+
+
 # -- close_all() ---------------------------------------------------------------------------
 
 
@@ -565,6 +614,43 @@ async def test_nothing_is_handed_out_after_close_all(server: LoopbackServer, met
     await shut_down(pool, server, [conn])
 
 
+@pytest.mark.regression
+async def test_close_all_in_the_turn_a_handshake_was_queued_frees_its_slot(
+    server: LoopbackServer,
+) -> None:
+    pool = make_pool(server)
+    await pool.start()
+    acquirer = asyncio.create_task(pool.acquire(), name="test task")
+    await asyncio.sleep(0)  # the acquirer queued a handshake task that has not run yet
+    assert pool.stats().connecting == 1
+    await pool.close_all()  # cancels that task before its first step
+    with pytest.raises(ConnectionPoolUnavailableError):
+        await acquirer
+    assert pool.total_connections == 0, pool.stats()
+    assert pool._index.events["fail"] == 1
+    assert server.handshakes == 0
+
+
+@pytest.mark.regression
+async def test_acquire_does_not_return_a_connection_close_all_closed(
+    server: LoopbackServer,
+) -> None:
+    server.handshake_delay = 0.05
+    pool = make_pool(server)
+    await pool.start()
+    acquirer = spawn(pool.acquire())
+    await asyncio.sleep(0)  # the acquirer claimed a slot; its handshake task is running
+    await the_opening_task()  # the handshake finished; the acquirer has not woken yet
+    await pool.close_all()
+    # As when a reused connection was granted before close_all(): the pool is
+    # closed, nothing is handed out.
+    try:
+        conn = await acquirer
+    except ConnectionPoolUnavailableError:
+        return
+    pytest.fail(f"acquire() returned {conn!r} after close_all() closed it")
+
+
 # -- misuse --------------------------------------------------------------------------------
 
 
@@ -616,6 +702,22 @@ async def test_release_misuse_changes_nothing_and_warns(
     await shut_down(pool, server, [conn])
 
 
+@pytest.mark.regression
+async def test_release_of_none_warns_as_in_0_1_0(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 0.1.0 code: conn = None; try: conn = await pool.acquire() ...
+    # finally: await pool.release(conn)
+    async with make_pool(server) as pool:
+        await pool.release(None)  # type: ignore[arg-type]
+    # 0.1.0 logs "not in busy set" and returns.
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [(r.name, r.getMessage()) for r in warnings] == [
+        ("aio_websocket_pool", f"{pool.name}: release of None ignored: not what a pool's "
+         "acquire() handed out"),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("message", [1, {"a": 1}, None, [b"a list"], 1.5], ids=type)
 async def test_send_refuses_what_is_neither_str_nor_bytes(
     server: LoopbackServer, message: object
@@ -630,6 +732,14 @@ async def test_send_refuses_what_is_neither_str_nor_bytes(
         assert await conn.recv() == b"binary"
     assert_stats(pool, idle=1, total=1, closed=0)
     await shut_down(pool, server, [conn])
+
+
+@pytest.mark.regression
+async def test_send_accepts_a_bytearray_as_in_0_1_0(server: LoopbackServer) -> None:
+    async with make_pool(server) as pool, pool.get_connection() as conn:
+        # 0.1.0 passed it to websockets, which sends any bytes-like as a binary frame.
+        await conn.send(bytearray(b"frame"))
+        assert await conn.recv() == b"frame"
 
 
 @pytest.mark.parametrize("operation", ["send", "recv"])
@@ -697,6 +807,62 @@ async def test_standalone_connection_sessions(server: LoopbackServer) -> None:
     assert conn.is_closed
     assert triggers(conn) == ["open", "acquire", "release", "acquire", "release", "close"]
     await wait_until(lambda: server.open_connections == 0, "the server saw the socket close")
+
+
+@pytest.mark.regression
+async def test_concurrent_acquires_of_a_standalone_connection_open_one_socket(
+    server: LoopbackServer,
+) -> None:
+    server.hold_handshakes()  # both handshakes are in flight at once
+    conn = WebsocketConnection(uri=server.uri)
+    acquiring = asyncio.gather(conn.acquire(), conn.acquire(), return_exceptions=True)
+    await wait_until(lambda: server.handshakes_in_flight == 2, "both handshakes in flight")
+    server.release_handshakes()
+    results = await asyncio.wait_for(acquiring, BOUND)
+    # Expected (as 0.1.0's busy check): one caller gets it, the other a
+    # ConnectionBusyError; the socket the loser opened is closed at once.
+    assert sorted(type(r).__name__ for r in results) == ["ConnectionBusyError", "NoneType"]
+    assert conn.is_busy
+    assert [record.trigger for record in conn.history] == ["open", "acquire"]
+    await wait_until(lambda: server.open_connections == 1, "the loser's socket closed")
+    await round_trip(conn, "the winner's socket")
+    await conn.close()
+    await wait_until(lambda: server.open_connections == 0, "no socket left open")
+
+
+@pytest.mark.regression
+async def test_a_connect_cancelled_after_close_ends_cancelled(
+    server: LoopbackServer,
+) -> None:
+    server.hold_handshakes()
+    conn = WebsocketConnection(uri=server.uri)
+    connecting = asyncio.create_task(conn.connect(), name="test task")
+    await wait_until(lambda: server.handshakes_in_flight == 1, "the handshake is in flight")
+    await conn.close()  # e.g. shutdown closes it
+    connecting.cancel()
+    # the task ends cancelled (CancelledError), as asked.
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    # closed once, while connecting, and nothing more (no "fail" for the cancellation).
+    assert conn.is_closed
+    assert [(r.trigger, r.reason) for r in conn.history] == [("fail", "closed by its user")]
+    assert conn.websocket is None
+
+
+@pytest.mark.regression
+async def test_a_standalone_connect_can_be_retried_after_a_failed_handshake(
+    server: LoopbackServer,
+) -> None:
+    conn = WebsocketConnection(uri=server.uri)
+    server.refuse(1, 503)  # the server is restarting
+    with pytest.raises(ConnectionUnavailableError):
+        await conn.connect()
+    try:
+        # 0.1.0 tries the handshake again, and the server is back.
+        await conn.connect()
+        assert conn.is_connected
+    finally:
+        await conn.close()
 
 
 async def test_a_pooled_connection_cannot_be_acquired_directly(server: LoopbackServer) -> None:

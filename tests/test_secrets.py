@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 import traceback
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,7 @@ from aio_websocket_pool import (
     write_history_jsonl,
 )
 from aio_websocket_pool.testing import FAST_RECOVERY, Chaos, TcpProxy, tagged_workload
-from helpers import BOUND, exception_chain, round_trip
+from helpers import BOUND, exception_chain, pool_maker, round_trip
 from loopback import LoopbackServer
 
 USER = "alice"
@@ -53,6 +54,9 @@ BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 FORBIDDEN = ("SECRET", USER, BASIC.removeprefix("Basic "))
 #: The loopback server's own log shows what it received; it is the test's, not the library's.
 SERVER_LOGGER = "websockets.server"
+
+#: Bounded acquires; no health-check pings.
+make_pool = pool_maker(health_check_interval=None, acquire_timeout=BOUND)
 
 
 def secret_uri(server: LoopbackServer, *, port: int | str | None = None) -> str:
@@ -301,6 +305,32 @@ async def test_message_payloads_show_in_no_log_record(
         await round_trip(conn, PAYLOAD)
     evidence.add_records(caplog.records)
     evidence.assert_no_leak()
+
+
+@pytest.mark.regression
+async def test_percent_encoded_credentials_stay_out_of_the_debug_log(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A password with a reserved character must be percent-encoded in a URI;
+    # a non-ASCII query token is sent percent-encoded by websockets.
+    password, token = "p@ss-SECRET", "clé-SECRET"
+    uri = (
+        f"ws://alice:{urllib.parse.quote(password, safe='')}@127.0.0.1:{server.port}/?token={token}"
+    )
+    caplog.set_level(logging.DEBUG)
+    pool = make_pool(uri)
+    async with pool, pool.get_connection() as conn:
+        await round_trip(conn, "x")
+    # websockets 15 sends the user-info as written, 16+ percent-decodes it first.
+    sent = server.request_headers[0]["Authorization"]
+    assert sent.startswith("Basic ")
+    leaked = [
+        r.getMessage()
+        for r in caplog.records
+        if not r.name.startswith("websockets.server")
+        and (sent.removeprefix("Basic ") in r.getMessage() or "SECRET" in r.getMessage())
+    ]
+    assert not leaked, leaked
 
 
 # -- the standalone connection ---------------------------------------------------------------
@@ -583,6 +613,15 @@ def test_the_pool_config_repr_shows_no_secret() -> None:
         assert secret not in shown
 
 
+@pytest.mark.regression
+def test_undecodable_user_info_is_a_value_error_without_the_password() -> None:
+    with pytest.raises(ValueError) as info:  # noqa: PT011  (the message is checked below)
+        WebsocketConnectionPool("ws://alice:pw%FF-SECRET@127.0.0.1:1/")
+    # a ValueError naming `uri`, carrying no secret in repr or args.
+    assert "SECRET" not in repr(info.value), repr(info.value)
+    assert "uri" in str(info.value), str(info.value)
+
+
 async def test_websockets_frame_log_shows_frame_sizes_not_payloads(
     server: LoopbackServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -604,3 +643,23 @@ async def test_websockets_frame_log_shows_frame_sizes_not_payloads(
     assert any(line.startswith("> PING [") for line in client_lines), client_lines
     assert any(line.startswith("> CLOSE 1000") for line in client_lines), client_lines
     assert not [line for line in client_lines if "payload-secret" in line]
+
+
+@pytest.mark.regression
+async def test_a_secret_in_a_close_reason_is_masked_in_the_frame_log(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that quotes the API key in its close reason does not put it in the log."""
+    secret = "k3y-0f-th3-t3st-cl13nt"  # noqa: S105  (a test value)
+    caplog.set_level(logging.DEBUG, logger="websockets")
+    async with make_pool(server, headers={"X-Api-Key": secret}) as pool:
+        conn = await pool.acquire()
+        [server_side] = server.connections
+        await server_side.close(1008, f"key {secret} revoked")
+        with pytest.raises(ConnectionClosedError):
+            await conn.recv()
+        await pool.release(conn)
+    # The client's log only: the server's is the test harness's, not the library's.
+    client_lines = [r.getMessage() for r in caplog.records if r.name == "websockets.client"]
+    assert any(line.startswith("< CLOSE 1008") for line in client_lines), client_lines
+    assert not [line for line in client_lines if secret in line]
