@@ -56,7 +56,7 @@ class ConnectionLease(WebsocketConnection):
         self.id = connection.id
         self._receiving = False
         self._sending = 0
-        self._interrupted = False
+        self._cut_off: str | None = None  # what was cut off, that a reply may still answer
 
     # -- is it still ours ---------------------------------------------------------------
 
@@ -84,9 +84,13 @@ class ConnectionLease(WebsocketConnection):
         return connection, websocket
 
     @property
-    def owes_reply(self) -> bool:
-        """Whether a reply may still arrive: a receive pending or cut off, a send cut off."""
-        return self._receiving or self._sending > 0 or self._interrupted
+    def owes_reply(self) -> str | None:
+        """Why a reply may still arrive (a receive or send pending or cut off), or ``None``."""
+        if self._receiving:
+            return "a receive was still pending"
+        if self._sending:
+            return "a send was still pending"
+        return self._cut_off
 
     # -- talking ---------------------------------------------------------------------------
 
@@ -96,7 +100,7 @@ class ConnectionLease(WebsocketConnection):
         try:
             await connection._send(websocket, message)
         except asyncio.CancelledError:
-            self._interrupted = True  # part of it, or all of it, may have gone out
+            self._cut_off = "a send was cut off"  # part of it, or all of it, may have gone out
             raise
         finally:
             self._sending -= 1
@@ -115,7 +119,7 @@ class ConnectionLease(WebsocketConnection):
         try:
             message = await connection._recv(websocket)
         except asyncio.CancelledError:
-            self._interrupted = True  # the message it waited for may still come
+            self._cut_off = "a receive was cut off"  # what it waited for may still come
             raise
         finally:
             self._receiving = False
@@ -200,7 +204,7 @@ class ConnectionLease(WebsocketConnection):
         once it was taken, the connection is closed on release, never lent on.
         """
         connection = self._live()
-        self._interrupted = True
+        self._cut_off = "its raw websocket was taken"
         return connection.websocket
 
     def __getattr__(self, name: str) -> Any:

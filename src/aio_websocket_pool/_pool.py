@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
 
+from websockets.asyncio.client import ClientConnection
+
 from ._backoff import Backoff
 from ._config import (
     DEFAULT_DRAIN_MAX_BYTES,
@@ -282,6 +284,18 @@ def _weakly(
             bound(target, argument)
 
     return call
+
+
+def _owed_reply(lease: ConnectionLease, websocket: ClientConnection | None) -> str | None:
+    """Why a reply may still come to a lease being released (see ``owes_reply``), or ``None``.
+
+    websockets' own flag catches a receive begun on the raw websocket too.
+    """
+    if (owed := lease.owes_reply) is not None:
+        return owed
+    if websocket is not None and is_receiving(websocket):
+        return "a receive was still pending"
+    return None
 
 
 def _checked(timeout: AcquireTimeout) -> AcquireTimeout:
@@ -1400,7 +1414,9 @@ class WebsocketConnectionPool:
         websocket = connection.websocket
         config = self._config
         if force_remove:
-            self._discard(connection, "released with force_remove", abort=lease.owes_reply)
+            self._discard(
+                connection, "released with force_remove", abort=lease.owes_reply is not None
+            )
         elif not connection.is_connected:
             self._retire_lost(connection)
         elif dirty:
@@ -1408,9 +1424,8 @@ class WebsocketConnectionPool:
             # closing guarantees that the next borrower never receives it.
             self._discard(connection, "borrower left on an error; a reply may still be owed",
                           abort=True)  # fmt: skip
-        elif lease.owes_reply or (websocket is not None and is_receiving(websocket)):
-            self._discard(connection, "a receive was cut off or still pending at release; "
-                          "a reply may still come", abort=True)  # fmt: skip
+        elif (owed := _owed_reply(lease, websocket)) is not None:
+            self._discard(connection, f"{owed} at release; a reply may still come", abort=True)
         elif config.check_server_data_on_release or config.on_release is not None:
             connection._lifecycle.fire("drain")
             self._spawn(self._clean(connection), f"clean {connection.id}")
