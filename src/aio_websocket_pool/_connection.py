@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
@@ -69,7 +69,23 @@ from ._websocket import (
 
 if TYPE_CHECKING:
     from ._config import PoolConfig
-    from ._pool import WebsocketConnectionPool
+
+
+class ConnectionOwner(Protocol):
+    """All that a pooled connection knows of the pool that holds it.
+
+    It reports each of its transitions, and hands a close its user asked for
+    to the pool (whose task then closes the socket, counted against
+    ``max_connections``). It never reaches into the pool otherwise: the pool
+    gives it its settings, and import-linter keeps this module below the pool's.
+    """
+
+    def _on_transition(self, connection: WebsocketConnection, record: TransitionRecord) -> None:
+        """Called after each transition of each of its connections."""
+
+    async def _close_for_user(self, connection: WebsocketConnection) -> None:
+        """Retire ``connection`` and close its socket."""
+
 
 _websockets_logger: Final = logging.getLogger("websockets.client")
 _ids: Final = itertools.count(1)
@@ -138,8 +154,21 @@ class WebsocketConnection:
         )
 
     @classmethod
-    def _for_pool(cls, config: PoolConfig, pool: WebsocketConnectionPool) -> Self:
-        """A connection in ``connecting`` state, built from an already checked config."""
+    def _for_pool(
+        cls,
+        config: PoolConfig,
+        owner: ConnectionOwner,
+        *,
+        connection_id: str,
+        gate: Backoff,
+        generation: int,
+        lifetime: float | None,
+    ) -> Self:
+        """A connection in ``connecting`` state, built from an already checked config.
+
+        ``gate`` is the pool's shared backoff for handshakes, ``generation``
+        its expiry epoch, ``lifetime`` this connection's jittered ``max_lifetime``.
+        """
         self = cls.__new__(cls)
         self.uri = config.uri
         self.headers = config.headers
@@ -153,17 +182,15 @@ class WebsocketConnection:
             connection_timeout=config.connection_timeout,
             pong_timeout=config.health_check_timeout,
             max_attempts=config.max_retries,
-            pool=pool,
-            connection_id=f"{pool.name}/conn-{next(pool._connection_numbers)}",
+            pool=owner,
+            connection_id=connection_id,
         )
         self._on_connect = config.on_connect
         self._hook_timeout = config.hook_timeout
-        self._gate = pool._backoff
-        self.generation = pool._generation
-        if config.max_lifetime is not None:
-            # Jittered by ±10 % so that connections opened together do not all
-            # retire together (psycopg_pool does the same).
-            self._lifetime = config.max_lifetime * pool._random.uniform(0.9, 1.1)
+        self._gate = gate
+        self.generation = generation
+        if lifetime is not None:
+            self._lifetime = lifetime
         return self
 
     def _setup(
@@ -174,7 +201,7 @@ class WebsocketConnection:
         connection_timeout: float,
         pong_timeout: float,
         max_attempts: int,
-        pool: WebsocketConnectionPool | None,
+        pool: ConnectionOwner | None,
         connection_id: str,
     ) -> None:
         self.id = connection_id
@@ -532,10 +559,17 @@ class WebsocketConnection:
         self._lifecycle.fire("acquire")
 
     async def release(self) -> None:
-        """Give it back: to its pool if it has one, else mark it idle."""
+        """Mark a standalone connection idle again.
+
+        Raises:
+            ConnectionBusyError: It belongs to a pool: what ``pool.acquire()``
+                handed out is released, not the pooled connection behind it.
+        """
         if self._pool is not None:
-            await self._pool.release(self)
-        elif self._lifecycle.state is BUSY:
+            raise ConnectionBusyError(
+                f"{self.id} belongs to a pool: release what pool.acquire() handed out"
+            )
+        if self._lifecycle.state is BUSY:
             self._lifecycle.fire("release")
 
     @contextlib.asynccontextmanager

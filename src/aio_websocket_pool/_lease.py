@@ -32,6 +32,8 @@ from ._redact import redact_uri
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
+    from ._pool import WebsocketConnectionPool
+
 logger: Final = logging.getLogger("aio_websocket_pool")
 
 
@@ -50,8 +52,9 @@ class ConnectionLease(WebsocketConnection):
 
     # Not WebsocketConnection.__init__: a lease owns no socket and no state
     # machine; it borrows the pooled connection's.
-    def __init__(self, connection: WebsocketConnection) -> None:
+    def __init__(self, connection: WebsocketConnection, lender: WebsocketConnectionPool) -> None:
         self._connection = connection
+        self._lender = lender  # the pool: a release goes back to it
         self._serial = connection._lease_serial
         self.id = connection.id
         self._receiving = False
@@ -146,9 +149,8 @@ class ConnectionLease(WebsocketConnection):
         (``pool.release()`` of an ended lease only warns: it is the pool's
         entry point, called by cleanup code that may run twice.)
         """
-        pool = self._live()._pool
-        assert pool is not None  # noqa: S101  (leases are made by pools)
-        await pool.release(self)
+        self._live()
+        await self._lender.release(self)
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         self._live()
@@ -218,9 +220,9 @@ class ConnectionLease(WebsocketConnection):
 
     def __del__(self) -> None:
         connection = self._connection
-        if not self._is_live or connection._pool is None:
+        if not self._is_live:
             return
-        pool, serial = connection._pool, self._serial
+        pool, serial = self._lender, self._serial
         loop = pool._loop
         if loop is None or loop.is_closed():
             return

@@ -985,7 +985,7 @@ class WebsocketConnectionPool:
         """Start a lease: the connection's messages are the borrower's from now on."""
         connection._lease_serial += 1
         connection._lend()
-        return ConnectionLease(connection)
+        return ConnectionLease(connection, self)
 
     def _try_grant(self, *, fresh: bool) -> _Grant | None:
         """Claim a connection without waiting: the bookkeeping step. No I/O, no await."""
@@ -1015,7 +1015,19 @@ class WebsocketConnectionPool:
         return opening
 
     def _new_grant(self, *, abandoned: bool) -> _Grant:
-        connection = WebsocketConnection._for_pool(self._config, self)
+        config = self._config
+        connection = WebsocketConnection._for_pool(
+            config,
+            self,
+            connection_id=f"{self.name}/conn-{next(self._connection_numbers)}",
+            gate=self._backoff,
+            generation=self._generation,
+            # Jittered by ±10 % so that connections opened together do not all
+            # retire together (psycopg_pool does the same).
+            lifetime=None
+            if config.max_lifetime is None
+            else config.max_lifetime * self._random.uniform(0.9, 1.1),
+        )
         self._index.add(connection)
         grant = _Grant(connection)
         grant.abandoned = abandoned
@@ -1399,12 +1411,11 @@ class WebsocketConnectionPool:
                            self.name, lease)  # fmt: skip
             return
         connection = lease._connection
-        owner = connection._pool
+        owner = lease._lender
         if owner is not self:
             logger.warning("release of %r into %s ignored: it is %s's; given back to it instead",
-                           lease, self.name, owner.name if owner else None)  # fmt: skip
-            if owner is not None:
-                owner._release_now(lease, force_remove=force_remove, dirty=dirty, block=block)
+                           lease, self.name, owner.name)  # fmt: skip
+            owner._release_now(lease, force_remove=force_remove, dirty=dirty, block=block)
             return
         if not lease._is_live:
             if not (block or self._closed):
