@@ -321,6 +321,25 @@ class WebsocketConnection:
         websocket = self.websocket
         return None if websocket is None else peer_close_code(websocket)
 
+    # -- what its pool does with it (each a transition, or the end of a lease) -----
+
+    def _claim(self) -> None:
+        """Mark it busy for an acquirer: idle → busy, or connecting → busy once open."""
+        self._lifecycle.fire("acquire")
+
+    def _begin_cleaning(self) -> None:
+        """busy → draining: its pool cleans it after a borrower before reuse."""
+        self._lifecycle.fire("drain")
+
+    def _come_back(self, reason: str | None = None) -> None:
+        """Back to idle: from busy (given back unused, or released) or from draining."""
+        self._lifecycle.fire("settle" if self._lifecycle.state is DRAINING else "release", reason)
+
+    def _end_lease(self) -> int:
+        """End whatever lease stands for it now; return the serial of the next one."""
+        self._lease_serial += 1
+        return self._lease_serial
+
     # -- who may read it ----------------------------------------------------------
 
     def _lend_to_nobody(self) -> None:

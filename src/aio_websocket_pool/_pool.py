@@ -983,7 +983,7 @@ class WebsocketConnectionPool:
 
     def _hand_out(self, connection: WebsocketConnection) -> ConnectionLease:
         """Start a lease: the connection's messages are the borrower's from now on."""
-        connection._lease_serial += 1
+        connection._end_lease()
         connection._lend()
         return ConnectionLease(connection, self)
 
@@ -996,7 +996,7 @@ class WebsocketConnectionPool:
         index = self._index
         while not fresh and (connection := index.most_recent(IDLE)) is not None:
             if connection.is_connected:  # the free check: no I/O, just the socket's state
-                connection._lifecycle.fire("acquire")
+                connection._claim()
                 return _Grant(connection)
             self._retire_lost(connection)
         # Sockets still finishing their closing handshake count too: the limit
@@ -1056,7 +1056,7 @@ class WebsocketConnectionPool:
         self._adopt(connection)
         # Same step as the "open" transition: no one else can take it in between.
         if not grant.abandoned:
-            connection._lifecycle.fire("acquire")
+            connection._claim()
         elif (why := self._staleness(connection)) is not None:
             self._discard(connection, why)
 
@@ -1230,7 +1230,7 @@ class WebsocketConnectionPool:
         if connection.state is not BUSY:  # discarded meanwhile
             return
         if connection.is_connected:
-            self._park(connection, "release")
+            self._park(connection)
         else:
             self._retire_lost(connection)
 
@@ -1421,7 +1421,7 @@ class WebsocketConnectionPool:
             if not (block or self._closed):
                 logger.warning("release of %r ignored: that lease has ended already", lease)
             return
-        connection._lease_serial += 1  # the lease ends here, whatever comes next
+        connection._end_lease()  # here, whatever comes next
         websocket = connection.websocket
         config = self._config
         if force_remove:
@@ -1438,22 +1438,20 @@ class WebsocketConnectionPool:
         elif (owed := _owed_reply(lease, websocket)) is not None:
             self._discard(connection, f"{owed} at release; a reply may still come", abort=True)
         elif config.check_server_data_on_release or config.on_release is not None:
-            connection._lifecycle.fire("drain")
+            connection._begin_cleaning()
             self._spawn(self._clean(connection), f"clean {connection.id}")
         else:
-            self._park(connection, "release")
+            self._park(connection)
 
     def _reclaim(self, connection: WebsocketConnection, serial: int) -> None:
         """Take back the connection of a lease garbage-collected while lent."""
         if connection._lease_serial == serial and connection.state is BUSY:
-            connection._lease_serial += 1
+            connection._end_lease()
             self._discard(connection, "its lease was garbage-collected without release",
                           abort=True)  # fmt: skip
 
-    def _park(
-        self, connection: WebsocketConnection, trigger: str, reason: str | None = None
-    ) -> None:
-        """Return a connection to idle through ``trigger``, unless a policy retires it.
+    def _park(self, connection: WebsocketConnection, reason: str | None = None) -> None:
+        """Return a connection to idle, unless a policy retires it.
 
         The only way back to the idle set (see the module docstring). Its
         messages are the pool's from here on.
@@ -1465,7 +1463,7 @@ class WebsocketConnectionPool:
         self._lend_to_nobody(connection)
         # What the borrower left unread may have been a flood: then it is closed already.
         if connection.state is not CLOSED:
-            connection._lifecycle.fire(trigger, reason)
+            connection._come_back(reason)
 
     def _staleness(self, connection: WebsocketConnection) -> str | None:
         """Why a policy retires this connection instead of keeping it, or ``None``."""
@@ -1512,7 +1510,7 @@ class WebsocketConnectionPool:
         else:
             reason = None
         if connection.state is DRAINING:
-            self._park(connection, "settle", reason)
+            self._park(connection, reason)
 
     async def _drain(self, connection: WebsocketConnection) -> int | None:
         """Wait for a quiet period: how many messages came, or ``None`` if it was discarded.
