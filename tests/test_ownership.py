@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from aio_websocket_pool import (
     ConnectionBusyError,
     ConnectionClosedError,
     ConnectionHookError,
+    ConnectionLease,
     ConnectionPoolExhaustedError,
     LeaseEndedError,
     State,
@@ -309,11 +311,20 @@ async def test_a_second_release_of_a_stale_handle_changes_nothing_and_warns(
 # -- 5. one get_connection() object entered by two tasks ------------------------------------------
 
 
-async def test_a_second_concurrent_entry_of_one_get_connection_raises_at_once(
+@pytest.mark.parametrize(
+    "borrowing",
+    [
+        pytest.param(WebsocketConnectionPool.get_connection, id="get_connection"),
+        pytest.param(WebsocketConnectionPool.acquire, id="acquire"),
+    ],
+)
+async def test_a_second_concurrent_entry_of_one_borrowing_object_raises_at_once(
     server: LoopbackServer,
+    borrowing: Callable[[WebsocketConnectionPool], AbstractAsyncContextManager[ConnectionLease]],
 ) -> None:
+    """One ``get_connection()`` or ``acquire()`` entered by two tasks: the second fails."""
     async with make_pool(server) as pool:
-        borrowed = pool.get_connection()
+        borrowed = borrowing(pool)
         leave = asyncio.Event()
 
         async def borrow(tag: str) -> None:
@@ -742,36 +753,3 @@ async def test_a_connection_lost_mid_message_at_hand_out_is_replaced_at_once(
         finally:
             sending.cancel()
             await asyncio.wait({sending})
-
-
-async def test_one_acquire_object_entered_by_two_tasks_leaks_nothing(
-    server: LoopbackServer,
-) -> None:
-    """``async with`` of one ``pool.acquire()`` in two tasks: the second fails, the first works."""
-    async with make_pool(server) as pool:
-        acquiring = pool.acquire()
-        leave = asyncio.Event()
-
-        async def borrow() -> None:
-            async with acquiring as conn:
-                await round_trip(conn, "first")
-                await leave.wait()
-
-        first = asyncio.create_task(borrow())
-        await asyncio.sleep(0)
-        second = asyncio.create_task(borrow())
-        try:
-            with pytest.raises((ConnectionBusyError, RuntimeError)):
-                async with asyncio.timeout(0.5):
-                    await second
-            await wait_until(lambda: pool.busy_connections == 1, "the first borrowed", within=1)
-            leave.set()
-            async with asyncio.timeout(1):
-                await first
-            assert pool.busy_connections == 0
-            assert_consistent(pool)
-        finally:
-            leave.set()
-            for task in (first, second):
-                task.cancel()
-            await asyncio.gather(first, second, return_exceptions=True)
