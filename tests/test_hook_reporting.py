@@ -126,6 +126,23 @@ async def on_unsolicited_fails(server: LoopbackServer, caplog: pytest.LogCapture
         await wait_until(lambda: pool.total_connections == 0, "the connection is discarded")
 
 
+async def a_drain_rejected_by(
+    condition: Callable[[str | bytes], bool], uri: str, **options: Any
+) -> None:
+    """One request, whose stray the drain reads and ``condition`` fails: the connection goes."""
+    async with make_pool(
+        uri,
+        check_server_data_on_release=True,
+        drain_quiet_period=0.05,
+        drain_timeout=1.0,
+        drain_condition=condition,
+        **options,
+    ) as pool:
+        async with pool.get_connection() as lease:
+            await round_trip(lease, "request")
+        await wait_until(lambda: pooled(lease).is_closed, "the drain discarded it")
+
+
 async def drain_condition_fails(server: LoopbackServer, caplog: pytest.LogCaptureFixture) -> None:
     uri = secret_uri(server)
 
@@ -133,17 +150,7 @@ async def drain_condition_fails(server: LoopbackServer, caplog: pytest.LogCaptur
         raise quoting(uri, HEADERS)
 
     server.stray_messages = 1  # right after the reply: read by the drain
-    async with make_pool(
-        uri,
-        headers=HEADERS,
-        check_server_data_on_release=True,
-        drain_quiet_period=0.05,
-        drain_timeout=1.0,
-        drain_condition=condition,
-    ) as pool:
-        async with pool.get_connection() as lease:
-            await round_trip(lease, "request")
-        await wait_until(lambda: pooled(lease).is_closed, "the drain discarded it")
+    await a_drain_rejected_by(condition, uri, headers=HEADERS)
 
 
 SCENARIOS = {
@@ -239,16 +246,7 @@ async def test_the_seed_readmes_drain_condition_on_a_text_message_is_reported(
     def drop_heartbeats(message: str | bytes) -> bool:
         return message.startswith(b"heartbeat")  # type: ignore[arg-type]  # the seed's bug
 
-    async with make_pool(
-        server,
-        check_server_data_on_release=True,
-        drain_quiet_period=0.05,
-        drain_timeout=1.0,
-        drain_condition=drop_heartbeats,
-    ) as pool:
-        async with pool.get_connection() as lease:
-            await round_trip(lease, "request")
-        await wait_until(lambda: pooled(lease).is_closed, "the drain discarded it")
+    await a_drain_rejected_by(drop_heartbeats, server.uri)
     logged = warnings_of(caplog)
     assert len(logged) == 1, logged
     assert "drain_condition" in logged[0]
