@@ -277,8 +277,12 @@ class WebsocketConnection:
         received on is as unproven after a borrower gave it back as before.
         A message the pool took while nobody held it counts.
         """
+        return time.monotonic() - self._last_traffic()
+
+    def _last_traffic(self) -> float:
+        """When it last sent or received (monotonic), what its pool took for it included."""
         arrival = -math.inf if self._inbox is None else self._inbox.last_arrival
-        return time.monotonic() - max(self._last_activity, arrival)
+        return max(self._last_activity, arrival)
 
     @property
     def latency(self) -> float:
@@ -298,8 +302,7 @@ class WebsocketConnection:
         """Seconds since anything proved the peer alive: traffic, or any pong."""
         websocket = self.websocket
         pong_at = websocket.pong_at if isinstance(websocket, PooledWebSocket) else -math.inf
-        arrival = -math.inf if self._inbox is None else self._inbox.last_arrival
-        return now - max(self._last_activity, pong_at, arrival)
+        return now - max(self._last_traffic(), pong_at)
 
     def _outlived(self) -> bool:
         """Whether it is older than its (jittered) ``max_lifetime``."""

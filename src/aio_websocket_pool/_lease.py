@@ -70,13 +70,12 @@ class ConnectionLease(WebsocketConnection):
 
     def _live(self) -> WebsocketConnection:
         """The pooled connection, while this lease lasts."""
-        connection = self._connection
-        if connection._lease_serial != self._serial or connection._lifecycle.state is not BUSY:
+        if not self._is_live:
             raise LeaseEndedError(
                 f"{self.id}: this lease has ended (released or closed), and the connection "
                 "may be lent to someone else: acquire a new one"
             )
-        return connection
+        return self._connection
 
     def _live_websocket(self) -> tuple[WebsocketConnection, ClientConnection]:
         """The pooled connection and its websocket, while this lease lasts."""
