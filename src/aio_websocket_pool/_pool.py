@@ -456,6 +456,7 @@ class WebsocketConnectionPool:
     #                    max_connections bounds: what the server sees)
     #   missing minimum  how many min_connections lacks, counting what holds a slot
     #   in use           busy or draining: held by, or being cleaned after, a borrower
+    #   open connections holding a slot with the handshake done (what wait() waits for)
     # (and, only after a resize, "over the limit": more connections hold a slot than
     # max_connections; sockets still closing are left out there, on their way out)
 
@@ -471,6 +472,11 @@ class WebsocketConnectionPool:
     def _in_use(self) -> int:
         index = self._index
         return index.count(BUSY) + index.count(DRAINING)
+
+    @property
+    def _open_connections(self) -> int:
+        index = self._index
+        return index.total - index.count(CONNECTING)
 
     @property
     def total_connections(self) -> int:
@@ -742,19 +748,15 @@ class WebsocketConnectionPool:
         wanted = min(config.max_connections, max(config.min_connections, config.warmup_connections))
         loop = asyncio.get_running_loop()
         give_up = loop.time() + timeout
-        while self._open_count() < wanted:
+        while self._open_connections < wanted:
             if self._closed or self._closing:
                 raise ConnectionPoolUnavailableError("the pool was closed")
             if loop.time() >= give_up:
                 raise ConnectionUnavailableError(
-                    f"{self.name}: {self._open_count()} of {wanted} connections to "
+                    f"{self.name}: {self._open_connections} of {wanted} connections to "
                     f"{redact_uri(self.uri)} opened within {timeout:g}s"
                 )
             await asyncio.sleep(_WAIT_POLL)
-
-    def _open_count(self) -> int:
-        index = self._index
-        return index.total - index.count(CONNECTING)
 
     async def close_all(self) -> None:
         """Close every connection and shut the pool down. Idempotent.
