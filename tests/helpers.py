@@ -114,7 +114,7 @@ def assert_consistent(pool: WebsocketConnectionPool) -> PoolStats:
     Returns:
         The pool's stats, as checked.
     """
-    pool._index.check()
+    pool._core.index.check()
     stats = pool.stats()
     assert stats.total == stats.connecting + stats.idle + stats.busy + stats.draining
     assert stats.total <= stats.max_connections

@@ -56,8 +56,8 @@ async def assert_no_leaks(
     await pool.close_all()
     stats = assert_consistent(pool)
     assert (stats.total, stats.waiting, stats.opened - stats.closed) == (0, 0, 0), stats
-    assert not pool._workers, pool._workers
-    assert not pool._closers, pool._closers
+    assert not pool._tasks.workers, pool._tasks.workers
+    assert not pool._tasks.closers, pool._tasks.closers
     if proxy is not None:
         await wait_until(lambda: proxy.open_connections == 0, "the proxy's links closed")
     await wait_until(lambda: server.open_sockets == 0, "the server's sockets closed")

@@ -123,7 +123,7 @@ async def the_health_check(server: LoopbackServer, make: Make) -> None:
     await expect_cancelled_when(pool, spawn(pool.acquire()), lambda: conn.state is State.BUSY)
     assert conn.state is State.IDLE
     assert triggers(conn)[-2:] == ["acquire", "release"]
-    assert pool._health_check_due(conn), "a ping cut short counted as a check"
+    assert pool._core.health_check_due(conn), "a ping cut short counted as a check"
 
 
 async def settling(server: LoopbackServer, make: Make) -> None:
@@ -220,11 +220,11 @@ async def release(server: LoopbackServer, make: Make) -> None:
 async def close(server: LoopbackServer, make: Make) -> None:
     pool = make()
     lease = await pool.acquire()
-    await expect_cancelled_when(pool, spawn(pool.close()), lambda: pool._closing)
+    await expect_cancelled_when(pool, spawn(pool.close()), lambda: pool._core.closing)
     assert pool.is_closed
     assert pooled(lease).is_closed
-    assert not pool._closers
-    assert not pool._workers
+    assert not pool._tasks.closers
+    assert not pool._tasks.workers
 
 
 async def close_all(server: LoopbackServer, make: Make) -> None:
@@ -232,12 +232,12 @@ async def close_all(server: LoopbackServer, make: Make) -> None:
     lease = await pool.acquire()
     await pool.release(lease)
     server.freeze()  # the closing handshake gets no answer for now
-    await expect_cancelled_when(pool, spawn(pool.close_all()), lambda: bool(pool._closers))
+    await expect_cancelled_when(pool, spawn(pool.close_all()), lambda: bool(pool._tasks.closers))
     assert pool.is_closed
-    assert pool._closers, "the socket stopped closing"
+    assert pool._tasks.closers, "the socket stopped closing"
     server.thaw()
     await asyncio.wait_for(pool.close_all(), BOUND)  # waits for that socket
-    assert not pool._closers
+    assert not pool._tasks.closers
     assert server.open_connections == 0
 
 
@@ -260,7 +260,7 @@ async def entering_async_with_pool(server: LoopbackServer, make: Make) -> None:
     await expect_cancelled_when(pool, spawn(enter()), lambda: server.handshakes_in_flight == 1)
     assert pool.is_closed
     assert pool.total_connections == 0
-    assert not pool._workers
+    assert not pool._tasks.workers
 
 
 # -- the table -----------------------------------------------------------------------------

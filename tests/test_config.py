@@ -257,7 +257,7 @@ ACCEPTED_POOL_VALUES: dict[str, dict[str, Any]] = {
 def test_edge_values_are_accepted_and_kept(kwargs: dict[str, Any]) -> None:
     pool = build_pool(**kwargs)
     for name, value in kwargs.items():
-        assert getattr(pool._config, name) == value, name
+        assert getattr(pool._core.config, name) == value, name
 
 
 ACCEPTED_CONNECT_KWARGS: dict[str, dict[str, Any]] = {
@@ -279,7 +279,7 @@ ACCEPTED_CONNECT_KWARGS: dict[str, dict[str, Any]] = {
 def test_known_websockets_kwargs_are_accepted(build: Build, kwargs: dict[str, Any]) -> None:
     built = build(**kwargs)
     passed_on = (
-        built._config.connect_kwargs
+        built._core.config.connect_kwargs
         if isinstance(built, WebsocketConnectionPool)
         else getattr(built, "_connect_kwargs", None)
     )
@@ -289,7 +289,7 @@ def test_known_websockets_kwargs_are_accepted(build: Build, kwargs: dict[str, An
 def test_ssl_context_is_accepted_with_a_wss_uri() -> None:
     context = ssl.create_default_context()
     pool = build_pool("wss://example.com/feed", ssl=context)
-    assert pool._config.connect_kwargs == {"ssl": context}
+    assert pool._core.config.connect_kwargs == {"ssl": context}
 
 
 GOOD_URIS = [
@@ -523,7 +523,7 @@ def test_pool_default(name: str, default: object) -> None:
     parameter = inspect.signature(WebsocketConnectionPool).parameters[name]
     assert parameter.default == default
     assert type(parameter.default) is type(default)
-    assert getattr(build_pool()._config, name) == default
+    assert getattr(build_pool()._core.config, name) == default
 
 
 def test_pool_defaults_are_valid_together() -> None:

@@ -179,7 +179,7 @@ class PoolModel(RuleBasedStateMachine):
         async def step() -> None:  # on the loop: the sweep spawns the closes
             idle = self.pool.available_connections
             closed_before = self.pool.stats().closed
-            self.pool._sweep()
+            self.pool._core.sweep()
             assert self.pool.available_connections == 0
             assert self.pool.stats().closed == closed_before + idle
             await self.collect()
@@ -234,8 +234,8 @@ class PoolModel(RuleBasedStateMachine):
         stats = self.pool.stats()
         # A dispatch already scheduled serves them at the loop's next turn; the
         # loop may stop (the rule ended) between the scheduling and the turn.
-        if stats.waiting and self.pool._dispatch_handle is None:
-            closing = len(self.pool._closers)  # sockets still closing hold their slot
+        if stats.waiting and not self.pool._core.dispatch_pending:
+            closing = len(self.pool._tasks.closers)  # sockets still closing hold their slot
             assert stats.idle == 0, stats
             assert stats.total + closing >= MAX_CONNECTIONS, (stats, closing)
 

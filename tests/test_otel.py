@@ -201,7 +201,7 @@ async def test_uninstrument_stops_every_report(server: LoopbackServer, otel: Col
 
         instrumentation.uninstrument()
         instrumentation.uninstrument()  # idempotent
-        assert pool._totals.listeners == []
+        assert pool._core.totals.listeners == []
         for _ in range(3):
             async with pool.get_new_connection():
                 pass
@@ -242,7 +242,7 @@ async def test_instrumenting_a_pool_twice_counts_it_once(
         first = instrument(pool, meter_provider=otel.provider, attributes={"pool": "feeds"})
         again = instrument(pool, meter_provider=otel.provider, attributes={"pool": "feeds"})
         assert again is first
-        assert pool._totals.listeners == [first._record]
+        assert pool._core.totals.listeners == [first._record]
         for _ in range(2):
             async with pool.get_connection():
                 pass

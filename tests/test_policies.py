@@ -438,7 +438,7 @@ async def test_close_waits_for_a_connection_being_opened_for_an_acquirer(
     acquirer = spawn(pool.acquire())
     await wait_until(lambda: server.handshakes_in_flight == 1, "the handshake is in flight")
     closing = asyncio.create_task(pool.close(timeout=BOUND), name="test close")
-    await wait_until(lambda: pool._closing, "close() began")
+    await wait_until(lambda: pool._core.closing, "close() began")
     server.release_handshakes()
     try:
         async with asyncio.timeout(BOUND):
@@ -484,7 +484,7 @@ async def test_a_connection_given_back_during_close_is_closed_at_once_not_draine
     conn = await pool.acquire()
     closing = spawn(pool.close())
     try:
-        await wait_until(lambda: pool._closing, "close() began")
+        await wait_until(lambda: pool._core.closing, "close() began")
         await pool.release(conn)
         await settle()
         assert pooled(conn).is_closed  # actual: draining, for drain_quiet_period

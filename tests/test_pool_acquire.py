@@ -279,7 +279,7 @@ async def test_acquirers_that_give_up_do_not_pile_up_behind_a_long_wait(
     await asyncio.gather(*quitters, return_exceptions=True)
     assert all(quitter.cancelled() for quitter in quitters)
     assert pool.stats().waiting == 1
-    assert len(pool._waiters) <= 2, "the queue keeps the acquirers that left"
+    assert len(pool._core.waiting) <= 2, "the queue keeps the acquirers that left"
     await pool.release(held)
     got = await asyncio.wait_for(head, BOUND)
     assert pooled(got) is pooled(held)
@@ -301,13 +301,13 @@ async def test_an_acquirer_that_gave_up_is_uncounted_once_the_dispatch_drops_it(
     with pytest.raises(asyncio.CancelledError):
         await quitter
     # One dead entry of two is not yet half the queue: it stays, and is counted.
-    assert (len(pool._waiters), pool._departed) == (2, 1)
+    assert (len(pool._core.waiting), pool._core.waiting.departed) == (2, 1)
     await pool.release(held)
     got = await asyncio.wait_for(head, BOUND)
     assert pooled(got) is pooled(held)
     # The dispatch served the head and dropped the dead entry behind it: the
     # count of dead entries still queued is zero again, not a stale one.
-    assert (len(pool._waiters), pool._departed) == (0, 0)
+    assert (len(pool._core.waiting), pool._core.waiting.departed) == (0, 0)
     await pool.release(got)
     await pool.close_all()
 

@@ -20,7 +20,7 @@ make_pool = pool_maker(health_check_interval=None, acquire_timeout=BOUND, cleanu
 
 def figures(pool: WebsocketConnectionPool) -> tuple[int, int, int]:
     """(slots in use, missing minimum, in use), as the pool computes them."""
-    return pool._slots_in_use, pool._missing_minimum, pool._in_use
+    return pool._core.slots_in_use, pool._core.missing_minimum, pool._core.in_use
 
 
 async def test_in_use_counts_busy_and_draining_connections(server: LoopbackServer) -> None:

@@ -557,14 +557,14 @@ async def test_idle_sweep_keeps_connections_idle_for_less_than_idle_timeout(
 ) -> None:
     async with make_pool(server.uri, idle_timeout=60.0, cleanup_interval=0.01) as pool:
         sweeps = 0
-        sweep = pool._sweep
+        sweep = pool._core.sweep
 
         def counted_sweep() -> None:
             nonlocal sweeps
             sweep()
             sweeps += 1
 
-        monkeypatch.setattr(pool, "_sweep", counted_sweep)
+        monkeypatch.setattr(pool._core, "sweep", counted_sweep)
         conn = await pool.acquire()
         await round_trip(conn, "hello")
         await pool.release(conn)

@@ -79,8 +79,8 @@ async def shut_down(
     await pool.close_all()
     assert pool.is_closed
     assert_stats(pool, connecting=0, idle=0, busy=0, draining=0, total=0, waiting=0)
-    assert not pool._workers
-    assert not pool._closers
+    assert not pool._tasks.workers
+    assert not pool._tasks.closers
     for given in connections:
         conn = pooled(given) if isinstance(given, ConnectionLease) else given
         assert conn.is_closed, conn
@@ -150,7 +150,7 @@ async def test_a_waiter_that_left_the_queue_never_gets_a_connection(
         await pool.release(got)
     await settle()
     assert_stats(pool, idle=1, busy=0, total=1, waiting=0, opened=1)
-    assert not pool._waiters, "the waiter that left is still queued"
+    assert not pool._core.waiting, "the waiter that left is still queued"
     again = await pool.acquire()
     assert pooled(again) is pooled(held)  # and the pool still works
     await round_trip(again, "still here")
@@ -365,7 +365,7 @@ async def test_a_cancelled_close_all_is_finished_by_the_next_one(server: Loopbac
     server.freeze()  # closing handshakes get no answer: close_all() has to wait for them
 
     closing = spawn(pool.close_all())
-    await wait_until(lambda: bool(pool._closers), "close_all() is closing sockets")
+    await wait_until(lambda: bool(pool._tasks.closers), "close_all() is closing sockets")
     await settle()
     assert not closing.done()
     await expect_cancelled(closing)
@@ -627,7 +627,7 @@ async def test_close_all_in_the_turn_a_handshake_was_queued_frees_its_slot(
     with pytest.raises(ConnectionPoolUnavailableError):
         await acquirer
     assert pool.total_connections == 0, pool.stats()
-    assert pool._index.events["fail"] == 1
+    assert pool._core.index.events["fail"] == 1
     assert server.handshakes == 0
 
 

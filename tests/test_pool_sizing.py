@@ -120,10 +120,10 @@ async def test_a_bad_resize_raises_and_leaves_the_pool_as_it_was(
 ) -> None:
     async with make_pool(server, max_connections=3, min_connections=2) as pool:
         await pool.wait(timeout=1)
-        config = pool._config
+        config = pool._core.config
         with pytest.raises(error):
             pool.resize(**arguments)  # type: ignore[arg-type]
-        assert pool._config is config
+        assert pool._core.config is config
         assert pool.stats().max_connections == 3
         assert pool.total_connections == 2
         assert_consistent(pool)

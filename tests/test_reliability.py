@@ -255,7 +255,7 @@ async def test_an_oversized_message_closes_the_connection_and_frees_its_slot(
 def test_the_pool_leaves_max_size_to_websockets() -> None:
     """The default is websockets' own: the pool passes ``max_size`` only if given."""
     pool = WebsocketConnectionPool("ws://127.0.0.1:9/")
-    assert "max_size" not in pool._config.connect_kwargs
+    assert "max_size" not in pool._core.config.connect_kwargs
 
 
 # -- borrowers that misuse their leases ----------------------------------------------------

@@ -132,13 +132,13 @@ def track_connections(
 ) -> list[WebsocketConnection]:
     """Every connection the pool creates, closed or not, failed handshakes included."""
     created: list[WebsocketConnection] = []
-    add = pool._index.add
+    add = pool._core.index.add
 
     def add_and_track(connection: WebsocketConnection) -> None:
         created.append(connection)
         add(connection)
 
-    monkeypatch.setattr(pool._index, "add", add_and_track)
+    monkeypatch.setattr(pool._core.index, "add", add_and_track)
     return created
 
 
@@ -607,7 +607,7 @@ def test_the_pool_config_repr_shows_no_secret() -> None:
         headers={"Authorization": "Bearer SECRET-3"},
         user_agent_header="agent SECRET-4",
     )
-    shown = repr(pool._config)
+    shown = repr(pool._core.config)
     assert "max_connections=50" in shown
     for secret in ("SECRET-1", "SECRET-2", "SECRET-3", "SECRET-4", "alice"):
         assert secret not in shown

@@ -7,7 +7,7 @@ it (a 503 with ``Retry-After``). The signals:
 * close code 1001/1012 on one connection: the server is going away as a whole,
   so the pool retires that connection's idle siblings at once;
 * close code 1013 and HTTP 503 or 429: the server is overloaded, so every new
-  handshake of the pool waits behind one gate (``pool._backoff``);
+  handshake of the pool waits behind one gate (``pool._core.backoff``);
 * a flood during a drain or while a connection sits idle, and a message over
   ``max_size``: the connection is discarded, never handed to a borrower.
 
@@ -136,8 +136,8 @@ async def shut_down(pool: WebsocketConnectionPool, server: LoopbackServer | None
     counters = (stats.connecting, stats.idle, stats.busy, stats.draining, stats.total)
     assert counters == (0, 0, 0, 0, 0), stats
     assert stats.waiting == 0
-    assert not pool._workers
-    assert not pool._closers
+    assert not pool._tasks.workers
+    assert not pool._tasks.closers
     if server is not None:
         await wait_until(lambda: server.open_connections == 0, "the server saw every close")
 
@@ -253,20 +253,20 @@ async def test_close_code_1013_shuts_the_gate_for_new_handshakes(server: Loopbac
     async with make_pool(server) as pool:
         [conn] = await idle_connections(pool, 1)
         await close_from_server(server, conn, 1013)
-        assert (pool._backoff._signals, pool._backoff.remaining) == (0, 0.0)
+        assert (pool._core.backoff._signals, pool._core.backoff.remaining) == (0, 0.0)
 
         before = loop.time()
         acquiring = asyncio.create_task(pool.acquire())  # finds it closed: trips the gate
-        await wait_until(lambda: pool._backoff._signals == 1, "the 1013 tripped the gate")
+        await wait_until(lambda: pool._core.backoff._signals == 1, "the 1013 tripped the gate")
 
-        open_at = pool._backoff._open_at
-        assert pool._backoff.remaining > 0
+        open_at = pool._core.backoff._open_at
+        assert pool._core.backoff.remaining > 0
         assert before + BASE_DELAY / 2 <= open_at <= loop.time() + BASE_DELAY
         assert len(arrivals) == 1  # the replacement's handshake waits at the gate
         fresh = await acquiring
         assert arrivals.times[1] >= open_at
         assert loop.time() >= open_at
-        assert pool._backoff._signals == 0  # the handshake succeeded
+        assert pool._core.backoff._signals == 0  # the handshake succeeded
         assert pooled(fresh) is not conn
         await round_trip(fresh, "after the backoff")
         assert_closed(conn, State.IDLE, "close code 1013")
@@ -285,8 +285,8 @@ async def test_a_503_makes_every_acquirer_of_the_pool_wait_at_the_gate(
     server.refuse(1, 503)
     async with make_pool(server, max_connections=20, max_retries=3) as pool:
         refused = asyncio.create_task(pool.acquire())
-        await wait_until(lambda: pool._backoff._signals == 1, "the 503 tripped the gate")
-        open_at = pool._backoff._open_at
+        await wait_until(lambda: pool._core.backoff._signals == 1, "the 503 tripped the gate")
+        open_at = pool._core.backoff._open_at
         assert len(arrivals) == 1
 
         others = [asyncio.create_task(pool.acquire()) for _ in range(19)]
@@ -297,7 +297,7 @@ async def test_a_503_makes_every_acquirer_of_the_pool_wait_at_the_gate(
         assert len(arrivals) == 21
         assert all(arrived >= open_at for arrived in arrivals.times[1:])
         assert server.handshakes == 20
-        assert pool._backoff._signals == 0
+        assert pool._core.backoff._signals == 0
         assert len({pooled(conn) for conn in conns}) == 20
         assert triggers(conns[0]) == ["open", "acquire"]  # retried inside one connection
         for n, conn in enumerate(conns):
@@ -325,8 +325,8 @@ async def test_refusals_until_retries_run_out_raise_unavailable_then_the_pool_re
         assert "3 attempts" in str(error)
         assert isinstance(error.__cause__, InvalidStatus)
         assert error.__cause__.response.status_code == status
-        assert pool._backoff._signals == (3 if trips else 0)
-        open_at = pool._backoff._open_at
+        assert pool._core.backoff._signals == (3 if trips else 0)
+        open_at = pool._core.backoff._open_at
         assert (open_at > 0) is trips
         stats = assert_consistent(pool)
         assert (stats.failed_connects, stats.opened, stats.total) == (1, 0, 0)
@@ -336,7 +336,7 @@ async def test_refusals_until_retries_run_out_raise_unavailable_then_the_pool_re
         await round_trip(conn, "recovered")
         assert len(arrivals) == 4
         assert arrivals.times[3] >= open_at
-        assert pool._backoff._signals == 0
+        assert pool._core.backoff._signals == 0
         await pool.release(conn)
         await shut_down(pool, server)
 
@@ -354,7 +354,7 @@ async def test_one_wave_of_refusals_backs_off_like_one_signal(server: LoopbackSe
             results = await asyncio.gather(*acquiring, return_exceptions=True)
 
         assert all(isinstance(result, ConnectionUnavailableError) for result in results)
-        assert pool._backoff.remaining <= BASE_DELAY
+        assert pool._core.backoff.remaining <= BASE_DELAY
         await shut_down(pool, server)
 
 
@@ -409,15 +409,15 @@ async def test_gate_honours_retry_after_up_to_max_delay_and_close_all_does_not_w
         after = loop.time()
 
         assert isinstance(excinfo.value.__cause__, InvalidStatus)
-        assert before + seconds <= pool._backoff._open_at <= after + seconds
-        assert pool._backoff.remaining > seconds - (loop.time() - before)
+        assert before + seconds <= pool._core.backoff._open_at <= after + seconds
+        assert pool._core.backoff.remaining > seconds - (loop.time() - before)
         waiting = asyncio.create_task(pool.acquire())
         await wait_until(lambda: pool.stats().connecting == 1, "a handshake waits at the gate")
 
         closed_at = loop.time()
         await shut_down(pool)
 
-        assert loop.time() < pool._backoff._open_at  # it did not wait for the gate
+        assert loop.time() < pool._core.backoff._open_at  # it did not wait for the gate
         assert loop.time() - closed_at < seconds
         with pytest.raises(ConnectionPoolUnavailableError):
             await waiting

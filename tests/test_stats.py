@@ -262,12 +262,12 @@ async def test_a_timing_listener_that_raises_is_removed_and_costs_nothing_else(
         raise RuntimeError(what)
 
     async with make_pool(server) as pool:
-        pool._totals.listeners.extend([broken, lambda what, _: seen.append(what)])
+        pool._core.totals.listeners.extend([broken, lambda what, _: seen.append(what)])
         async with pool.get_connection() as conn:
             await round_trip(conn, "timed")
         async with pool.get_connection() as conn:
             await round_trip(conn, "again")
-        assert pool._totals.listeners[0] is not broken
+        assert pool._core.totals.listeners[0] is not broken
         assert seen.count("acquire_wait") == 2  # the listener after it was still told
         stats = assert_consistent(pool)
         assert (stats.busy, stats.idle, stats.acquire_wait.count) == (0, 1, 2)

@@ -314,6 +314,11 @@ class WebsocketConnection:
         """What its logs and reports must never show (see :func:`secrets_of`)."""
         return secrets_of(self.uri, self.headers)
 
+    @property
+    def _has_socket(self) -> bool:
+        """Whether it holds a socket still to be closed."""
+        return self.websocket is not None
+
     def _buffered_frames(self) -> int:
         """Frames received that nobody has read yet (no I/O)."""
         websocket = self.websocket

@@ -22,8 +22,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from websockets.frames import Frame, Opcode
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class Inbox:
@@ -56,6 +60,7 @@ class Inbox:
         "_on_failure",
         "_on_message",
         "_opcode",
+        "delivery",
         "failed",
         "keeping",
         "kept",
@@ -88,6 +93,8 @@ class Inbox:
         self.failed = False
         #: Messages the pool took and has yet to give ``on_unsolicited``.
         self.undelivered: deque[str | bytes] = deque()
+        #: The task giving them to ``on_unsolicited``, while there are any.
+        self.delivery: asyncio.Task[None] | None = None
 
     @property
     def partial(self) -> bool:

@@ -28,6 +28,7 @@ from ._connection import WebsocketConnection
 from ._exceptions import ConnectionBusyError, LeaseEndedError
 from ._fsm import BUSY, State, TransitionRecord
 from ._redact import redact_uri
+from ._websocket import is_receiving
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -240,3 +241,16 @@ class ConnectionLease(WebsocketConnection):
 
     def __str__(self) -> str:
         return f"ConnectionLease({self.id})"
+
+
+def owed_reply(lease: ConnectionLease) -> str | None:
+    """Why a reply may still come to a lease being released (see ``owes_reply``), or ``None``.
+
+    websockets' own flag catches a receive begun on the raw websocket too.
+    """
+    if (owed := lease.owes_reply) is not None:
+        return owed
+    websocket = lease._connection.websocket
+    if websocket is not None and is_receiving(websocket):
+        return "a receive was still pending"
+    return None

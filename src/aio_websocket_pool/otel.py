@@ -195,7 +195,7 @@ def instrument(
             return existing
         instrumentation = PoolInstrumentation(pool, instruments, carried)
         instruments.pools.append(instrumentation)
-        pool._totals.listeners.append(instrumentation._record)
+        pool._core.totals.listeners.append(instrumentation._record)
     return instrumentation
 
 
@@ -219,8 +219,8 @@ class PoolInstrumentation:
     def uninstrument(self) -> None:
         """Stop reporting: no more histogram points, no more observations. Idempotent."""
         pool = self._pool()
-        if pool is not None and self._record in pool._totals.listeners:
-            pool._totals.listeners.remove(self._record)
+        if pool is not None and self._record in pool._core.totals.listeners:
+            pool._core.totals.listeners.remove(self._record)
         if self in self._instruments.pools:
             self._instruments.pools.remove(self)
 

@@ -1,0 +1,136 @@
+"""The line of acquirers waiting for a connection: first come, first served.
+
+Synchronous bookkeeping only. An acquirer that finds nothing free joins the
+line with a future; :meth:`WaitingLine.serve` (run by the coordinator whenever
+something came free) resolves the futures at the front, in order, for as long
+as the coordinator can grant something. An acquirer that gives up (a timeout,
+a cancellation) leaves a dead entry behind, removed in bulk, never one by one
+from the middle (see :meth:`WaitingLine.leave`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from ._exceptions import ConnectionPoolUnavailableError
+
+G = TypeVar("G")
+
+
+class Waiter(Generic[G]):
+    """An acquirer in line. Its two flags keep the count of dead entries exact.
+
+    Attributes:
+        fresh: It wants a newly opened connection (``acquire_new``).
+        future: Resolved with its grant, or failed when the pool shuts.
+        queued: Still in the line (not yet popped or swept out).
+        departed: Counted as a dead entry: its acquirer left unserved.
+    """
+
+    __slots__ = ("departed", "fresh", "future", "queued")
+
+    def __init__(self, fresh: bool) -> None:
+        self.fresh = fresh
+        self.future: asyncio.Future[G] = asyncio.get_running_loop().create_future()
+        self.queued = True
+        self.departed = False
+
+    @property
+    def was_granted(self) -> bool:
+        """Whether the line handed it a grant (not cancelled, not failed)."""
+        future = self.future
+        return future.done() and not future.cancelled() and future.exception() is None
+
+
+class WaitingLine(Generic[G]):
+    """The FIFO of :class:`Waiter` s, with dead entries swept out in amortised O(1)."""
+
+    def __init__(self) -> None:
+        self._entries: deque[Waiter[G]] = deque()
+        self._departed = 0  # entries whose acquirer left unserved
+
+    def __bool__(self) -> bool:
+        """Whether anyone is in line, dead entries included (what a newcomer queues behind)."""
+        return bool(self._entries)
+
+    def __len__(self) -> int:
+        """Entries in line, dead ones included."""
+        return len(self._entries)
+
+    @property
+    def departed(self) -> int:
+        """Dead entries still in line: acquirers that left unserved."""
+        return self._departed
+
+    def join(self, fresh: bool) -> Waiter[G]:
+        """Queue a new acquirer at the back."""
+        waiter: Waiter[G] = Waiter(fresh)
+        self._entries.append(waiter)
+        return waiter
+
+    def count(self) -> int:
+        """Acquirers in line now, exactly (one cancelled this very step is not).
+
+        O(n): for stats() and the max_waiting check of an acquirer about to
+        queue, never on the fast path. ``tuple()`` copies the line in one
+        step, so that an OpenTelemetry reader on another thread can call this.
+        """
+        return sum(not waiter.future.done() for waiter in tuple(self._entries))
+
+    def leave(self, waiter: Waiter[G]) -> None:
+        """Note that ``waiter`` left; called by its acquirer on every way out.
+
+        A waiter that left unserved while still queued becomes a dead entry.
+        Removing each from the middle of the line would cost O(n) per timeout,
+        and leaving them all to :meth:`serve` (which pops them from the front)
+        would let them pile up behind a waiter that waits long: a leak while
+        the pool stays exhausted. Sweeping them all once they are half the line
+        keeps both costs amortised O(1).
+        """
+        if not waiter.future.done():
+            waiter.future.cancel()
+        if not (waiter.future.cancelled() and waiter.queued):
+            return
+        waiter.departed = True
+        self._departed += 1
+        if self._departed * 2 > len(self._entries):
+            live = []
+            for entry in self._entries:
+                if entry.future.done():
+                    entry.queued = False
+                else:
+                    live.append(entry)
+            self._entries.clear()
+            self._entries.extend(live)
+            self._departed = 0
+
+    def serve(self, grant: Callable[[bool], G | None]) -> None:
+        """Hand grants to the waiters at the front while ``grant(fresh)`` finds one."""
+        entries = self._entries
+        while entries:
+            waiter = entries[0]
+            if waiter.future.done():
+                entries.popleft()
+                waiter.queued = False
+                if waiter.departed:  # else its acquirer has yet to notice, and won't count it
+                    self._departed -= 1
+                continue
+            granted = grant(waiter.fresh)
+            if granted is None:
+                return
+            entries.popleft()
+            waiter.queued = False
+            waiter.future.set_result(granted)
+
+    def fail_all(self, why: str) -> None:
+        """Empty the line: each acquirer in it gets :class:`ConnectionPoolUnavailableError`."""
+        entries = self._entries
+        while entries:
+            waiter = entries.popleft()
+            waiter.queued = False
+            if not waiter.future.done():
+                waiter.future.set_exception(ConnectionPoolUnavailableError(why))
+        self._departed = 0
