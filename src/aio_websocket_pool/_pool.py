@@ -39,7 +39,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
@@ -73,7 +73,9 @@ from ._exceptions import (
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, IDLE, TransitionRecord
 from ._hooks import report_callback_failure, run_hook
 from ._inbox import Inbox
+from ._jsonrpc import JsonRpcClient
 from ._lease import ConnectionLease
+from ._mux import Multiplexer
 from ._redact import describe_error, redact_uri
 from ._stats import PoolStats, StateIndex, Totals
 from ._websocket import is_receiving
@@ -529,6 +531,7 @@ class WebsocketConnectionPool:
             connecting=index.count(CONNECTING),
             idle=index.count(IDLE),
             busy=index.count(BUSY),
+            multiplexed=sum(connection._multiplexed for connection in index.in_state(BUSY)),
             draining=index.count(DRAINING),
             total=index.total,
             max_connections=self._config.max_connections,
@@ -1720,3 +1723,55 @@ class WebsocketConnectionPool:
         return (
             f"<WebsocketConnectionPool {self.name} {redact_uri(self.uri)} {state} [{self.stats()}]>"
         )
+
+    def multiplexed(
+        self,
+        *,
+        key: Callable[[str | bytes], Hashable | None],
+        connections: int = 1,
+        max_in_flight: int = 256,
+        request_timeout: float | None = 30.0,
+    ) -> Multiplexer:
+        """Many concurrent requests over ``connections`` leases, replies matched by ``key``.
+
+        Use it as ``async with``; ``await mux.request(message, key=..., timeout=...)``
+        sends ``message`` and returns the first reply whose ``key(reply)`` is that key.
+        See the multiplexing guide (``docs/multiplexing.md``).
+
+        Raises:
+            TypeError: ``key`` is not callable, or a count is not an int.
+            ValueError: ``connections`` or ``max_in_flight`` is below 1, or
+                ``connections`` above ``max_connections``.
+        """
+        if not callable(key):
+            raise TypeError(f"key must be callable, not {type(key).__name__}")
+        return Multiplexer(
+            self, parse=lambda message: (key(message), message), connections=connections,
+            max_in_flight=max_in_flight, request_timeout=request_timeout,
+            max_connections=self._config.max_connections,
+            on_unsolicited=self._config.on_unsolicited, hook_timeout=self._config.hook_timeout,
+        )  # fmt: skip
+
+    def json_rpc(
+        self,
+        *,
+        connections: int = 1,
+        max_in_flight: int = 256,
+        request_timeout: float | None = 30.0,
+        resubscribe: bool = True,
+    ) -> JsonRpcClient:
+        """A JSON-RPC 2.0 client over ``connections`` multiplexed leases.
+
+        Use it as ``async with``: ``await rpc.call(method, params)``, and
+        ``async with rpc.subscribe(...) as sub: async for result in sub``.
+        See the multiplexing guide (``docs/multiplexing.md``).
+
+        Raises:
+            TypeError, ValueError: As for :meth:`multiplexed`.
+        """
+        return JsonRpcClient(
+            self, connections=connections, max_in_flight=max_in_flight,
+            request_timeout=request_timeout, resubscribe=resubscribe,
+            max_connections=self._config.max_connections,
+            on_unsolicited=self._config.on_unsolicited, hook_timeout=self._config.hook_timeout,
+        )  # fmt: skip
