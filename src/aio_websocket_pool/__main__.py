@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._demo import DemoSettings, run_demo
+from ._demo_json_rpc import run_json_rpc_demo
 from ._diagram import FORMATS, MACHINES, DiagramFormat, Machine, render_diagram
 from ._exceptions import GraphvizNotFoundError
 
@@ -33,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--connections", type=_at_least_one, default=defaults.connections, metavar="N",
         help=f"the pool's max_connections (default {defaults.connections})",
+    )  # fmt: skip
+    demo.add_argument(
+        "--json-rpc", action="store_true",
+        help="the JSON-RPC demo instead: calls and a subscription over multiplexed connections",
     )  # fmt: skip
     demo.add_argument(
         "--debug", action="store_true", help="log every transition on the aio_websocket_pool logger"
@@ -59,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         logging.basicConfig(format="%(name)s %(levelname)s %(message)s")
         logging.getLogger("aio_websocket_pool").setLevel(logging.DEBUG)
+    if args.json_rpc:
+        print(asyncio.run(run_json_rpc_demo()))
+        return 0
     settings = DemoSettings(
         tasks=args.tasks,
         requests=args.requests,
