@@ -21,18 +21,26 @@ Sphinx would show it (``~a.b.C`` as ``C``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
 
-from aio_websocket_pool import TRANSITIONS, render_diagram
+from aio_websocket_pool import (
+    REQUEST_TRANSITIONS,
+    SUBSCRIPTION_TRANSITIONS,
+    TRANSITIONS,
+    Edge,
+    render_diagram,
+)
+from aio_websocket_pool._diagram import Machine
 
 MARKER = re.compile(r"^<!-- generated: (?P<part>[\w-]+) -->$", re.MULTILINE)
 SPHINX_ROLE = re.compile(r":(?:attr|class|data|exc|func|meth|mod|obj):<code>(?:~[\w.]*\.)?")
 
 
-def _svg() -> str:
-    svg = render_diagram("svg")
+def _svg(machine: Machine = "connection") -> str:
+    svg = render_diagram("svg", machine=machine)
     # Inline SVG in HTML: the XML declaration, the doctype and dot's comments go.
     drawing = re.sub(r"<!--.*?-->\n?", "", svg[svg.index("<svg") :], flags=re.DOTALL)
     return f'<div class="state-diagram">\n{drawing.strip()}\n</div>'
@@ -42,10 +50,10 @@ def _mermaid() -> str:
     return f'```text title="state-diagrams/connection.mmd"\n{render_diagram("mermaid")}```'
 
 
-def _table() -> str:
+def _table(table: tuple[Edge[Any], ...] = TRANSITIONS) -> str:
     rows = [
         f"| `{edge.trigger}` | {', '.join(edge.sources)} | {edge.dest} | {edge.cause} |"
-        for edge in TRANSITIONS
+        for edge in table
     ]
     return "\n".join(["| trigger | from | to | caused by |", "| --- | --- | --- | --- |", *rows])
 
@@ -54,6 +62,10 @@ PARTS: dict[str, Callable[[], str]] = {
     "diagram-svg": _svg,
     "diagram-mermaid": _mermaid,
     "transitions-table": _table,
+    "request-diagram-svg": functools.partial(_svg, "request"),
+    "request-transitions-table": functools.partial(_table, REQUEST_TRANSITIONS),
+    "subscription-diagram-svg": functools.partial(_svg, "subscription"),
+    "subscription-transitions-table": functools.partial(_table, SUBSCRIPTION_TRANSITIONS),
 }
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # imported at run time, the plugin could not be loaded as a plugin
-    from aio_websocket_pool.testing import LoopbackServer
+    from aio_websocket_pool.testing import JsonRpcServer, LoopbackServer
     from servers import PushingServer
 
 # Installed, the package's pytest11 entry point has loaded the plugin under this very name, and
@@ -38,6 +38,15 @@ async def any_server(request: pytest.FixtureRequest) -> AsyncIterator[PushingSer
     else:
         async with AiohttpServer().running() as other:
             yield other
+
+
+@pytest.fixture
+async def rpc_server() -> AsyncIterator[JsonRpcServer]:
+    """A fresh JSON-RPC 2.0 server on 127.0.0.1, port 0."""
+    from aio_websocket_pool.testing import JsonRpcServer  # noqa: PLC0415  (as any_server's)
+
+    async with JsonRpcServer().running() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

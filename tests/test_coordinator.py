@@ -46,6 +46,7 @@ class StandIn:
         self.peer_code: int | None = None
         self._inbox: Inbox | None = None
         self._lease_serial = 0
+        self._multiplexed = False
         self.lifecycle = ConnectionLifecycle(self.id, history_size=8, observer=observer)
 
     # What the coordinator reads.

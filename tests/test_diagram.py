@@ -17,6 +17,8 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from aio_websocket_pool import (
+    REQUEST_TRANSITIONS,
+    SUBSCRIPTION_TRANSITIONS,
     TRANSITIONS,
     GraphvizNotFoundError,
     State,
@@ -25,7 +27,7 @@ from aio_websocket_pool import (
     render_diagram,
 )
 from aio_websocket_pool.__main__ import main
-from aio_websocket_pool._diagram import FORMATS, DiagramFormat
+from aio_websocket_pool._diagram import FORMATS, MACHINES, DiagramFormat, Machine
 from helpers import pool_maker, pooled, round_trip
 from loopback import LoopbackServer
 
@@ -49,6 +51,25 @@ make_pool = pool_maker(max_connections=1, health_check_interval=None)
 @pytest.mark.parametrize("format", TEXT_FORMATS)
 def test_text_diagram_snapshot(format: DiagramFormat, snapshot: SnapshotAssertion) -> None:
     assert render_diagram(format) == snapshot
+
+
+@pytest.mark.parametrize("machine", ["request", "subscription"])
+@pytest.mark.parametrize("format", TEXT_FORMATS)
+def test_multiplexer_diagram_snapshot(
+    format: DiagramFormat, machine: Machine, snapshot: SnapshotAssertion
+) -> None:
+    text = render_diagram(format, machine=machine)
+    table = REQUEST_TRANSITIONS if machine == "request" else SUBSCRIPTION_TRANSITIONS
+    for edge in table:
+        for source in edge.sources:
+            arrow = ARROWS[format].format(source=source, dest=edge.dest, trigger=edge.trigger)
+            assert text.splitlines().count(f"    {arrow}") == 1, arrow
+    assert text == snapshot
+
+
+def test_an_unknown_machine_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="connection, request, subscription"):
+        render_diagram(machine="pool")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("format", TEXT_FORMATS)
@@ -112,10 +133,13 @@ def test_output_is_the_same_under_any_hash_seed(format: DiagramFormat) -> None:
         assert rendered == expected, f"PYTHONHASHSEED={seed}"
 
 
+@pytest.mark.parametrize("machine", MACHINES)
 @pytest.mark.parametrize("format", FORMATS)
-def test_committed_diagram_is_what_the_code_generates(format: DiagramFormat) -> None:
-    committed = DIAGRAMS / f"connection.{EXTENSIONS[format]}"
-    assert committed.read_text(encoding="utf-8") == render_diagram(format), (
+def test_committed_diagram_is_what_the_code_generates(
+    format: DiagramFormat, machine: Machine
+) -> None:
+    committed = DIAGRAMS / f"{machine}.{EXTENSIONS[format]}"
+    assert committed.read_text(encoding="utf-8") == render_diagram(format, machine=machine), (
         f"{committed.relative_to(ROOT)} is out of date with TRANSITIONS: "
         "regenerate it with `bash scripts/dev diagrams` and commit the result"
     )

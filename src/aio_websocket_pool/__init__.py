@@ -20,18 +20,26 @@ from ._exceptions import (
     GraphvizNotFoundError,
     HandshakeRejectedError,
     InvalidTransitionError,
+    JsonRpcError,
     LeaseEndedError,
+    RequestLostError,
+    RequestTimeoutError,
     TooManyWaitersError,
     WebsocketError,
     WrongEventLoopError,
 )
 from ._fsm import TRANSITIONS, Edge, State, TransitionRecord
 from ._history import write_history_jsonl
+from ._jsonrpc import JsonRpcClient, Subscription
 from ._lease import ConnectionLease
+from ._mux import Multiplexer, MuxStats
+from ._mux_fsm import REQUEST_TRANSITIONS, SUBSCRIPTION_TRANSITIONS, RequestState, SubscriptionState
 from ._pool import WebsocketConnectionPool
 from ._stats import PoolStats, Timing
 
 __all__ = [
+    "REQUEST_TRANSITIONS",
+    "SUBSCRIPTION_TRANSITIONS",
     "TRANSITIONS",
     "ConnectionBusyError",
     "ConnectionClosedError",
@@ -48,9 +56,18 @@ __all__ = [
     "GraphvizNotFoundError",
     "HandshakeRejectedError",
     "InvalidTransitionError",
+    "JsonRpcClient",
+    "JsonRpcError",
     "LeaseEndedError",
+    "Multiplexer",
+    "MuxStats",
     "PoolStats",
+    "RequestLostError",
+    "RequestState",
+    "RequestTimeoutError",
     "State",
+    "Subscription",
+    "SubscriptionState",
     "Timing",
     "TooManyWaitersError",
     "TransitionRecord",

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._demo import DemoSettings, run_demo
-from ._diagram import FORMATS, DiagramFormat, render_diagram
+from ._demo_json_rpc import run_json_rpc_demo
+from ._diagram import FORMATS, MACHINES, DiagramFormat, Machine, render_diagram
 from ._exceptions import GraphvizNotFoundError
 
 
@@ -35,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"the pool's max_connections (default {defaults.connections})",
     )  # fmt: skip
     demo.add_argument(
+        "--json-rpc", action="store_true",
+        help="the JSON-RPC demo instead: calls and a subscription over multiplexed connections",
+    )  # fmt: skip
+    demo.add_argument(
         "--debug", action="store_true", help="log every transition on the aio_websocket_pool logger"
     )
     demo.add_argument(
@@ -48,14 +53,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     diagram.add_argument("--format", choices=FORMATS, default="mermaid")
     diagram.add_argument(
+        "--machine", choices=MACHINES, default="connection", help="which lifecycle to draw"
+    )
+    diagram.add_argument(
         "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
     )
     args = parser.parse_args(argv)
     if args.command == "diagram":
-        return _diagram(args.format, args.output)
+        return _diagram(args.format, args.output, args.machine)
     if args.debug:
         logging.basicConfig(format="%(name)s %(levelname)s %(message)s")
         logging.getLogger("aio_websocket_pool").setLevel(logging.DEBUG)
+    if args.json_rpc:
+        print(asyncio.run(run_json_rpc_demo()))
+        return 0
     settings = DemoSettings(
         tasks=args.tasks,
         requests=args.requests,
@@ -81,9 +92,9 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def _diagram(format: DiagramFormat, output: Path | None) -> int:
+def _diagram(format: DiagramFormat, output: Path | None, machine: Machine) -> int:
     try:
-        text = render_diagram(format)
+        text = render_diagram(format, machine=machine)
     except GraphvizNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -218,6 +218,7 @@ class WebsocketConnection:
         self._hook_cut_off = False  # that hook's send or receive was cancelled
         self._inbox: Inbox | None = None  # set by its pool once it is open
         self._lease_serial = 0  # bumped at each hand-out: older leases are ended
+        self._multiplexed = False  # a multiplexer holds its lease (stats: multiplexed)
         self.generation = 0
         self._lifetime = math.inf
         self._opened_at = math.inf  # monotonic clock; set once the handshake succeeds

@@ -76,6 +76,8 @@ class PooledConnection(Protocol):
     @property
     def _lease_serial(self) -> int: ...
     @property
+    def _multiplexed(self) -> bool: ...
+    @property
     def _has_socket(self) -> bool: ...
     def _unproven_for(self, now: float) -> float: ...
     def _outlived(self) -> bool: ...
@@ -225,6 +227,7 @@ class Coordinator(Generic[C]):
             connecting=index.count(CONNECTING),
             idle=index.count(IDLE),
             busy=index.count(BUSY),
+            multiplexed=sum(connection._multiplexed for connection in index.in_state(BUSY)),
             draining=index.count(DRAINING),
             total=index.total,
             max_connections=self.config.max_connections,

@@ -16,6 +16,9 @@ aio-websocket-pool 0.1.0, so code written against it keeps working::
     │   └── TooManyWaitersError       max_waiting acquirers are queued already
     ├── ConnectionPoolUnavailableError  the pool is closed
     │   └── WrongEventLoopError       the pool belongs to another event loop
+    ├── RequestTimeoutError           a multiplexed request got no reply in time (a TimeoutError)
+    ├── RequestLostError              a multiplexed request's connection was lost before its reply
+    ├── JsonRpcError                  a JSON-RPC server answered with an error (.code, .data)
     ├── InvalidTransitionError        a lifecycle event that is illegal in the current state
     └── GraphvizNotFoundError         an SVG diagram was asked for without Graphviz installed
 
@@ -113,6 +116,39 @@ class WrongEventLoopError(ConnectionPoolUnavailableError):
     Its connections, tasks and futures belong to that first loop (each
     ``asyncio.run`` makes a new one): make one pool per loop.
     """
+
+
+class RequestTimeoutError(WebsocketError, TimeoutError):
+    """A multiplexed request (``mux.request``, ``rpc.call``) had no reply within its timeout.
+
+    Also a :class:`TimeoutError`, like :class:`ConnectionPoolExhaustedError`.
+    A reply that comes later is counted and dropped, never given to anyone.
+    """
+
+
+class RequestLostError(WebsocketError):
+    """The connection a multiplexed request went out on was lost before its reply.
+
+    Not retried: the server may have acted on the request already, and a
+    JSON-RPC call need not be idempotent. Also raised from the ``async for``
+    of a subscription whose connection was lost when ``resubscribe`` is off.
+    """
+
+
+class JsonRpcError(WebsocketError):
+    """A JSON-RPC 2.0 server answered a call with an ``error`` object.
+
+    Attributes:
+        code: The error's ``code`` (an integer, e.g. -32601 method not found).
+        message: The error's ``message``.
+        data: The error's ``data``, or ``None`` when it had none.
+    """
+
+    def __init__(self, code: int, message: str, data: object = None) -> None:
+        super().__init__(f"JSON-RPC error {code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data
 
 
 class InvalidTransitionError(WebsocketError):

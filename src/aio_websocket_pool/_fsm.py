@@ -1,4 +1,4 @@
-"""The connection lifecycle: one table, one machine, no I/O.
+"""The connection lifecycle: one table, one machine, no I/O; and the lean machinery that runs it.
 
 Rules of this module:
 
@@ -29,6 +29,11 @@ our bookkeeping, skipping transitions' generic path (``EventData``, a
 ``partial``, the callback lists, its logger), none of whose features the table
 uses. :class:`_LeanMachine` refuses to be built with any of them, so none can
 be declared and silently skipped.
+
+The same machinery runs the other lifecycles of the package (a multiplexed
+request's, a subscription's, in :mod:`._mux_fsm`): :func:`lean_events` builds
+the events of any table of :class:`Edge` rows over a ``StrEnum`` of states,
+and :class:`LeanModel` is what they move.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NamedTuple, cast
 
 from transitions import Event, Machine, MachineError
 
@@ -66,9 +71,19 @@ class State(enum.StrEnum):
     """Retired for good. Frees its slot."""
 
 
+if TYPE_CHECKING:  # a default for the type parameter (PEP 696), seen by the type checker only
+    from typing_extensions import TypeVar
+
+    S = TypeVar("S", bound=enum.StrEnum, default=State)
+else:  # typing_extensions is no dependency, and a default changes nothing at run time
+    from typing import TypeVar
+
+    S = TypeVar("S", bound=enum.StrEnum)
+
+
 @dataclass(frozen=True, slots=True)
-class Edge:
-    """One row of the transition table.
+class Edge(Generic[S]):
+    """One row of a transition table (a bare ``Edge`` is one of the connection's).
 
     Attributes:
         trigger: The event's name, a verb.
@@ -78,8 +93,8 @@ class Edge:
     """
 
     trigger: str
-    sources: tuple[State, ...]
-    dest: State
+    sources: tuple[S, ...]
+    dest: S
     cause: str
 
 
@@ -106,8 +121,8 @@ INITIAL_STATE: Final = CONNECTING
 _STATE_BY_VALUE: Final = {state.value: state for state in State}
 
 
-class TransitionRecord(NamedTuple):
-    """One entry of a connection's history. Immutable.
+class TransitionRecord(NamedTuple, Generic[S]):
+    """One entry of a connection's history (or a request's, a subscription's). Immutable.
 
     A named tuple rather than a frozen dataclass: one is built for every
     transition, on the acquire/release path, and a frozen dataclass takes
@@ -115,7 +130,8 @@ class TransitionRecord(NamedTuple):
 
     Attributes:
         at: Wall-clock time of the transition (``time.time()``).
-        connection_id: Which connection moved.
+        connection_id: Which connection moved (or which request or
+            subscription: their ids start with their multiplexer's).
         trigger: The event that moved it.
         source: The state it left.
         dest: The state it entered.
@@ -126,8 +142,8 @@ class TransitionRecord(NamedTuple):
     at: float
     connection_id: str
     trigger: str
-    source: State
-    dest: State
+    source: S
+    dest: S
     reason: str | None = None
 
     def __str__(self) -> str:  # a tuple would show its fields raw
@@ -159,7 +175,38 @@ class TransitionRecord(NamedTuple):
 Observer = Callable[["ConnectionLifecycle", TransitionRecord], None]
 
 
-class ConnectionLifecycle:
+class LeanModel:
+    """What a lean machine moves: a state, and what to do once it moved.
+
+    Subclasses set ``_events`` (from :func:`lean_events`, for their table) and
+    define ``_after_state_change(trigger, reason)``, which the event calls
+    once ``_machine_state`` holds the new state's value.
+    """
+
+    _events: ClassVar[Mapping[str, _LeanEvent]]
+    state: enum.StrEnum
+    _machine_state: str  # the machine's view of ``state``: what transitions reads and writes
+
+    def fire(self, trigger: str, reason: str | None = None) -> None:
+        """Move along the edge named ``trigger``.
+
+        Raises:
+            InvalidTransitionError: No edge for ``trigger`` leaves the current
+                state (or no such event exists); the state is unchanged.
+        """
+        event = self._events.get(trigger)
+        if event is None:
+            raise InvalidTransitionError(self.state, trigger)
+        try:
+            event.trigger(self, reason)
+        except MachineError:
+            raise InvalidTransitionError(self.state, trigger) from None
+
+    def _after_state_change(self, trigger: str, reason: str | None) -> None:
+        raise NotImplementedError
+
+
+class ConnectionLifecycle(LeanModel):
     """The state of one connection, its bounded history, and whom to tell.
 
     Args:
@@ -170,7 +217,6 @@ class ConnectionLifecycle:
     """
 
     state: State
-    _machine_state: str  # the machine's view of ``state``: what transitions reads and writes
 
     def __init__(
         self, connection_id: str, *, history_size: int, observer: Observer | None = None
@@ -180,21 +226,6 @@ class ConnectionLifecycle:
         self._machine_state = INITIAL_STATE.value
         self.history: deque[TransitionRecord] = deque(maxlen=history_size)
         self.observer = observer
-
-    def fire(self, trigger: str, reason: str | None = None) -> None:
-        """Move along the edge named ``trigger``.
-
-        Raises:
-            InvalidTransitionError: No edge for ``trigger`` leaves the current
-                state (or no such event exists); the state is unchanged.
-        """
-        event = _EVENTS.get(trigger)
-        if event is None:
-            raise InvalidTransitionError(self.state, trigger)
-        try:
-            event.trigger(self, reason)
-        except MachineError:
-            raise InvalidTransitionError(self.state, trigger) from None
 
     def _after_state_change(self, trigger: str, reason: str | None) -> None:
         # Called by _LeanEvent once it moved _machine_state; ``state`` still holds the source.
@@ -227,9 +258,9 @@ class _LeanEvent(Event):
     """
 
     # Narrower than Event.trigger(model, *args, **kwargs) on purpose: its only caller is
-    # ConnectionLifecycle.fire, and packing the reason into args and kwargs costs per fire.
+    # LeanModel.fire, and packing the reason into args and kwargs costs per fire.
     def trigger(  # type: ignore[override]
-        self, model: ConnectionLifecycle, reason: str | None = None
+        self, model: LeanModel, reason: str | None = None
     ) -> bool:
         """Move ``model`` along this event's edge from its state, then record the move.
 
@@ -311,8 +342,12 @@ def _what_a_lean_event_skips(machine: Machine) -> Iterator[str]:
                             if getattr(edge, name))  # fmt: skip
 
 
-def _machine_config() -> dict[str, Any]:
-    """The lifecycle machine's arguments, from :data:`TRANSITIONS`.
+def _machine_config(
+    states: type[enum.StrEnum] = State,
+    edges: tuple[Edge[Any], ...] = TRANSITIONS,
+    initial: enum.StrEnum = INITIAL_STATE,
+) -> dict[str, Any]:
+    """A lean machine's arguments, from a table (by default :data:`TRANSITIONS`).
 
     The machine runs on the states' string values, not on the Enum:
     transitions looks an Enum state up by member name at every step, which
@@ -322,21 +357,34 @@ def _machine_config() -> dict[str, Any]:
     """
     return {
         "model": None,
-        "states": [state.value for state in State],
+        "states": [state.value for state in states],
         "transitions": [
             {
                 "trigger": edge.trigger,
                 "source": [source.value for source in edge.sources],
                 "dest": edge.dest.value,
             }
-            for edge in TRANSITIONS
+            for edge in edges
         ],
-        "initial": INITIAL_STATE.value,
+        "initial": initial.value,
         "auto_transitions": False,
         "model_attribute": _MODEL_ATTRIBUTE,
     }
 
 
-_MACHINE: Final = _LeanMachine(**_machine_config())
-# Machine.event_cls made every event one of ours: fire() calls _LeanEvent.trigger's signature.
-_EVENTS: Final = cast("Mapping[str, _LeanEvent]", _MACHINE.events)
+def lean_events(
+    states: type[enum.StrEnum], edges: tuple[Edge[Any], ...], initial: enum.StrEnum
+) -> Mapping[str, _LeanEvent]:
+    """The events of a lean machine built from ``edges``, by trigger (a model's ``_events``).
+
+    Raises:
+        ValueError: transitions refuses the table (an unknown state, ...).
+    """
+    machine = _LeanMachine(**_machine_config(states, edges, initial))
+    # Machine.event_cls made every event one of ours: fire() calls _LeanEvent.trigger's signature.
+    return cast("Mapping[str, _LeanEvent]", machine.events)  # each event keeps its machine
+
+
+_EVENTS: Final = lean_events(State, TRANSITIONS, INITIAL_STATE)
+_MACHINE: Final = cast("_LeanMachine", next(iter(_EVENTS.values())).machine)
+ConnectionLifecycle._events = _EVENTS

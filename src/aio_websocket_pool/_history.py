@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._fsm import TransitionRecord
 
@@ -22,7 +22,7 @@ class TextSink(Protocol):
 
 
 def write_history_jsonl(
-    records: Iterable[TransitionRecord], file: str | os.PathLike[str] | TextSink
+    records: Iterable[TransitionRecord[Any]], file: str | os.PathLike[str] | TextSink
 ) -> int:
     """Write ``records`` as JSON lines, oldest first as given; return how many.
 
@@ -31,7 +31,7 @@ def write_history_jsonl(
     secrets or payloads, so neither does the file.
 
     Args:
-        records: For example ``pool.history`` or ``conn.history``.
+        records: For example ``pool.history``, ``conn.history`` or ``rpc.history``.
         file: A path (created or overwritten, UTF-8) or an open text stream
             (written to, left open).
     """

@@ -23,7 +23,7 @@ import contextlib
 import itertools
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
@@ -44,8 +44,10 @@ from ._coordinator import Coordinator, Grant
 from ._exceptions import WrongEventLoopError
 from ._fsm import BUSY, DRAINING, IDLE, TransitionRecord
 from ._handout import HandOut
+from ._jsonrpc import JsonRpcClient
 from ._lease import ConnectionLease, owed_reply
 from ._maintenance import Maintenance
+from ._mux import Multiplexer
 from ._opening import Opening
 from ._redact import redact_uri
 from ._stats import PoolStats
@@ -618,3 +620,55 @@ class WebsocketConnectionPool:
         return (
             f"<WebsocketConnectionPool {self.name} {redact_uri(self.uri)} {state} [{self.stats()}]>"
         )
+
+    def multiplexed(
+        self,
+        *,
+        key: Callable[[str | bytes], Hashable | None],
+        connections: int = 1,
+        max_in_flight: int = 256,
+        request_timeout: float | None = 30.0,
+    ) -> Multiplexer:
+        """Many concurrent requests over ``connections`` leases, replies matched by ``key``.
+
+        Use it as ``async with``; ``await mux.request(message, key=..., timeout=...)``
+        sends ``message`` and returns the first reply whose ``key(reply)`` is that key.
+        See the multiplexing guide (``docs/multiplexing.md``).
+
+        Raises:
+            TypeError: ``key`` is not callable, or a count is not an int.
+            ValueError: ``connections`` or ``max_in_flight`` is below 1, or
+                ``connections`` above ``max_connections``.
+        """
+        if not callable(key):
+            raise TypeError(f"key must be callable, not {type(key).__name__}")
+        return Multiplexer(
+            self, parse=lambda message: (key(message), message), connections=connections,
+            max_in_flight=max_in_flight, request_timeout=request_timeout,
+            max_connections=self._core.config.max_connections,
+            on_unsolicited=self._core.config.on_unsolicited, hook_timeout=self._core.config.hook_timeout,
+        )  # fmt: skip
+
+    def json_rpc(
+        self,
+        *,
+        connections: int = 1,
+        max_in_flight: int = 256,
+        request_timeout: float | None = 30.0,
+        resubscribe: bool = True,
+    ) -> JsonRpcClient:
+        """A JSON-RPC 2.0 client over ``connections`` multiplexed leases.
+
+        Use it as ``async with``: ``await rpc.call(method, params)``, and
+        ``async with rpc.subscribe(...) as sub: async for result in sub``.
+        See the multiplexing guide (``docs/multiplexing.md``).
+
+        Raises:
+            TypeError, ValueError: As for :meth:`multiplexed`.
+        """
+        return JsonRpcClient(
+            self, connections=connections, max_in_flight=max_in_flight,
+            request_timeout=request_timeout, resubscribe=resubscribe,
+            max_connections=self._core.config.max_connections,
+            on_unsolicited=self._core.config.on_unsolicited, hook_timeout=self._core.config.hook_timeout,
+        )  # fmt: skip

@@ -108,6 +108,8 @@ class PoolStats:
         connecting: Connections whose handshake is in flight.
         idle: Open connections ready to be handed out.
         busy: Connections held by a borrower.
+        multiplexed: Of those, the ones a multiplexer (``pool.json_rpc()``,
+            ``pool.multiplexed()``) holds.
         draining: Connections being drained before reuse.
         total: All of the above: the slots in use (never above ``max_connections``).
         max_connections: The pool's limit.
@@ -152,6 +154,7 @@ class PoolStats:
     acquire_wait: Timing = Timing()
     connect_time: Timing = Timing()
     name: str = ""
+    multiplexed: int = 0
 
     def __str__(self) -> str:
         return (

@@ -14,6 +14,9 @@ run (see ``docs/testing.md``):
   :func:`tagged_workload` sends tagged requests through a pool and cancels
   some at random points; its :class:`Tally` counts every outcome, and any
   reply delivered to the wrong borrower.
+* :class:`JsonRpcServer`, a JSON-RPC 2.0 server for the multiplexer: out-of-order,
+  erroring, duplicate and misaddressed replies, junk, subscriptions and
+  their notifications, connections closed mid-call.
 
 It is also a pytest plugin, which pytest loads through the package's
 ``pytest11`` entry point: the ``websocket_server`` and ``websocket_proxy``
@@ -25,6 +28,7 @@ only when pytest is already loaded, as it is whenever pytest loads a plugin.
 import sys
 
 from ._chaos import FAST_RECOVERY, Chaos, Tally, tagged_workload
+from ._jsonrpc_server import JsonRpcServer
 from ._proxy import ProxyLink, TcpProxy
 from ._server import STRAY_PREFIX, LoopbackServer, Which
 
@@ -35,6 +39,7 @@ __all__ = [
     "FAST_RECOVERY",
     "STRAY_PREFIX",
     "Chaos",
+    "JsonRpcServer",
     "LoopbackServer",
     "ProxyLink",
     "Tally",

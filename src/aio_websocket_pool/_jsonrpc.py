@@ -1,0 +1,378 @@
+"""JSON-RPC 2.0 over a :class:`~._mux.Multiplexer`: calls matched by id, subscriptions that survive.
+
+A call is a request whose key is its ``id`` (a counter of the client's own);
+a reply is a JSON object with that ``id``. A message with a ``method`` is the
+server talking first: a notification, routed by ``params.subscription`` (the
+shape Ethereum, Solana and most JSON-RPC pub/sub servers use) to the
+subscription that the server gave that id, on the connection it gave it on.
+
+Subscriptions and reconnects (the rules):
+
+* A subscription is bound to the connection its subscribe request was
+  answered on, from inside that connection's reader, before it reads another
+  message: a notification right behind the answer is never missed.
+* That connection lost, with ``resubscribe`` on: the subscription goes
+  ``resubscribing``, its subscribe request is sent again on a healthy
+  connection (at most :data:`RESUBSCRIBE_AT_ONCE` at once, so that a reconnect
+  never bursts past a server's rate limit), and the new server id is bound to
+  the same object: the user's ``async for`` goes on. ``.gaps`` gets the
+  (lost_at, restored_at) pair, for a backfill. With ``resubscribe`` off, the
+  ``async for`` raises :class:`~aio_websocket_pool.RequestLostError`.
+* A notification for no known subscription goes to ``on_unsolicited``, or is
+  dropped; either way it is counted (``unmatched``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Hashable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
+
+from ._exceptions import (
+    ConnectionPoolUnavailableError,
+    JsonRpcError,
+    RequestLostError,
+    RequestTimeoutError,
+)
+from ._mux import Channel, Message, Multiplexer, MuxStats
+from ._mux_fsm import ACTIVE, RESUBSCRIBING, SUB_CLOSED, SubscriptionLifecycle, SubscriptionState
+
+if TYPE_CHECKING:
+    from ._pool import WebsocketConnectionPool
+
+#: Subscribe requests a reconnect sends at once, at most.
+RESUBSCRIBE_AT_ONCE: Final = 3
+#: Notifications one subscription keeps for its reader, at most; more are dropped (counted).
+MAX_QUEUED_NOTIFICATIONS: Final = 10_000
+_RETRY_PAUSE: Final = 0.05  # between two resubscribe attempts of one subscription
+_INTERNAL_ERROR: Final = -32603
+Timeout = float | None | Literal["default"]
+
+
+def parse(message: Message) -> tuple[Hashable | None, Any]:
+    """A reply's id and the reply; no id (``None``) for what the server sends first."""
+    data = json.loads(message)
+    if type(data) is not dict or "method" in data:
+        return None, data
+    return data.get("id"), data
+
+
+def result_of(reply: Any) -> Any:
+    """A reply's ``result``.
+
+    Raises:
+        JsonRpcError: It is an ``error`` reply, or not a JSON-RPC reply.
+    """
+    if type(reply) is dict:
+        if "result" in reply:
+            return reply["result"]
+        error = reply.get("error")
+        if type(error) is dict and type(error.get("code")) is int:
+            raise JsonRpcError(error["code"], str(error.get("message", "")), error.get("data"))
+    raise JsonRpcError(_INTERNAL_ERROR, "the reply has neither a result nor a valid error")
+
+
+def _checked_call(method: object, params: object) -> None:
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, not {type(method).__name__}")
+    if params is not None and not isinstance(params, list | tuple | dict):
+        raise TypeError(f"params must be a list or a dict, not {type(params).__name__}")
+
+
+class Subscription:
+    """One subscription: ``async with`` it to subscribe, ``async for`` its notifications' results.
+
+    Made by :meth:`JsonRpcClient.subscribe`.
+
+    Attributes:
+        gaps: ``(lost_at, restored_at)`` pairs (``time.time()``), one per
+            connection loss it was resubscribed after: what it may have missed.
+        dropped: Notifications dropped because :data:`MAX_QUEUED_NOTIFICATIONS`
+            were waiting for the ``async for`` already.
+    """
+
+    def __init__(
+        self, client: JsonRpcClient, method: str, params: Any, unsubscribe: str | None
+    ) -> None:
+        self._client = client
+        self.method, self.params, self.unsubscribe = method, params, unsubscribe
+        self._lifecycle = SubscriptionLifecycle(client._mux.name + f"/sub-{next(client._ids)}",
+                                                client._mux._journal)  # fmt: skip
+        self.server_id: Hashable | None = None  # the server's id for it, on ``_channel``
+        self._channel: Channel | None = None
+        self.gaps: list[tuple[float, float]] = []
+        self.dropped = 0
+        self._lost_at = 0.0
+        self._queue: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def state(self) -> SubscriptionState:
+        """subscribing, active, resubscribing or closed."""
+        return self._lifecycle.state
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._client._subscribe(self)
+        except BaseException:
+            self._end("the subscribe request failed")
+            raise
+        self._lifecycle.fire("confirm")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        channel, server_id = self._channel, self.server_id
+        self._end("left by its user")
+        if self.unsubscribe is not None and channel is not None:
+            # Its connection gone, the server's subscription went with it.
+            with contextlib.suppress(RequestLostError, ConnectionPoolUnavailableError):
+                await self._client._call(self.unsubscribe, [server_id], "default", channel=channel)
+        return False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._queue:
+            if self._lifecycle.state is SUB_CLOSED:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    # -- what the client tells it -----------------------------------------------------------
+
+    def _bind(self, channel: Channel, server_id: Hashable) -> None:
+        self._channel, self.server_id = channel, server_id
+        channel.routes[server_id] = self
+
+    def _unbind(self) -> None:
+        channel = self._channel
+        if channel is not None and channel.routes.get(self.server_id) is self:
+            del channel.routes[self.server_id]
+        self._channel = None
+
+    def _push(self, result: Any) -> None:
+        if len(self._queue) >= MAX_QUEUED_NOTIFICATIONS:
+            self.dropped += 1
+            return
+        self._queue.append(result)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _interrupt(self) -> None:
+        self._channel = None  # its routes went with the connection
+        self._lost_at = time.time()
+        self._lifecycle.fire("interrupt")
+
+    def _restore(self) -> None:
+        self._lifecycle.fire("restore")
+        self.gaps.append((self._lost_at, time.time()))
+
+    def _end(self, why: str, error: BaseException | None = None) -> None:
+        self._unbind()
+        if self._lifecycle.state is not SUB_CLOSED:
+            self._lifecycle.fire("close", why)
+            self._error = error
+        self._client._subscriptions.discard(self)
+        self._wake()
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self._lifecycle.subject} {self.method} [{self.state}]>"
+
+
+class JsonRpcClient:
+    """JSON-RPC 2.0 calls and subscriptions over a few multiplexed connections.
+
+    Made by :meth:`WebsocketConnectionPool.json_rpc`; use it as ``async with``.
+    ``resubscribe``: send a lost connection's subscriptions again elsewhere.
+    The other arguments are the :class:`~._mux.Multiplexer`'s.
+    """
+
+    def __init__(
+        self, pool: WebsocketConnectionPool, *, resubscribe: bool = True, **multiplexer: Any
+    ) -> None:
+        if not isinstance(resubscribe, bool):
+            raise TypeError(f"resubscribe must be a bool, not {type(resubscribe).__name__}")
+        self._mux = Multiplexer(pool, parse=parse, **multiplexer)
+        self._mux.on_keyless = self._notification
+        self._mux.on_channel_lost = self._channel_lost
+        self._resubscribe = resubscribe
+        self._ids = itertools.count(1)
+        self._subscriptions: set[Subscription] = set()
+        self._to_resubscribe: deque[Subscription] = deque()
+        self._resubscribers = 0
+        self.name = self._mux.name
+
+    @property
+    def history(self) -> tuple[Any, ...]:
+        """Recent transitions of its requests and subscriptions, oldest first; no payloads."""
+        return self._mux.history
+
+    def stats(self) -> MuxStats:
+        """Its multiplexer's figures."""
+        return self._mux.stats()
+
+    async def __aenter__(self) -> Self:
+        await self._mux.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        for subscription in tuple(self._subscriptions):
+            subscription._end("its client closed")
+        await self._mux.aclose()
+        return False
+
+    async def call(
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        timeout: Timeout = "default",  # noqa: ASYNC109  (one per call, as in the issue's API)
+    ) -> Any:
+        """Call ``method`` and return its result.
+
+        Args:
+            method: The method's name.
+            params: A list or dict, or ``None`` for none.
+            timeout: Seconds; default ``request_timeout``; ``None``: no limit.
+
+        Raises:
+            JsonRpcError: The server answered with an error.
+            RequestTimeoutError: No answer in time (also a ``TimeoutError``).
+            RequestLostError: Its connection was lost before the answer.
+            TypeError: ``method`` is not a str, or ``params`` not a list or dict.
+        """
+        _checked_call(method, params)
+        return result_of(await self._call(method, params, timeout))
+
+    def subscribe(
+        self, method: str, params: Any = None, *, unsubscribe: str | None = None
+    ) -> Subscription:
+        """A subscription, made by ``async with`` (see :class:`Subscription`).
+
+        Raises:
+            TypeError: ``method``/``unsubscribe`` are not str, or ``params`` not a list or dict.
+        """
+        _checked_call(method, params)
+        if unsubscribe is not None and not isinstance(unsubscribe, str):
+            raise TypeError(f"unsubscribe must be a str, not {type(unsubscribe).__name__}")
+        return Subscription(self, method, params, unsubscribe)
+
+    async def _call(
+        self, method: str, params: Any, seconds: Timeout, channel: Channel | None = None
+    ) -> Any:
+        reply, _ = await self._exchange(method, params, seconds, None, channel)
+        return reply
+
+    async def _exchange(
+        self,
+        method: str,
+        params: Any,
+        seconds: Timeout,
+        subscription: Subscription | None,
+        channel: Channel | None = None,
+    ) -> tuple[Any, Channel]:
+        request_id = next(self._ids)
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            request["params"] = params
+        message = json.dumps(request, separators=(",", ":"))
+
+        def bind(channel: Channel, reply: Any) -> None:
+            server_id = reply.get("result") if type(reply) is dict else None
+            if subscription is not None and type(server_id) in (str, int):
+                subscription._bind(channel, server_id)
+
+        mux = self._mux
+        return await mux.exchange(message, request_id, mux._timeout(seconds),
+                                  None if subscription is None else bind, channel)  # fmt: skip
+
+    async def _subscribe(self, subscription: Subscription) -> None:
+        """Send its subscribe request; bound to the answer's id, on the answer's connection."""
+        reply, _ = await self._exchange(
+            subscription.method, subscription.params, "default", subscription
+        )
+        result_of(reply)
+        if subscription._channel is None:
+            raise JsonRpcError(_INTERNAL_ERROR, "the subscription id is not a string or an integer")
+        self._subscriptions.add(subscription)
+
+    # -- the reader's callbacks -------------------------------------------------------------
+
+    def _notification(self, channel: Channel, message: Message, data: Any) -> None:
+        if type(data) is dict:
+            params = data.get("params")
+            if type(params) is dict:
+                try:
+                    subscription = channel.routes.get(params.get("subscription"))
+                except TypeError:  # an unhashable id
+                    subscription = None
+                if subscription is not None:
+                    subscription._push(params.get("result"))
+                    return
+        self._mux.unmatched(channel, message, data)
+
+    def _channel_lost(self, channel: Channel) -> None:
+        routes = tuple(channel.routes.values())
+        channel.routes.clear()
+        for subscription in routes:
+            if not self._resubscribe or subscription.state is not ACTIVE:
+                subscription._end("its connection was lost", RequestLostError(
+                    f"{subscription._lifecycle.subject}: its connection was lost"))  # fmt: skip
+                continue
+            subscription._interrupt()
+            self._to_resubscribe.append(subscription)
+        while self._resubscribers < min(RESUBSCRIBE_AT_ONCE, len(self._to_resubscribe)):
+            self._resubscribers += 1
+            self._mux.spawn(self._resubscribe_some(), "resubscribe")
+
+    async def _resubscribe_some(self) -> None:
+        """Take subscriptions to send again, one at a time, until none is left."""
+        try:
+            while self._to_resubscribe:
+                subscription = self._to_resubscribe.popleft()
+                if subscription.state is not RESUBSCRIBING:
+                    continue  # left by its user meanwhile
+                try:
+                    await self._subscribe(subscription)
+                except (RequestTimeoutError, RequestLostError):
+                    self._to_resubscribe.append(subscription)  # no healthy connection yet
+                    await asyncio.sleep(_RETRY_PAUSE)
+                except JsonRpcError as exc:
+                    subscription._end("the server refused to resubscribe", exc)
+                else:
+                    if subscription.state is RESUBSCRIBING:
+                        subscription._restore()
+                    else:  # left by its user while it was being sent again
+                        subscription._unbind()
+        finally:
+            self._resubscribers -= 1
+
+    def __repr__(self) -> str:
+        return f"<JsonRpcClient {self._mux!r}>"

@@ -1,0 +1,161 @@
+"""The lifecycles of a multiplexed request and of a subscription: two tables, no I/O.
+
+Rules of this module, those of :mod:`._fsm`:
+
+* Which state may follow which is written down once per lifecycle, in
+  :data:`REQUEST_TRANSITIONS` and :data:`SUBSCRIPTION_TRANSITIONS`; the lean
+  machinery of :mod:`._fsm` runs them, and the diagrams are drawn from them.
+* Nothing here awaits. The multiplexer does the I/O and fires the event that
+  records its outcome; an event with no edge from the current state raises
+  :class:`~aio_websocket_pool.InvalidTransitionError` and changes nothing.
+* Every transition is written to its multiplexer's :class:`Journal`: a bounded
+  history (ids, triggers and states, never a payload) and the counts by
+  trigger that the multiplexer's figures are derived from. A request object
+  holds no history of its own: a thousand calls in flight cost a thousand small
+  objects, not a thousand deques.
+
+The triggers of the two tables differ, so that one count by trigger serves both.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import Counter, deque
+from typing import Any, ClassVar, Final
+
+from ._fsm import Edge, LeanModel, TransitionRecord, lean_events
+
+logger: Final = logging.getLogger("aio_websocket_pool")
+_DEBUG: Final = logging.DEBUG
+
+
+class RequestState(enum.StrEnum):
+    """Where a multiplexed request is. The values are the names the docs use."""
+
+    QUEUED = "queued"
+    """Waiting for room: every connection has ``max_in_flight`` requests out, or none is open."""
+    SENT = "sent"
+    """Handed to a connection, waiting for the reply whose key is its own."""
+    ANSWERED = "answered"
+    """Its reply came and was given to the caller."""
+    TIMED_OUT = "timed_out"
+    """Its timeout passed first; a reply that comes later is counted and dropped."""
+    LOST = "lost"
+    """Its connection was lost before the reply came (never retried: it may have run)."""
+    CANCELLED = "cancelled"
+    """Its caller was cancelled; a reply that comes later is counted and dropped."""
+
+
+QUEUED, SENT, ANSWERED, TIMED_OUT, LOST, CANCELLED = RequestState
+
+#: The lifecycle of one request of :meth:`Multiplexer.request` (and of ``rpc.call``).
+REQUEST_TRANSITIONS: Final[tuple[Edge[RequestState], ...]] = (
+    Edge("send", (QUEUED,), SENT, "a connection had room: the request went out on it"),
+    Edge("answer", (SENT,), ANSWERED, "a message with the request's key arrived"),
+    Edge("time_out", (QUEUED, SENT), TIMED_OUT, "the request's timeout passed"),
+    Edge("lose", (QUEUED, SENT), LOST,
+         "its connection closed, the send failed, or the multiplexer closed"),
+    Edge("cancel", (QUEUED, SENT), CANCELLED, "the calling task was cancelled"),
+)  # fmt: skip
+
+
+class SubscriptionState(enum.StrEnum):
+    """Where a subscription is. The values are the names the docs use."""
+
+    SUBSCRIBING = "subscribing"
+    """The subscribe request is out; no server id yet."""
+    ACTIVE = "active"
+    """The server's id is known; its notifications are delivered."""
+    RESUBSCRIBING = "resubscribing"
+    """Its connection was lost; it is being sent again on a healthy one (a gap is open)."""
+    CLOSED = "closed"
+    """Ended: left by its user, refused, lost without ``resubscribe``, or its multiplexer closed."""
+
+
+SUBSCRIBING, ACTIVE, RESUBSCRIBING, SUB_CLOSED = SubscriptionState
+
+#: The lifecycle of one subscription of ``rpc.subscribe``.
+SUBSCRIPTION_TRANSITIONS: Final[tuple[Edge[SubscriptionState], ...]] = (
+    Edge("confirm", (SUBSCRIBING,), ACTIVE, "the subscribe request was answered with an id"),
+    Edge("interrupt", (ACTIVE,), RESUBSCRIBING,
+         "its connection was lost and resubscribe is on"),
+    Edge("restore", (RESUBSCRIBING,), ACTIVE,
+         "the subscribe request was answered again, on a healthy connection"),
+    Edge("close", (SUBSCRIBING, ACTIVE, RESUBSCRIBING), SUB_CLOSED,
+         "left by its user, refused by the server, lost without resubscribe, "
+         "or the multiplexer closed"),
+)  # fmt: skip
+
+
+class Journal:
+    """A multiplexer's bounded history, and its counts of transitions by trigger.
+
+    Args:
+        size: How many records to keep, the oldest dropped first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.records: deque[TransitionRecord[Any]] = deque(maxlen=size)
+        self.counts: Counter[str] = Counter()
+
+    def record(
+        self,
+        subject: str,
+        trigger: str,
+        source: enum.StrEnum,
+        dest: enum.StrEnum,
+        reason: str | None,
+    ) -> None:
+        """Keep one transition of ``subject`` (a request's or subscription's id)."""
+        # tuple.__new__: the named tuple's own __new__ costs a Python call more (see _fsm).
+        fields = (time.time(), subject, trigger, source, dest, reason)
+        record: TransitionRecord[Any] = tuple.__new__(TransitionRecord, fields)
+        self.records.append(record)
+        self.counts[trigger] += 1
+        if logger.isEnabledFor(_DEBUG):
+            logger.debug("%s", record)
+
+
+class Tracked(LeanModel):
+    """A request's or subscription's state, moved by its table, recorded in a journal.
+
+    Args:
+        subject: Its id in history records (``<multiplexer>/req-7``).
+        journal: Its multiplexer's.
+    """
+
+    _initial: ClassVar[enum.StrEnum]
+    _by_value: ClassVar[dict[str, enum.StrEnum]]
+
+    def __init__(self, subject: str, journal: Journal) -> None:
+        self.subject = subject
+        self.state = self._initial
+        self._machine_state = self._initial.value
+        self._journal = journal
+
+    def _after_state_change(self, trigger: str, reason: str | None) -> None:
+        source = self.state
+        self.state = dest = self._by_value[self._machine_state]
+        self._journal.record(self.subject, trigger, source, dest, reason)
+
+
+class RequestLifecycle(Tracked):
+    """The state of one multiplexed request."""
+
+    state: RequestState
+    _events = lean_events(RequestState, REQUEST_TRANSITIONS, QUEUED)
+    _initial = QUEUED
+    _by_value: ClassVar[dict[str, enum.StrEnum]] = {state.value: state for state in RequestState}
+
+
+class SubscriptionLifecycle(Tracked):
+    """The state of one subscription."""
+
+    state: SubscriptionState
+    _events = lean_events(SubscriptionState, SUBSCRIPTION_TRANSITIONS, SUBSCRIBING)
+    _initial = SUBSCRIBING
+    _by_value: ClassVar[dict[str, enum.StrEnum]] = {
+        state.value: state for state in SubscriptionState
+    }

@@ -1,0 +1,186 @@
+"""JSON-RPC 2.0 calls and subscriptions (``pool.json_rpc``), against a real JSON-RPC server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aio_websocket_pool import (
+    JsonRpcError,
+    RequestLostError,
+    RequestTimeoutError,
+    SubscriptionState,
+    WebsocketConnection,
+    WebsocketConnectionPool,
+)
+from aio_websocket_pool._jsonrpc import RESUBSCRIBE_AT_ONCE
+from aio_websocket_pool.testing import JsonRpcServer
+
+
+def pool_for(server: JsonRpcServer, **kwargs: Any) -> WebsocketConnectionPool:
+    return WebsocketConnectionPool(server.uri, acquire_timeout=1.0, **kwargs)
+
+
+async def eventually(condition: Any, seconds: float = 1.0) -> None:
+    """Poll ``condition`` (the server's and client's counters have no event to wait on)."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+async def test_calls_return_their_results_out_of_order(rpc_server: JsonRpcServer) -> None:
+    async with pool_for(rpc_server) as pool, pool.json_rpc(connections=2) as rpc:
+        results = await asyncio.gather(
+            rpc.call("sleep", [0.1, "slow"]),
+            rpc.call("sleep", [0.0, "quick"]),
+            rpc.call("echo", {"a": 1}),
+            rpc.call("echo"),
+        )
+        assert pool.stats().multiplexed == 2
+    assert list(results) == ["slow", "quick", {"a": 1}, None]
+
+
+async def test_an_error_reply_raises_json_rpc_error(rpc_server: JsonRpcServer) -> None:
+    async with pool_for(rpc_server) as pool, pool.json_rpc() as rpc:
+        with pytest.raises(JsonRpcError) as failed:
+            await rpc.call("fail", [-32601, "method not found", {"hint": "x"}])
+    assert (failed.value.code, failed.value.message) == (-32601, "method not found")
+    assert failed.value.data == {"hint": "x"}
+
+
+async def test_duplicate_misaddressed_and_junk_replies_are_counted_never_delivered(
+    rpc_server: JsonRpcServer,
+) -> None:
+    seen: list[str | bytes] = []
+
+    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
+        seen.append(message)
+
+    async with pool_for(rpc_server, on_unsolicited=on_unsolicited) as pool, pool.json_rpc() as rpc:
+        assert await rpc.call("duplicate", [1]) == [1]
+        with pytest.raises(RequestTimeoutError):
+            await rpc.call("wrong_id", [2], timeout=0.1)
+        assert await rpc.call("junk", [3]) == [3]
+        assert await rpc.call("echo", [4]) == [4]  # the reader survived it all
+        await eventually(lambda: len(seen) == 2)
+        stats = rpc.stats()
+    assert (stats.late_replies, stats.unmatched, stats.timed_out) == (1, 2, 1)
+    assert seen[1] == "this is not JSON {"
+
+
+async def test_a_connection_closed_mid_call_fails_at_once_and_the_next_call_works(
+    rpc_server: JsonRpcServer,
+) -> None:
+    async with pool_for(rpc_server) as pool, pool.json_rpc(request_timeout=1.0) as rpc:
+        started = asyncio.get_running_loop().time()
+        slow = asyncio.create_task(rpc.call("sleep", [0.5, "never"]))
+        with pytest.raises(RequestLostError):
+            await rpc.call("close")
+        with pytest.raises(RequestLostError):
+            await slow  # in flight on the same connection
+        assert asyncio.get_running_loop().time() - started < 0.3
+        assert await rpc.call("echo", ["again"]) == ["again"]
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [(1, None), ("echo", "a string"), ("echo", 5)],
+    ids=["method", "str", "int"],
+)
+def test_bad_calls_are_refused_at_once(method: Any, params: Any) -> None:
+    pool = WebsocketConnectionPool("ws://127.0.0.1:9/")
+    rpc = pool.json_rpc()
+    with pytest.raises(TypeError):
+        rpc.subscribe(method, params)
+    with pytest.raises(TypeError):
+        rpc.call(method, params).send(None)
+
+
+def test_bad_arguments_are_refused_at_once() -> None:
+    pool = WebsocketConnectionPool("ws://127.0.0.1:9/", max_connections=2)
+    with pytest.raises(ValueError, match="max_connections"):
+        pool.json_rpc(connections=3)
+    with pytest.raises(ValueError, match="max_in_flight"):
+        pool.json_rpc(max_in_flight=0)
+    with pytest.raises(TypeError, match="resubscribe"):
+        pool.json_rpc(resubscribe="yes")  # type: ignore[arg-type]
+
+
+async def test_a_subscription_yields_its_notifications_and_unsubscribes_on_exit(
+    rpc_server: JsonRpcServer,
+) -> None:
+    async with pool_for(rpc_server) as pool, pool.json_rpc() as rpc:
+        async with rpc.subscribe("subscribe", ["newHeads"], unsubscribe="unsubscribe") as heads:
+            assert heads.state is SubscriptionState.ACTIVE
+            assert list(rpc_server.subscriptions) == [heads.server_id]
+            for n in range(3):
+                await rpc_server.notify({"number": n})
+            received = [await anext(heads) for _ in range(3)]
+        assert heads.state is SubscriptionState.CLOSED  # type: ignore[comparison-overlap]
+        assert rpc_server.subscriptions == {}
+    assert received == [{"number": 0}, {"number": 1}, {"number": 2}]
+
+
+async def test_an_unknown_subscription_notification_is_counted(rpc_server: JsonRpcServer) -> None:
+    async with (
+        pool_for(rpc_server) as pool,
+        pool.json_rpc() as rpc,
+        rpc.subscribe("subscribe") as sub,
+    ):
+        rpc_server.subscriptions["0xfeed"] = rpc_server.subscriptions[str(sub.server_id)]
+        await rpc_server.notify("stray", subscription="0xfeed")
+        await rpc_server.notify("mine", subscription=str(sub.server_id))
+        assert await anext(sub) == "mine"
+        assert rpc.stats().unmatched == 1
+
+
+async def test_subscriptions_are_resubscribed_after_a_loss_with_gaps(
+    rpc_server: JsonRpcServer,
+) -> None:
+    rpc_server.subscribe_delay = 0.02
+    async with pool_for(rpc_server) as pool, pool.json_rpc(request_timeout=1.0) as rpc:
+        subs = [rpc.subscribe("subscribe", [n]) for n in range(2 * RESUBSCRIBE_AT_ONCE)]
+        for sub in subs:
+            await sub.__aenter__()
+        old_ids = {sub.server_id for sub in subs}
+        rpc_server.peak_subscribes_in_flight = 0
+        await rpc_server.close_connections()
+        await eventually(lambda: all(sub.state is SubscriptionState.ACTIVE for sub in subs)
+                         and all(sub.gaps for sub in subs))  # fmt: skip
+        assert rpc_server.peak_subscribes_in_flight == RESUBSCRIBE_AT_ONCE
+        assert not old_ids & {sub.server_id for sub in subs}
+        for sub in subs:
+            (lost_at, restored_at) = sub.gaps[0]
+            assert lost_at <= restored_at
+        await rpc_server.notify("after")
+        assert [await anext(sub) for sub in subs] == ["after"] * len(subs)
+        for sub in subs:
+            await sub.__aexit__(None, None, None)
+    triggers = [record.trigger for record in rpc.history if "/sub-" in record.connection_id]
+    assert triggers.count("interrupt") == triggers.count("restore") == len(subs)
+
+
+async def test_without_resubscribe_a_lost_subscription_raises(rpc_server: JsonRpcServer) -> None:
+    async with (
+        pool_for(rpc_server) as pool,
+        pool.json_rpc(resubscribe=False) as rpc,
+        rpc.subscribe("subscribe") as sub,
+    ):
+        reading = asyncio.create_task(anext(sub))
+        await asyncio.sleep(0.01)
+        await rpc_server.close_connections()
+        with pytest.raises(RequestLostError):
+            await reading
+        assert sub.state is SubscriptionState.CLOSED
+
+
+async def test_a_refused_subscription_raises_and_leaves_nothing(rpc_server: JsonRpcServer) -> None:
+    rpc_server.refuse_subscriptions = True
+    async with pool_for(rpc_server) as pool, pool.json_rpc() as rpc:
+        sub = rpc.subscribe("subscribe")
+        with pytest.raises(JsonRpcError):
+            await sub.__aenter__()
+        assert sub.state is SubscriptionState.CLOSED
+        assert rpc._subscriptions == set()
