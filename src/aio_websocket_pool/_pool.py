@@ -642,11 +642,12 @@ class WebsocketConnectionPool:
         """
         if not callable(key):
             raise TypeError(f"key must be callable, not {type(key).__name__}")
+        config = self._core.config
         return Multiplexer(
             self, parse=lambda message: (key(message), message), connections=connections,
             max_in_flight=max_in_flight, request_timeout=request_timeout,
-            max_connections=self._core.config.max_connections,
-            on_unsolicited=self._core.config.on_unsolicited, hook_timeout=self._core.config.hook_timeout,
+            max_connections=config.max_connections,
+            on_unsolicited=config.on_unsolicited, hook_timeout=config.hook_timeout,
         )  # fmt: skip
 
     def json_rpc(
@@ -666,9 +667,10 @@ class WebsocketConnectionPool:
         Raises:
             TypeError, ValueError: As for :meth:`multiplexed`.
         """
+        config = self._core.config
         return JsonRpcClient(
             self, connections=connections, max_in_flight=max_in_flight,
             request_timeout=request_timeout, resubscribe=resubscribe,
-            max_connections=self._core.config.max_connections,
-            on_unsolicited=self._core.config.on_unsolicited, hook_timeout=self._core.config.hook_timeout,
+            max_connections=config.max_connections,
+            on_unsolicited=config.on_unsolicited, hook_timeout=config.hook_timeout,
         )  # fmt: skip
