@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from aio_websocket_pool import ConnectionPoolUnavailableError, WebsocketConnectionPool
-from aio_websocket_pool._coordinator import Coordinator, Grant
+from aio_websocket_pool._coordinator import Coordinator
 from aio_websocket_pool._fsm import (
     BUSY,
     CLOSED,
@@ -29,6 +29,7 @@ from aio_websocket_pool._fsm import (
     TransitionRecord,
 )
 from aio_websocket_pool._inbox import Inbox
+from aio_websocket_pool._ports import Grant
 
 
 class StandIn:

@@ -29,9 +29,10 @@ from ._websocket import is_receiving
 
 if TYPE_CHECKING:
     from ._connection import WebsocketConnection
-    from ._coordinator import Coordinator, Grant
+    from ._coordinator import Coordinator
     from ._maintenance import Maintenance
     from ._opening import Opening
+    from ._ports import Grant
 
 #: Seconds between two looks at a message half received when one is to be handed out.
 _SETTLE_POLL: Final = 0.005

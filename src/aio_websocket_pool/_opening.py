@@ -20,7 +20,8 @@ from ._redact import describe_error, redact_uri
 if TYPE_CHECKING:
     from ._cleaning import Cleaning
     from ._connection import WebsocketConnection
-    from ._coordinator import Coordinator, Grant
+    from ._coordinator import Coordinator
+    from ._ports import Grant
     from ._tasks import BackgroundTasks
 
 logger: Final = logging.getLogger("aio_websocket_pool")

@@ -40,7 +40,7 @@ from ._config import (
     check_number,
 )
 from ._connection import DEFAULT_HISTORY_SIZE, WebsocketConnection
-from ._coordinator import Coordinator, Grant
+from ._coordinator import Coordinator
 from ._exceptions import WrongEventLoopError
 from ._fsm import BUSY, DRAINING, IDLE, TransitionRecord
 from ._handout import HandOut
@@ -49,6 +49,7 @@ from ._lease import ConnectionLease, owed_reply
 from ._maintenance import Maintenance
 from ._mux import Multiplexer
 from ._opening import Opening
+from ._ports import Grant
 from ._redact import redact_uri
 from ._stats import PoolStats
 from ._tasks import BackgroundTasks
