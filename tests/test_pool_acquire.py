@@ -91,7 +91,7 @@ def watch_transitions(
     transitions also happen inside the pool's background tasks.
     """
     watch = TransitionWatch()
-    original = pool._on_transition
+    original = pool._core.on_transition
 
     def observe(connection: WebsocketConnection, record: TransitionRecord) -> None:
         original(connection, record)
@@ -102,7 +102,7 @@ def watch_transitions(
         except AssertionError as exc:
             watch.problems.append(f"after {record}: {exc}")
 
-    monkeypatch.setattr(pool, "_on_transition", observe)
+    monkeypatch.setattr(pool._core, "on_transition", observe)
     return watch
 
 

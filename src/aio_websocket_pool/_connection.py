@@ -44,7 +44,16 @@ from ._exceptions import (
     ConnectionHookError,
     ConnectionUnavailableError,
 )
-from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, ConnectionLifecycle, State, TransitionRecord
+from ._fsm import (
+    BUSY,
+    CLOSED,
+    CONNECTING,
+    DRAINING,
+    ConnectionLifecycle,
+    Observer,
+    State,
+    TransitionRecord,
+)
 from ._hooks import report_callback_failure, run_hook
 from ._inbox import Inbox
 from ._redact import (
@@ -74,20 +83,20 @@ if TYPE_CHECKING:
 class ConnectionOwner(Protocol):
     """All that a pooled connection knows of the pool that holds it.
 
-    It reports each of its transitions, and hands a close its user asked for
-    to the pool (whose task then closes the socket, counted against
-    ``max_connections``). It never reaches into the pool otherwise: the pool
-    gives it its settings, and import-linter keeps this module below the pool's.
+    It hands a close its user asked for to the pool (whose task then closes
+    the socket, counted against ``max_connections``). Its transitions go to the
+    observer the pool gave it. It never reaches into the pool otherwise: the
+    pool gives it its settings, and import-linter keeps this module below the pool's.
     """
-
-    def _on_transition(self, connection: WebsocketConnection, record: TransitionRecord) -> None:
-        """Called after each transition of each of its connections."""
 
     async def _close_for_user(self, connection: WebsocketConnection) -> None:
         """Retire ``connection`` and close its socket."""
 
 
 _websockets_logger: Final = logging.getLogger("websockets.client")
+#: A module constant: reading an enum member off its class costs as much as the
+#: rest of :attr:`WebsocketConnection.is_connected` (Python 3.11).
+_OPEN: Final = ProtocolState.OPEN
 _ids: Final = itertools.count(1)
 
 #: Seconds a standalone connection waits for the handshake and for a pong.
@@ -150,6 +159,7 @@ class WebsocketConnection:
             pong_timeout=DEFAULT_TIMEOUT,
             max_attempts=1,
             pool=None,
+            observer=None,
             connection_id=f"conn-{next(_ids)}",
         )
 
@@ -159,6 +169,7 @@ class WebsocketConnection:
         config: PoolConfig,
         owner: ConnectionOwner,
         *,
+        observer: Observer,
         connection_id: str,
         gate: Backoff,
         generation: int,
@@ -166,8 +177,10 @@ class WebsocketConnection:
     ) -> Self:
         """A connection in ``connecting`` state, built from an already checked config.
 
-        ``gate`` is the pool's shared backoff for handshakes, ``generation``
-        its expiry epoch, ``lifetime`` this connection's jittered ``max_lifetime``.
+        ``observer`` is told of each of its transitions (the pool's state
+        index), ``gate`` is the pool's shared backoff for handshakes,
+        ``generation`` its expiry epoch, ``lifetime`` this connection's
+        jittered ``max_lifetime``.
         """
         self = cls.__new__(cls)
         self.uri = config.uri
@@ -183,6 +196,7 @@ class WebsocketConnection:
             pong_timeout=config.health_check_timeout,
             max_attempts=config.max_retries,
             pool=owner,
+            observer=observer,
             connection_id=connection_id,
         )
         self._on_connect = config.on_connect
@@ -202,6 +216,7 @@ class WebsocketConnection:
         pong_timeout: float,
         max_attempts: int,
         pool: ConnectionOwner | None,
+        observer: Observer | None,
         connection_id: str,
     ) -> None:
         self.id = connection_id
@@ -226,7 +241,8 @@ class WebsocketConnection:
         self._lifecycle = ConnectionLifecycle(
             self.id,
             history_size=history_size,
-            observer=None if pool is None else self._tell_pool,
+            observer=observer,
+            subject=self,
         )
 
     # -- what it is -------------------------------------------------------------
@@ -262,7 +278,7 @@ class WebsocketConnection:
         return (
             self._lifecycle.state is not CLOSED
             and self.websocket is not None
-            and self.websocket.state is ProtocolState.OPEN
+            and self.websocket.state is _OPEN
         )
 
     @property
@@ -301,9 +317,11 @@ class WebsocketConnection:
 
     def _unproven_for(self, now: float) -> float:
         """Seconds since anything proved the peer alive: traffic, or any pong."""
-        websocket = self.websocket
+        # _last_traffic() inlined: this runs on every hand-out.
+        websocket, inbox = self.websocket, self._inbox
         pong_at = websocket.pong_at if isinstance(websocket, PooledWebSocket) else -math.inf
-        return now - max(self._last_traffic(), pong_at)
+        arrival = -math.inf if inbox is None else inbox.last_arrival
+        return now - max(self._last_activity, arrival, pong_at)
 
     def _outlived(self) -> bool:
         """Whether it is older than its (jittered) ``max_lifetime``."""
@@ -728,11 +746,6 @@ class WebsocketConnection:
         return latency
 
     # -- plumbing -----------------------------------------------------------------
-
-    def _tell_pool(self, lifecycle: ConnectionLifecycle, record: TransitionRecord) -> None:
-        del lifecycle  # the record says everything; the pool indexes connections
-        if self._pool is not None:
-            self._pool._on_transition(self, record)
 
     def __repr__(self) -> str:
         return f"<WebsocketConnection {self.id} {redact_uri(self.uri)} [{self.state}]>"

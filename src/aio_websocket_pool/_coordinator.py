@@ -251,21 +251,29 @@ class Coordinator(Generic[C]):
 
     # -- what a connection may be handed out as ----------------------------------------
 
-    def health_check_due(self, connection: C) -> bool:
-        """Whether nothing proved the peer alive within ``health_check_interval``."""
+    def health_check_due(self, connection: C, now: float | None = None) -> bool:
+        """Whether nothing proved the peer alive within ``health_check_interval``.
+
+        ``now``: the monotonic clock, if the caller read it already.
+        """
         interval = self.config.health_check_interval
-        return interval is not None and connection._unproven_for(time.monotonic()) >= interval
+        if interval is None:
+            return False
+        return connection._unproven_for(time.monotonic() if now is None else now) >= interval
 
     def is_settled(self, connection: C) -> bool:
         """Whether nothing the pool took is half done: no message half received or undelivered."""
         inbox = connection._inbox
         return inbox is None or (not inbox.partial and inbox.delivery is None)
 
-    def ready_at_once(self, connection: C) -> bool:
-        """Whether a reused connection may be handed out with no I/O and no hook at all."""
+    def ready_at_once(self, connection: C, now: float | None = None) -> bool:
+        """Whether a reused connection may be handed out with no I/O and no hook at all.
+
+        ``now``: the monotonic clock, if the caller read it already.
+        """
         return (
             self.config.on_acquire is None
-            and not self.health_check_due(connection)
+            and not self.health_check_due(connection, now)
             and self.is_settled(connection)
             and self.staleness(connection) is None
         )

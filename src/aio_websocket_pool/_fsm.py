@@ -171,8 +171,9 @@ class TransitionRecord(NamedTuple, Generic[S]):
         return json.dumps(self.as_dict(), ensure_ascii=False)
 
 
-#: Called after every transition with the lifecycle, the record of the move.
-Observer = Callable[["ConnectionLifecycle", TransitionRecord], None]
+#: Called after every transition with the lifecycle's subject (the lifecycle itself,
+#: or the connection it belongs to) and the record of the move.
+Observer = Callable[[Any, TransitionRecord], None]
 
 
 class LeanModel:
@@ -214,18 +215,27 @@ class ConnectionLifecycle(LeanModel):
         history_size: How many transitions to keep, oldest dropped first.
         observer: Told of every transition after it happened (the pool's
             state index); ``None`` for a connection used on its own.
+        subject: What the observer is told moved: the connection, so that the
+            pool's index is called directly, with no adapter in between (two
+            calls on every transition). Default: this lifecycle.
     """
 
     state: State
 
     def __init__(
-        self, connection_id: str, *, history_size: int, observer: Observer | None = None
+        self,
+        connection_id: str,
+        *,
+        history_size: int,
+        observer: Observer | None = None,
+        subject: object = None,
     ) -> None:
         self.connection_id = connection_id
         self.state = INITIAL_STATE
         self._machine_state = INITIAL_STATE.value
         self.history: deque[TransitionRecord] = deque(maxlen=history_size)
         self.observer = observer
+        self.subject = self if subject is None else subject
 
     def _after_state_change(self, trigger: str, reason: str | None) -> None:
         # Called by _LeanEvent once it moved _machine_state; ``state`` still holds the source.
@@ -239,7 +249,7 @@ class ConnectionLifecycle(LeanModel):
         if logger.isEnabledFor(_DEBUG):
             logger.debug("%s", record)
         if self.observer is not None:
-            self.observer(self, record)
+            self.observer(self.subject, record)
 
 
 class _LeanEvent(Event):

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 import warnings
 from collections.abc import Callable, Hashable
 from types import TracebackType
@@ -469,13 +470,18 @@ class WebsocketConnectionPool:
         if loop is not self._loop:
             self._check_loop(loop)
         core = self._core
-        started = loop.time()
         grant = None if core.waiting else core.try_grant(fresh=fresh)
         # The fast path, taken by most acquires of a warm pool: an idle
         # connection that needs no I/O and no hook before it is handed out.
-        if grant is not None and grant.opening is None and core.ready_at_once(grant.connection):
-            core.totals.record("acquire_wait", loop.time() - started)
+        # One clock read (for the health check); it waited for nothing.
+        if (
+            grant is not None
+            and grant.opening is None
+            and core.ready_at_once(grant.connection, time.monotonic())
+        ):
+            core.totals.record("acquire_wait", 0.0)
             return self._hand_out(grant.connection)
+        started = loop.time()
         config = core.config
         if wait is PoolTimeout.ACQUIRE_TIMEOUT:
             wait = config.acquire_timeout
@@ -551,10 +557,7 @@ class WebsocketConnectionPool:
         """Take back the connection of a lease garbage-collected while lent."""
         self._core.reclaim(connection, serial)
 
-    # -- what its connections tell it (ConnectionOwner) ------------------------------------
-
-    def _on_transition(self, connection: WebsocketConnection, record: TransitionRecord) -> None:
-        self._core.on_transition(connection, record)
+    # -- what its connections ask of it (ConnectionOwner) -----------------------------------
 
     async def _close_for_user(self, connection: WebsocketConnection) -> None:
         """Close a connection its borrower (or a hook) closed: retire it, close its socket.
@@ -573,6 +576,7 @@ class WebsocketConnectionPool:
         return WebsocketConnection._for_pool(
             self._core.config,
             self,
+            observer=self._core.on_transition,
             connection_id=f"{self.name}/conn-{next(self._connection_numbers)}",
             gate=self._core.backoff,
             generation=generation,

@@ -86,6 +86,8 @@ class Totals:
         timing[0] += 1
         timing[1] += seconds
         timing[2] = max(timing[2], seconds)
+        if not self.listeners:
+            return
         for listener in tuple(self.listeners):  # a copy: a listener that raises is removed
             try:
                 listener(what, seconds)
@@ -173,6 +175,9 @@ class StateIndex(Generic[C]):
             state: {} for state in State if state is not CLOSED
         }
         self.events: Counter[str] = Counter()
+        #: Connections not closed: the slots in use. Counted as they move, not
+        #: summed over the buckets: the pool reads it on every grant of a new slot.
+        self.total = 0
         self.reused = 0
         self._acquired_before: set[C] = set()
 
@@ -180,12 +185,14 @@ class StateIndex(Generic[C]):
         """File a connection that was just created (in ``connecting``)."""
         assert connection.state is CONNECTING  # noqa: S101
         self._buckets[CONNECTING][connection] = None
+        self.total += 1
 
     def move(self, connection: C, record: TransitionRecord) -> None:
         """Follow one transition; called for every transition of every connection."""
         del self._buckets[record.source][connection]
         if record.dest is CLOSED:
             self._acquired_before.discard(connection)
+            self.total -= 1
         else:
             self._buckets[record.dest][connection] = None
         self.events[record.trigger] += 1
@@ -198,11 +205,6 @@ class StateIndex(Generic[C]):
     def count(self, state: State) -> int:
         """How many live connections are in ``state`` (0 for ``closed``)."""
         return 0 if state is CLOSED else len(self._buckets[state])
-
-    @property
-    def total(self) -> int:
-        """Connections not closed: the slots in use."""
-        return sum(len(bucket) for bucket in self._buckets.values())
 
     def most_recent(self, state: State) -> C | None:
         """The connection that entered ``state`` last, or None (LIFO keeps hot ones hot)."""
@@ -234,3 +236,6 @@ class StateIndex(Generic[C]):
                     raise AssertionError(
                         f"{connection!r} is filed as {state} but is {connection.state}"
                     )
+        filed = sum(len(bucket) for bucket in self._buckets.values())
+        if filed != self.total:
+            raise AssertionError(f"{filed} connections are filed, but the total is {self.total}")
