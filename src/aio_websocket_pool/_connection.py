@@ -16,14 +16,13 @@ import contextlib
 import contextvars
 import functools
 import itertools
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State as ProtocolState
 
@@ -54,25 +53,23 @@ from ._fsm import (
     State,
     TransitionRecord,
 )
+from ._handshake import open_websocket
 from ._hooks import report_callback_failure, run_hook
 from ._inbox import Inbox
 from ._redact import (
-    RedactingLogger,
     describe_close,
     describe_error,
     raise_from,
     redact_uri,
     secrets_of,
 )
-from ._retry import open_with_retries, server_says_not_now
 from ._websocket import (
     PooledWebSocket,
     buffered_frames,
     give_back_frames,
     is_receiving,
+    loss_reason,
     peer_close_code,
-    pooled_class,
-    sent_close_code,
     take_buffered_frames,
 )
 
@@ -93,7 +90,6 @@ class ConnectionOwner(Protocol):
         """Retire ``connection`` and close its socket."""
 
 
-_websockets_logger: Final = logging.getLogger("websockets.client")
 #: A module constant: reading an enum member off its class costs as much as the
 #: rest of :attr:`WebsocketConnection.is_connected` (Python 3.11).
 _OPEN: Final = ProtocolState.OPEN
@@ -444,10 +440,14 @@ class WebsocketConnection:
                 raise ConnectionUnavailableError(f"{self.id} has been closed")
             return
         try:
-            websocket = await open_with_retries(
-                self._open_once,
+            websocket = await open_websocket(
+                self.uri,
+                headers=self.headers,
+                connect_kwargs=self._connect_kwargs,
+                open_timeout=self._connection_timeout,
                 max_attempts=self._max_attempts,
-                where=redact_uri(self.uri),
+                gate=self._gate,
+                secrets=self._secrets,
                 who=self.id,
             )
             if self._lifecycle.state is CONNECTING and self._on_connect is not None:
@@ -501,30 +501,6 @@ class WebsocketConnection:
         if self._pool is not None and self._lifecycle.state is CONNECTING:
             self._lifecycle.fire("fail", reason)
 
-    async def _open_once(self) -> ClientConnection:
-        kwargs = {
-            "additional_headers": self.headers or None,
-            "open_timeout": self._connection_timeout,
-            **self._connect_kwargs,
-        }
-        logger = kwargs.get("logger") or _websockets_logger
-        kwargs["logger"] = RedactingLogger(logger, self._secrets)
-        kwargs["create_connection"] = pooled_class(
-            kwargs.get("create_connection") or ClientConnection
-        )
-        gate = self._gate
-        if gate is None:
-            return await connect(self.uri, **kwargs)
-        await gate.wait()
-        try:
-            websocket = await connect(self.uri, **kwargs)
-        except Exception as exc:
-            if (not_now := server_says_not_now(exc)) is not None:
-                gate.trip(retry_after=not_now)
-            raise
-        gate.reset()
-        return websocket
-
     async def close(self) -> None:
         """Retire it and close the WebSocket. Idempotent.
 
@@ -568,19 +544,7 @@ class WebsocketConnection:
 
     def _loss_reason(self) -> str:
         """Why it is not open, in words fit for its history."""
-        websocket = self.websocket
-        if websocket is None:
-            return "connection lost"
-        # close_code is only set once the TCP connection is gone; the frame the
-        # peer sent is known as soon as the close handshake starts.
-        if (received := peer_close_code(websocket)) is not None:
-            return f"closed by peer: close code {received}"
-        if (sent := sent_close_code(websocket)) is not None:
-            # websockets closed it itself: a message over max_size (1009), ...
-            return f"closed by this side: close code {sent}"
-        if websocket.close_code is not None:
-            return f"closed: close code {websocket.close_code}"
-        return "connection lost"
+        return loss_reason(self.websocket)
 
     # -- borrowing (standalone use; a pool does this itself) ---------------------
 

@@ -106,7 +106,17 @@ def peer_close_code(websocket: ClientConnection) -> int | None:
     return None if received is None else received.code
 
 
-def sent_close_code(websocket: ClientConnection) -> int | None:
-    """The close code this side sent (websockets closes itself for, e.g., 1009)."""
-    sent = websocket.protocol.close_sent
-    return None if sent is None else sent.code
+def loss_reason(websocket: ClientConnection | None) -> str:
+    """Why a connection is not open, in words fit for its history."""
+    if websocket is None:
+        return "connection lost"
+    # close_code is only set once the TCP connection is gone; the frame the
+    # peer sent is known as soon as the close handshake starts.
+    if (received := peer_close_code(websocket)) is not None:
+        return f"closed by peer: close code {received}"
+    if (sent := websocket.protocol.close_sent) is not None:
+        # websockets closed it itself: a message over max_size (1009), ...
+        return f"closed by this side: close code {sent.code}"
+    if websocket.close_code is not None:
+        return f"closed: close code {websocket.close_code}"
+    return "connection lost"
