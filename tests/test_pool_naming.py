@@ -123,7 +123,7 @@ async def an_ended_lease_released(server: LoopbackServer) -> None:
     async with make_pool(server, name="feeds") as pool:
         lease = await pool.acquire()
         await pool.release(lease)
-        pool._release_now(lease)  # what release() does, without its LeaseEndedError
+        pool._lending.release_now(lease)  # what release() does, without its LeaseEndedError
 
 
 async def closed_with_a_borrower(server: LoopbackServer) -> None:

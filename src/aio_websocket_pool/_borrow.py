@@ -41,11 +41,11 @@ def checked(timeout: AcquireTimeout) -> AcquireTimeout:
 
 
 class Lender(Protocol):
-    """The pool, as the borrow objects see it."""
+    """What starts and ends a pool's leases (:class:`~aio_websocket_pool._lending.Lending`)."""
 
-    async def _acquire(self, *, fresh: bool, wait: AcquireTimeout) -> ConnectionLease: ...
+    async def acquire(self, *, fresh: bool, wait: AcquireTimeout) -> ConnectionLease: ...
 
-    def _release_now(
+    def release_now(
         self, lease: Any, *, force_remove: bool = False, dirty: bool = False, block: bool = False
     ) -> None: ...
 
@@ -55,7 +55,7 @@ def _end_block(
 ) -> None:
     """Release at the end of an ``async with`` block; a block that raised may owe a reply."""
     if lease is not None:
-        lender._release_now(lease, dirty=exc_type is not None, block=True)
+        lender.release_now(lease, dirty=exc_type is not None, block=True)
 
 
 class Acquiring(Coroutine[Any, Any, "ConnectionLease"]):
@@ -133,7 +133,7 @@ class Borrowed:
             )
         self._entered = True
         try:
-            self._lease = await self._lender._acquire(fresh=self._fresh, wait=self._timeout)
+            self._lease = await self._lender.acquire(fresh=self._fresh, wait=self._timeout)
         except BaseException:
             self._entered = False
             raise

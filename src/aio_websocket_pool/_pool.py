@@ -3,17 +3,14 @@
 Theory of operation. Every decision (who gets which connection, which
 connections open, retire or wait) is a synchronous step of the
 :class:`~aio_websocket_pool._coordinator.Coordinator`; the I/O it asks for is
-carried out by small modules, through this class, which is the coordinator's
-:class:`~aio_websocket_pool._coordinator.Driver`:
+carried out by small modules, wired to it in :mod:`._machinery`:
 
+* :mod:`._lending`: where every acquire starts (its fast path) and every lease ends;
 * :mod:`._handout`: the slow path of an acquire (waiting in line, checks);
 * :mod:`._opening`: handshakes, as pool tasks;
 * :mod:`._cleaning`: messages nobody asked for, and the cleaning after a release;
 * :mod:`._maintenance`: the idle sweep, ``min_connections``, health checks;
 * :mod:`._tasks`: the background tasks themselves.
-
-The fast path of an acquire (a warm idle connection that needs no I/O) and
-every release run here without an await, so a cancellation cannot interrupt them.
 """
 
 from __future__ import annotations
@@ -22,14 +19,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 import warnings
 from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
 from ._borrow import AcquireTimeout, Acquiring, Borrowed, PoolTimeout, checked
-from ._cleaning import Cleaning
 from ._config import (
     DEFAULT_DRAIN_MAX_BYTES,
     DEFAULT_DRAIN_MAX_MESSAGES,
@@ -41,19 +36,15 @@ from ._config import (
     check_number,
 )
 from ._connection import DEFAULT_HISTORY_SIZE, WebsocketConnection
-from ._coordinator import Coordinator
 from ._exceptions import WrongEventLoopError
 from ._fsm import BUSY, DRAINING, IDLE, TransitionRecord
-from ._handout import HandOut
 from ._jsonrpc import JsonRpcClient
-from ._lease import ConnectionLease, owed_reply
-from ._maintenance import Maintenance
+from ._lease import ConnectionLease
+from ._lending import Lending
+from ._machinery import Machinery
 from ._mux import Multiplexer
-from ._opening import Opening
-from ._ports import Grant
 from ._redact import redact_uri
 from ._stats import PoolStats
-from ._tasks import BackgroundTasks
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 _pool_numbers: Final = itertools.count(1)
@@ -168,16 +159,13 @@ class WebsocketConnectionPool:
         )  # fmt: skip
         self.uri = config.uri
         self.headers = config.headers
-        self._connection_numbers = itertools.count(1)
-        self._core = core = Coordinator(
-            config, name=name, make_connection=self._new_connection, driver=self
-        )
-        self._tasks = BackgroundTasks(name, core.socket_closed)
-        self._cleaning = Cleaning(core, self._tasks)
-        self._opening = Opening(core, self._tasks, self._cleaning)
-        self._maintenance = Maintenance(core, self._tasks, self._opening)
-        self._handout = HandOut(core, self._opening, self._maintenance)
-        self._quiescent_event = asyncio.Event()  # set once a graceful close finds nothing in use
+        machinery = Machinery(config, name=name)
+        self._core = core = machinery.core
+        self._tasks = machinery.tasks
+        self._opening = machinery.opening
+        self._maintenance = machinery.maintenance
+        self._quiescent_event = machinery.quiescent
+        self._lending = Lending(self, core, machinery.handout)
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it started on
         self._started = False
 
@@ -424,7 +412,8 @@ class WebsocketConnectionPool:
             WrongEventLoopError: The pool started on another event loop.
             ConnectionUnavailableError: A new connection could not be opened.
         """
-        return Acquiring(self, self._acquire(fresh=False, wait=checked(timeout)))
+        lending = self._lending
+        return Acquiring(lending, lending.acquire(fresh=False, wait=checked(timeout)))
 
     def acquire_new(self, *, timeout: AcquireTimeout = PoolTimeout.ACQUIRE_TIMEOUT) -> Acquiring:
         """Like :meth:`acquire`, but always a newly opened connection.
@@ -432,7 +421,8 @@ class WebsocketConnectionPool:
         When every slot is taken, the least recently used idle connection is
         closed to make room; when none is idle, it waits like :meth:`acquire`.
         """
-        return Acquiring(self, self._acquire(fresh=True, wait=checked(timeout)))
+        lending = self._lending
+        return Acquiring(lending, lending.acquire(fresh=True, wait=checked(timeout)))
 
     async def release(self, connection: WebsocketConnection, *, force_remove: bool = False) -> None:
         """Give a connection back, ending its lease. Returns at once; I/O runs in the background.
@@ -446,7 +436,7 @@ class WebsocketConnectionPool:
         instead of kept. A lease that ended already is left alone and a
         warning is logged; one another pool handed out goes back to it.
         """
-        self._release_now(connection, force_remove=force_remove)
+        self._lending.release_now(connection, force_remove=force_remove)
 
     def get_connection(
         self, *, timeout: AcquireTimeout = PoolTimeout.ACQUIRE_TIMEOUT
@@ -457,53 +447,13 @@ class WebsocketConnectionPool:
         so the connection is closed, never handed to the next borrower as it is.
         ``timeout`` is that of :meth:`acquire`.
         """
-        return Borrowed(self, fresh=False, timeout=checked(timeout))
+        return Borrowed(self._lending, fresh=False, timeout=checked(timeout))
 
     def get_new_connection(
         self, *, timeout: AcquireTimeout = PoolTimeout.ACQUIRE_TIMEOUT
     ) -> contextlib.AbstractAsyncContextManager[ConnectionLease]:
         """Like :meth:`get_connection`, with a newly opened connection."""
-        return Borrowed(self, fresh=True, timeout=checked(timeout))
-
-    async def _acquire(self, *, fresh: bool, wait: AcquireTimeout) -> ConnectionLease:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._check_loop(loop)
-        core = self._core
-        grant = None if core.waiting else core.try_grant(fresh=fresh)
-        # The fast path, taken by most acquires of a warm pool: an idle
-        # connection that needs no I/O and no hook before it is handed out.
-        # One clock read (for the health check); it waited for nothing.
-        if (
-            grant is not None
-            and grant.opening is None
-            and core.ready_at_once(grant.connection, time.monotonic())
-        ):
-            core.totals.record("acquire_wait", 0.0)
-            return self._hand_out(grant.connection)
-        started = loop.time()
-        config = core.config
-        if wait is PoolTimeout.ACQUIRE_TIMEOUT:
-            wait = config.acquire_timeout
-        deadline = None if wait is None else started + wait
-        # What comes after the wait (a handshake, health checks, hooks) may
-        # take one more of the longest single step, not one per connection tried.
-        bound = (
-            None
-            if deadline is None
-            else deadline + max(config.health_check_timeout, config.connection_timeout)
-        )
-        try:
-            async with asyncio.timeout_at(bound) as scope:
-                connection = await self._handout.claim(
-                    grant, fresh=fresh, wait=wait, deadline=deadline
-                )
-        except TimeoutError:
-            if scope.expired():
-                raise self._handout.exhausted(wait) from None
-            raise
-        core.totals.record("acquire_wait", loop.time() - started)
-        return self._hand_out(connection)
+        return Borrowed(self._lending, fresh=True, timeout=checked(timeout))
 
     def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the pool on ``loop``, or refuse a loop other than the one it started on."""
@@ -516,93 +466,9 @@ class WebsocketConnectionPool:
                 "(each asyncio.run() makes a new loop)"
             )
 
-    def _hand_out(self, connection: WebsocketConnection) -> ConnectionLease:
-        """Start a lease: the connection's messages are the borrower's from now on."""
-        connection._end_lease()
-        connection._lend()
-        return ConnectionLease(connection, self)
-
-    def _release_now(
-        self,
-        lease: WebsocketConnection,
-        *,
-        force_remove: bool = False,
-        dirty: bool = False,
-        block: bool = False,
-    ) -> None:
-        """End a lease without awaiting anything, so that cancellation cannot interrupt it.
-
-        ``block``: given back by the end of a ``get_connection()`` block,
-        which says nothing if the lease ended inside it (``conn.close()``).
-        """
-        if not isinstance(lease, ConnectionLease):  # e.g. None from a failed acquire
-            logger.warning("%s: release of %r ignored: not what a pool's acquire() handed out",
-                           self.name, lease)  # fmt: skip
-            return
-        owner = lease._lender
-        if owner is not self:
-            logger.warning("release of %r into %s ignored: it is %s's; given back to it instead",
-                           lease, self.name, owner.name)  # fmt: skip
-            owner._release_now(lease, force_remove=force_remove, dirty=dirty, block=block)
-            return
-        if not lease._is_live:
-            if not (block or self._core.closed):
-                logger.warning("release of %r ignored: that lease has ended already", lease)
-            return
-        self._core.end_lease(
-            lease._connection, force_remove=force_remove, dirty=dirty, owed=owed_reply(lease)
-        )
-
     def _reclaim(self, connection: WebsocketConnection, serial: int) -> None:
         """Take back the connection of a lease garbage-collected while lent."""
         self._core.reclaim(connection, serial)
-
-    # -- what its connections ask of it (ConnectionOwner) -----------------------------------
-
-    async def _close_for_user(self, connection: WebsocketConnection) -> None:
-        """Close a connection its borrower (or a hook) closed: retire it, close its socket.
-
-        The close runs in a pool task, so that a caller who stops waiting
-        (a timeout) leaves it to finish, counted against ``max_connections``.
-        """
-        self._core.discard(connection, "closed by its user")
-        closer = self._tasks.closer_of(connection)
-        if closer is not None:
-            await asyncio.shield(closer)
-
-    # -- how the coordinator's decisions are carried out (its Driver) ----------------------
-
-    def _new_connection(self, generation: int, lifetime: float | None) -> WebsocketConnection:
-        return WebsocketConnection._for_pool(
-            self._core.config,
-            self,
-            observer=self._core.on_transition,
-            connection_id=f"{self.name}/conn-{next(self._connection_numbers)}",
-            gate=self._core.backoff,
-            generation=generation,
-            lifetime=lifetime,
-        )
-
-    def _start_opening(self, grant: Grant[WebsocketConnection]) -> None:
-        self._opening.start(grant)
-
-    def _start_cleaning(self, connection: WebsocketConnection) -> None:
-        self._cleaning.start(connection)
-
-    def _close_socket(self, connection: WebsocketConnection) -> None:
-        self._tasks.spawn_closer(connection, connection._close_socket(), f"close {connection.id}")
-
-    def _stop_delivery(self, connection: WebsocketConnection) -> None:
-        self._cleaning.stop_delivery(connection)
-
-    def _call_soon(self, callback: Callable[[], None]) -> None:
-        asyncio.get_running_loop().call_soon(callback)
-
-    def _wake_keeper(self) -> None:
-        self._maintenance.wake_keeper()
-
-    def _quiescent(self) -> None:
-        self._quiescent_event.set()
 
     def __len__(self) -> int:
         return self._core.index.total

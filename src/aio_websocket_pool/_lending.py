@@ -1,0 +1,128 @@
+"""Lending: where every acquire starts and every lease ends.
+
+The fast path of an acquire (a warm idle connection that needs no I/O and no
+hook) and the whole of a release run here without an await, so that a
+cancellation cannot interrupt either half-way: a lease is either handed out
+whole or not at all, and a connection given back is decided on in the same
+step. What needs waiting (a queue, a handshake, a health check, a hook) is
+:mod:`._handout`'s; what a release decides is the coordinator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Final
+
+from ._borrow import AcquireTimeout, PoolTimeout
+from ._lease import ConnectionLease, owed_reply
+
+if TYPE_CHECKING:
+    from ._connection import WebsocketConnection
+    from ._coordinator import Coordinator
+    from ._handout import HandOut
+    from ._pool import WebsocketConnectionPool
+
+logger: Final = logging.getLogger("aio_websocket_pool")
+
+
+class Lending:
+    """Starts and ends the leases of one pool (the borrow objects' ``Lender``).
+
+    Args:
+        pool: What every lease names as its lender: a release goes back to it.
+        core: The pool's coordinator.
+        handout: The slow path of an acquire.
+    """
+
+    def __init__(
+        self,
+        pool: WebsocketConnectionPool,
+        core: Coordinator[WebsocketConnection],
+        handout: HandOut,
+    ) -> None:
+        self._pool = pool
+        self._core = core
+        self._handout = handout
+
+    async def acquire(self, *, fresh: bool, wait: AcquireTimeout) -> ConnectionLease:
+        """Hand out a connection: at once if a warm one is free, else through the slow path."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        if loop is not pool._loop:
+            pool._check_loop(loop)
+        core = self._core
+        grant = None if core.waiting else core.try_grant(fresh=fresh)
+        # The fast path, taken by most acquires of a warm pool: an idle
+        # connection that needs no I/O and no hook before it is handed out.
+        # One clock read (for the health check); it waited for nothing.
+        if (
+            grant is not None
+            and grant.opening is None
+            and core.ready_at_once(grant.connection, time.monotonic())
+        ):
+            core.totals.record("acquire_wait", 0.0)
+            return self.hand_out(grant.connection)
+        started = loop.time()
+        config = core.config
+        if wait is PoolTimeout.ACQUIRE_TIMEOUT:
+            wait = config.acquire_timeout
+        deadline = None if wait is None else started + wait
+        # What comes after the wait (a handshake, health checks, hooks) may
+        # take one more of the longest single step, not one per connection tried.
+        bound = (
+            None
+            if deadline is None
+            else deadline + max(config.health_check_timeout, config.connection_timeout)
+        )
+        try:
+            async with asyncio.timeout_at(bound) as scope:
+                connection = await self._handout.claim(
+                    grant, fresh=fresh, wait=wait, deadline=deadline
+                )
+        except TimeoutError:
+            if scope.expired():
+                raise self._handout.exhausted(wait) from None
+            raise
+        core.totals.record("acquire_wait", loop.time() - started)
+        return self.hand_out(connection)
+
+    def hand_out(self, connection: WebsocketConnection) -> ConnectionLease:
+        """Start a lease: the connection's messages are the borrower's from now on."""
+        connection._end_lease()
+        connection._lend()
+        return ConnectionLease(connection, self._pool)
+
+    def release_now(
+        self,
+        lease: WebsocketConnection,
+        *,
+        force_remove: bool = False,
+        dirty: bool = False,
+        block: bool = False,
+    ) -> None:
+        """End a lease without awaiting anything, so that cancellation cannot interrupt it.
+
+        ``dirty``: the borrower's block raised. ``block``: given back by the
+        end of an ``async with`` block, which says nothing if the lease ended
+        inside it (``conn.close()``).
+        """
+        pool = self._pool
+        if not isinstance(lease, ConnectionLease):  # e.g. None from a failed acquire
+            logger.warning("%s: release of %r ignored: not what a pool's acquire() handed out",
+                           pool.name, lease)  # fmt: skip
+            return
+        owner = lease._lender
+        if owner is not pool:
+            logger.warning("release of %r into %s ignored: it is %s's; given back to it instead",
+                           lease, pool.name, owner.name)  # fmt: skip
+            owner._lending.release_now(lease, force_remove=force_remove, dirty=dirty, block=block)
+            return
+        if not lease._is_live:
+            if not (block or self._core.closed):
+                logger.warning("release of %r ignored: that lease has ended already", lease)
+            return
+        self._core.end_lease(
+            lease._connection, force_remove=force_remove, dirty=dirty, owed=owed_reply(lease)
+        )
