@@ -41,7 +41,7 @@ from ._exceptions import ConnectionPoolUnavailableError, WebsocketError
 from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, IDLE, TransitionRecord
 from ._ports import C, ConnectionFactory, Driver, Grant
 from ._redact import describe_error
-from ._stats import PoolStats, StateIndex, Totals
+from ._stats import PoolStats, StateIndex, Totals, snapshot
 from ._waiting import WaitingLine
 
 if TYPE_CHECKING:
@@ -134,32 +134,10 @@ class Coordinator(Generic[C]):
 
     def stats(self) -> PoolStats:
         """A frozen snapshot of the counters and running totals."""
-        index, totals = self.index, self.totals
-        return PoolStats(
-            connecting=index.count(CONNECTING),
-            idle=index.count(IDLE),
-            busy=index.count(BUSY),
-            multiplexed=sum(connection._multiplexed for connection in index.in_state(BUSY)),
-            draining=index.count(DRAINING),
-            total=index.total,
-            max_connections=self.config.max_connections,
-            # Not a scan of the line: stats() may be read from another thread
-            # (an OpenTelemetry reader), while the event loop changes it.
-            waiting=self.waiting.count(),
-            opened=index.events["open"],
-            failed_connects=index.events["fail"],
-            acquired=index.events["acquire"],
-            reused=index.reused,
-            closed=index.events["close"],
-            connections_lost=totals.connections_lost,
-            health_checks_failed=totals.health_checks_failed,
-            hooks_failed=totals.hooks_failed,
-            messages_drained=totals.messages_drained,
-            unsolicited_messages=totals.unsolicited_messages,
-            acquire_wait=totals.timing("acquire_wait"),
-            connect_time=totals.timing("connect_time"),
-            name=self.name,
-        )
+        return snapshot(
+            self.index, self.totals, waiting=self.waiting.count(),
+            max_connections=self.config.max_connections, name=self.name,
+        )  # fmt: skip
 
     # -- granting -----------------------------------------------------------------------
 

@@ -18,9 +18,9 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from ._fsm import CLOSED, CONNECTING, State, TransitionRecord
+from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, IDLE, State, TransitionRecord
 
 logger = logging.getLogger("aio_websocket_pool")
 
@@ -239,3 +239,47 @@ class StateIndex(Generic[C]):
         filed = sum(len(bucket) for bucket in self._buckets.values())
         if filed != self.total:
             raise AssertionError(f"{filed} connections are filed, but the total is {self.total}")
+
+
+class _Lendable(_HasState, Protocol):
+    _multiplexed: bool  # a multiplexer holds its lease
+
+
+def snapshot(
+    index: StateIndex[Any],
+    totals: Totals,
+    *,
+    waiting: int,
+    max_connections: int,
+    name: str,
+) -> PoolStats:
+    """The :class:`PoolStats` of a pool whose connections ``index`` files.
+
+    ``waiting`` is counted by the caller, not scanned here: stats may be read
+    from another thread (an OpenTelemetry reader) while the event loop changes
+    the line.
+    """
+    busy: tuple[_Lendable, ...] = index.in_state(BUSY)
+    return PoolStats(
+        connecting=index.count(CONNECTING),
+        idle=index.count(IDLE),
+        busy=len(busy),
+        multiplexed=sum(connection._multiplexed for connection in busy),
+        draining=index.count(DRAINING),
+        total=index.total,
+        max_connections=max_connections,
+        waiting=waiting,
+        opened=index.events["open"],
+        failed_connects=index.events["fail"],
+        acquired=index.events["acquire"],
+        reused=index.reused,
+        closed=index.events["close"],
+        connections_lost=totals.connections_lost,
+        health_checks_failed=totals.health_checks_failed,
+        hooks_failed=totals.hooks_failed,
+        messages_drained=totals.messages_drained,
+        unsolicited_messages=totals.unsolicited_messages,
+        acquire_wait=totals.timing("acquire_wait"),
+        connect_time=totals.timing("connect_time"),
+        name=name,
+    )
