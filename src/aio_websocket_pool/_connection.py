@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self
 
@@ -54,7 +53,7 @@ from ._fsm import (
     TransitionRecord,
 )
 from ._handshake import open_websocket
-from ._hooks import report_callback_failure, run_hook
+from ._hooks import HookAccess, run_hook
 from ._inbox import Inbox
 from ._redact import (
     describe_close,
@@ -98,14 +97,6 @@ _ids: Final = itertools.count(1)
 #: Seconds a standalone connection waits for the handshake and for a pong.
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_HISTORY_SIZE: Final = 32
-
-
-#: The hook run now in this context, if any: its token lets it talk on a pooled
-#: connection. A context variable rather than the task: ``asyncio.wait_for``
-#: runs the awaited call in a new task on Python 3.11, which copies the context.
-_hook_running: Final[contextvars.ContextVar[object | None]] = contextvars.ContextVar(
-    "aio_websocket_pool hook", default=None
-)
 
 
 class WebsocketConnection:
@@ -225,8 +216,7 @@ class WebsocketConnection:
         self._on_connect: ConnectionHook | None = None
         self._hook_timeout = DEFAULT_TIMEOUT
         self._gate: Backoff | None = None
-        self._hook_token: object | None = None  # that of the hook running on it now
-        self._hook_cut_off = False  # that hook's send or receive was cancelled
+        self._hooks = HookAccess()  # who may talk on it: the hook running on it, if any
         self._inbox: Inbox | None = None  # set by its pool once it is open
         self._lease_serial = 0  # bumped at each hand-out: older leases are ended
         self._multiplexed = False  # a multiplexer holds its lease (stats: multiplexed)
@@ -389,36 +379,20 @@ class WebsocketConnection:
                 give_back_frames(websocket, inbox.take_kept())
             inbox.restart_count()
 
-    @contextlib.contextmanager
-    def _hook_access(self, hook: str) -> Iterator[None]:
+    def _hook_access(self, hook: str) -> contextlib.AbstractContextManager[None]:
         """Let a hook send and receive on the pooled connection while it runs.
 
-        Only from the hook's context (and tasks it starts meanwhile, such as
-        ``wait_for``'s): a former borrower still holding a reference, or a
-        task the hook left behind, must not talk on it.
-
-        A hook that leaves a receive pending, or cut one off (a timeout it
-        caught), may still be owed a reply that would reach the next borrower:
-        that fails the hook as raising would.
-
         Raises:
-            ConnectionHookError: The hook left a reply owed.
+            ConnectionHookError: On exit, if the hook left a receive pending
+                or cut off: a reply may still come (see :class:`HookAccess`).
         """
-        token = self._hook_token = object()
-        self._hook_cut_off = False
-        reset = _hook_running.set(token)
-        try:
-            yield
-        finally:
-            _hook_running.reset(reset)
-            self._hook_token = None
+        return self._hooks.running(
+            hook, left_receiving=self._is_receiving, where=self.id, secrets=self._secrets
+        )
+
+    def _is_receiving(self) -> bool:
         websocket = self.websocket
-        if self._hook_cut_off or (websocket is not None and is_receiving(websocket)):
-            error = ConnectionHookError(
-                f"{hook} left a receive pending or cut off: a reply may still come", hook=hook
-            )
-            report_callback_failure(hook, error, self.id, self._secrets)
-            raise error
+        return websocket is not None and is_receiving(websocket)
 
     # -- opening and closing ------------------------------------------------------
 
@@ -605,7 +579,7 @@ class WebsocketConnection:
         if self._pool is None:
             if state is not BUSY:
                 raise ConnectionBusyError("Connection must be acquired before sending or receiving")
-        elif self._hook_token is None or _hook_running.get() is not self._hook_token:
+        elif not self._hooks.permits_caller():
             raise ConnectionBusyError(
                 f"{self.id} belongs to a pool: talk through what pool.acquire() handed out"
             )
@@ -626,7 +600,7 @@ class WebsocketConnection:
         try:
             await self._send(websocket, message)
         except asyncio.CancelledError:
-            self._hook_cut_off = True  # only a hook may talk on a pooled connection
+            self._hooks.cut_off = True  # only a hook may talk on a pooled connection
             raise
 
     async def _send(
@@ -652,7 +626,7 @@ class WebsocketConnection:
         try:
             return await self._recv(websocket)
         except asyncio.CancelledError:
-            self._hook_cut_off = True  # only a hook may talk on a pooled connection
+            self._hooks.cut_off = True  # only a hook may talk on a pooled connection
             raise
 
     async def _recv(self, websocket: ClientConnection) -> str | bytes:

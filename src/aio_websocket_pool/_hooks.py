@@ -11,14 +11,19 @@ otherwise only shows as connections that keep being replaced.
 Cancellation of the task the hook runs in is not a failure of the hook: it
 propagates. A ``CancelledError`` the hook raises while its task was not
 cancelled (it awaited a future someone else cancelled) is one.
+
+While a hook runs, it alone may talk on its pooled connection
+(:class:`HookAccess`); one that leaves a reply owed fails as raising would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Final
 
 from ._exceptions import ConnectionHookError
@@ -81,3 +86,63 @@ def _reported(
 ) -> ConnectionHookError:
     report_callback_failure(error.hook, exc, where, secrets)
     return error
+
+
+#: The hook run now in this context, if any: its token lets it talk on a pooled
+#: connection. A context variable rather than the task: ``asyncio.wait_for``
+#: runs the awaited call in a new task on Python 3.11, which copies the context.
+_hook_running: Final[contextvars.ContextVar[object | None]] = contextvars.ContextVar(
+    "aio_websocket_pool hook", default=None
+)
+
+
+class HookAccess:
+    """Who may talk on one pooled connection: the hook running on it, from its own context.
+
+    A former borrower still holding a reference, or a task the hook left
+    behind, must not talk on it: only code running in the hook's context (and
+    tasks it starts meanwhile, such as ``wait_for``'s) holds the token.
+    """
+
+    __slots__ = ("_token", "cut_off")
+
+    def __init__(self) -> None:
+        self._token: object | None = None  # that of the hook running on it now
+        self.cut_off = False  # that hook's send or receive was cancelled
+
+    def permits_caller(self) -> bool:
+        """Whether the caller runs in the context of the hook running now."""
+        return self._token is not None and _hook_running.get() is self._token
+
+    @contextlib.contextmanager
+    def running(
+        self,
+        hook: str,
+        *,
+        left_receiving: Callable[[], bool],
+        where: str,
+        secrets: tuple[str, ...],
+    ) -> Iterator[None]:
+        """Let ``hook`` send and receive on the connection while it runs.
+
+        A hook that leaves a receive pending (``left_receiving()`` after it)
+        or cut one off (a timeout it caught) may still be owed a reply that
+        would reach the next borrower: that fails the hook as raising would.
+
+        Raises:
+            ConnectionHookError: The hook left a reply owed.
+        """
+        token = self._token = object()
+        self.cut_off = False
+        reset = _hook_running.set(token)
+        try:
+            yield
+        finally:
+            _hook_running.reset(reset)
+            self._token = None
+        if self.cut_off or left_receiving():
+            error = ConnectionHookError(
+                f"{hook} left a receive pending or cut off: a reply may still come", hook=hook
+            )
+            report_callback_failure(hook, error, where, secrets)
+            raise error
