@@ -41,11 +41,12 @@ if TYPE_CHECKING:  # workloads imports this module: no import back at run time
 Call = Callable[[str, Any], Awaitable[Any]]
 
 
+#: Compact JSON from one encoder made once: ``json.dumps(separators=...)`` makes one per call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _request(request_id: int, method: str, params: Any) -> str:
-    return json.dumps(
-        {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params},
-        separators=(",", ":"),
-    )
+    return _compact({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
 
 
 class Dispatcher:
