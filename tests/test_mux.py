@@ -185,3 +185,80 @@ async def test_a_key_in_flight_twice_or_unhashable_is_refused(server: LoopbackSe
         with pytest.raises(ValueError, match="None"):
             await mux.request("{}", key=None)
         await call
+
+
+async def test_a_key_queued_already_is_refused(server: LoopbackServer) -> None:
+    """Two requests with one key, both waiting for room, would both be registered under it."""
+    server.reply_delay = 0.05
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag, max_in_flight=1) as mux:
+        first = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
+        queued = asyncio.create_task(mux.request(json.dumps({"tag": 2}), key=2))
+        await asyncio.sleep(0.01)
+        assert (mux.stats().in_flight, mux.stats().queued) == (1, 1)
+        with pytest.raises(ValueError, match="in flight already"):
+            await mux.request(json.dumps({"tag": 2}), key=2)
+        assert [json.loads(r)["tag"] for r in await asyncio.gather(first, queued)] == [1, 2]
+
+
+@pytest.mark.regression
+async def test_a_reply_taken_after_its_caller_was_cancelled_is_late_and_the_reader_goes_on(
+    server: LoopbackServer,
+) -> None:
+    """The reply's turn comes after the cancellation and before the caller runs to end it.
+
+    ``key`` runs in the reader as it takes the reply: cancelling the caller
+    there puts the two in that order, every time. (Before: the reader set the
+    result of the cancelled future, died of InvalidStateError, and every later
+    request on that connection timed out.)
+    """
+    to_cancel: list[asyncio.Task[str | bytes]] = []
+
+    def cancelling_key(message: str | bytes) -> Hashable | None:
+        if to_cancel:
+            to_cancel.pop().cancel()
+        return tag(message)
+
+    async with (
+        pool_for(server.uri) as pool,
+        pool.multiplexed(key=cancelling_key, request_timeout=1.0) as mux,
+    ):
+        caller = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
+        to_cancel.append(caller)
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert json.loads(await mux.request(json.dumps({"tag": 2}), key=2)) == {"tag": 2}
+        stats = mux.stats()
+    assert (stats.cancelled, stats.late_replies, stats.answered, stats.unmatched) == (1, 1, 1, 0)
+
+
+async def test_settled_keys_are_kept_for_a_bounded_window(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A duplicate reply is late while its key is remembered, a stray once it is forgotten."""
+    monkeypatch.setattr("aio_websocket_pool._mux.SETTLED_KEYS_KEPT", 2)
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
+        for n in range(1, 6):
+            await mux.request(json.dumps({"tag": n}), key=n)
+        for n in (5, 4, 1):  # the last two at least are remembered; 1 is long gone
+            await server.push(json.dumps({"tag": n}))
+        assert json.loads(await mux.request(json.dumps({"tag": 6}), key=6)) == {"tag": 6}
+        stats = mux.stats()
+    assert (stats.late_replies, stats.unmatched) == (2, 1)
+
+
+async def test_a_request_timeout_and_an_outer_timeout_are_told_apart(
+    server: LoopbackServer,
+) -> None:
+    """The request's own timer raises RequestTimeoutError; an enclosing timeout stays the caller's."""
+    server.reply_delay = 0.3
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
+        async with asyncio.timeout(1.0):
+            with pytest.raises(RequestTimeoutError):
+                await mux.request(json.dumps({"tag": 1}), key=1, timeout=0.02)
+        with pytest.raises(TimeoutError) as outer:
+            async with asyncio.timeout(0.02):
+                await mux.request(json.dumps({"tag": 2}), key=2, timeout=1.0)
+        assert not isinstance(outer.value, RequestTimeoutError)
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        stats = mux.stats()
+    assert (stats.timed_out, stats.cancelled) == (1, 1)

@@ -11,11 +11,14 @@ future. No task is made per request.
 Rules (the cancellation and failure table):
 
 * A request's timeout bounds everything it waits for: room on a connection,
-  its send and its reply. When it passes, the request is ``timed_out`` and
-  :class:`~aio_websocket_pool.RequestTimeoutError` is raised; a reply that
-  comes later is counted (``late_replies``) and dropped.
+  its send and its reply. When it passes, the request is ``timed_out`` at
+  once (a reply from then on is counted, ``late_replies``, and dropped), its
+  caller is woken and :class:`~aio_websocket_pool.RequestTimeoutError` is
+  raised. A request that was answered first is answered, whatever the clock.
 * A caller cancelled at any point leaves nothing behind: its entry is removed
-  before the cancellation propagates, and a late reply is counted and dropped.
+  before the cancellation propagates, and a late reply is counted and dropped,
+  also one that the reader takes after the cancellation and before the caller
+  has run again to say so.
 * A connection lost fails its requests in flight at once with
   :class:`~aio_websocket_pool.RequestLostError` (never retried: the server may
   have acted on them); the reader gives the lease back and a replacement is
@@ -56,7 +59,7 @@ from ._exceptions import (
 )
 from ._hooks import run_hook
 from ._lease import ConnectionLease
-from ._mux_fsm import ANSWERED, QUEUED, SENT, Journal, RequestLifecycle
+from ._mux_fsm import QUEUED, SENT, TIMED_OUT, Journal, RequestLifecycle
 from ._redact import secrets_of
 
 if TYPE_CHECKING:
@@ -71,7 +74,8 @@ Parse = Callable[[Message], tuple[Hashable | None, Any]]
 
 DEFAULT_HISTORY_SIZE: Final = 1000
 #: Keys of requests that ended unanswered (or answered), kept per connection to
-#: tell a late or duplicate reply from one nobody asked for.
+#: tell a late or duplicate reply from one nobody asked for: the last this many
+#: at least, twice as many at most.
 SETTLED_KEYS_KEPT: Final = 4096
 #: Messages waiting for ``on_unsolicited`` at most; more are dropped (and counted).
 UNDELIVERED_KEPT: Final = 1000
@@ -121,12 +125,19 @@ class MuxStats:
 class _Pending(RequestLifecycle):
     """A request, from its registration to its end: its state, key, future and connection."""
 
-    def __init__(self, subject: str, journal: Journal, key: Hashable) -> None:
+    def __init__(
+        self,
+        subject: str,
+        journal: Journal,
+        key: Hashable,
+        future: asyncio.Future[Any],
+        on_answer: Callable[[Channel, Any], None] | None,
+    ) -> None:
         super().__init__(subject, journal)
         self.key = key
-        self.future: asyncio.Future[Any] | None = None
+        self.future = future
+        self.on_answer = on_answer
         self.channel: Channel | None = None
-        self.on_answer: Callable[[Channel, Any], None] | None = None
 
 
 class Channel:
@@ -135,17 +146,25 @@ class Channel:
     def __init__(self, lease: ConnectionLease) -> None:
         self.lease = lease
         self.pending: dict[Hashable, _Pending] = {}
-        self.settled: dict[Hashable, None] = {}  # insertion-ordered: the oldest goes first
+        # Two generations of settled keys, the older dropped whole when the newer is full:
+        # O(1) per key (dropping a dict's oldest key one at a time scans its dead slots).
+        self._settled: set[Hashable] = set()
+        self._settled_before: set[Hashable] = set()
         self.reader: asyncio.Task[None] | None = None
         #: What a protocol layer routes on this connection (JSON-RPC: server ids).
         self.routes: dict[Hashable, Any] = {}
 
     def settle(self, key: Hashable) -> None:
         """Remember that ``key`` ended, to count a reply that comes after."""
-        settled = self.settled
-        settled[key] = None
-        if len(settled) > SETTLED_KEYS_KEPT:
-            del settled[next(iter(settled))]
+        settled = self._settled
+        if len(settled) >= SETTLED_KEYS_KEPT:
+            self._settled_before = settled
+            self._settled = settled = set()
+        settled.add(key)
+
+    def has_settled(self, key: Hashable) -> bool:
+        """Whether a request with ``key`` ended on this connection lately."""
+        return key in self._settled or key in self._settled_before
 
 
 class Multiplexer:
@@ -190,6 +209,7 @@ class Multiplexer:
         self._channels: list[Channel] = []
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._workers: set[asyncio.Task[Any]] = set()  # replacements, deliveries
+        self._requested: set[Hashable] = set()  # keys of request() in flight or queued
         self._undelivered: deque[tuple[ConnectionLease, Message]] = deque()
         self._delivery: asyncio.Task[None] | None = None
         self._late = 0
@@ -320,9 +340,19 @@ class Multiplexer:
             RequestTimeoutError: No reply within ``timeout``.
             RequestLostError: Its connection was lost (or the multiplexer closed) first.
             ConnectionPoolUnavailableError: The multiplexer is not open.
-            TypeError, ValueError: ``key`` is None, unhashable or in flight already.
+            TypeError, ValueError: ``key`` is None, unhashable, or that of a
+                request in flight or queued already.
         """
-        reply, _ = await self.exchange(message, key, self._timeout(timeout))
+        if key is None:
+            raise ValueError("key must not be None: None means 'no request's' to parse")
+        if key in self._requested:  # TypeError for an unhashable key, here, not in the reader
+            raise ValueError(f"a request with key {key!r} is in flight already")
+        seconds = self._timeout(timeout)
+        self._requested.add(key)
+        try:
+            reply, _ = await self.exchange(message, key, seconds)
+        finally:
+            self._requested.discard(key)
         return reply
 
     def _timeout(self, timeout: float | Literal["default"] | None) -> float | None:
@@ -338,7 +368,10 @@ class Multiplexer:
         on_answer: Callable[[Channel, Any], None] | None = None,
         channel: Channel | None = None,
     ) -> tuple[Any, Channel]:
-        """:meth:`request`, also returning the connection it went out on.
+        """:meth:`request` with a key its caller made unique, also returning the connection.
+
+        The protocol layers call it with keys of their own making (JSON-RPC: a
+        counter), so it does not check them; :meth:`request` does.
 
         ``channel`` pins the request to one connection (what a server id is
         valid on); if that one is lost, :class:`RequestLostError`.
@@ -350,32 +383,34 @@ class Multiplexer:
         """
         if not self._started or self._closed:
             raise ConnectionPoolUnavailableError(f"{self.name} is not open: use it in async with")
-        if key is None:
-            raise ValueError("key must not be None: None means 'no request's' to parse")
-        hash(key)  # TypeError here, not in the reader
-        if any(key in channel.pending for channel in self._channels):
-            raise ValueError(f"a request with key {key!r} is in flight already")
-        pending = _Pending(f"{self.name}/req-{next(self._numbers)}", self._journal, key)
-        pending.on_answer = on_answer
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a request must run in a task")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(f"{self.name}/req-{next(self._numbers)}", self._journal, key,
+                           loop.create_future(), on_answer)  # fmt: skip
+        # One timer handle, cancelled on the way out, is asyncio.timeout() without its
+        # context manager: half the cost per request. _expire ends the request, then
+        # cancels the caller out of whatever it awaits; that cancellation is told from
+        # any other by the request's state (timed_out) and the task's cancel count.
+        timer = (None if timeout is None
+                 else loop.call_at(loop.time() + timeout, self._expire, pending, task))  # fmt: skip
+        cancelling = task.cancelling()
         try:
-            async with asyncio.timeout(timeout):
-                pinned, channel = channel, self._pick(channel)
-                while channel is None:
-                    await self._wait_for_room()
-                    channel = self._pick(pinned)
-                pending.future = future = asyncio.get_running_loop().create_future()
-                pending.channel = channel
-                channel.pending[key] = pending
-                pending.fire("send")
-                await channel.lease.send(message)
-                return await future, channel
-        except TimeoutError:
-            if pending.state is ANSWERED:  # answered in the very turn its time ran out
-                assert pending.future is not None  # noqa: S101
-                return pending.future.result(), pending.channel  # type: ignore[return-value]
-            self._end(pending, "time_out")
-            raise RequestTimeoutError(f"{pending.subject}: no reply within {timeout:g}s") from None
+            pinned, channel = channel, self._pick(channel)
+            while channel is None:
+                await self._wait_for_room()
+                channel = self._pick(pinned)
+            pending.channel = channel
+            channel.pending[key] = pending
+            pending.fire("send")
+            await channel.lease.send(message)
+            return await pending.future, channel
         except asyncio.CancelledError:
+            if pending.state is TIMED_OUT and task.uncancel() <= cancelling:
+                raise RequestTimeoutError(
+                    f"{pending.subject}: no reply within {timeout:g}s"
+                ) from None
             self._end(pending, "cancel")
             raise
         except RequestLostError as exc:  # lost in flight, or the multiplexer closed meanwhile
@@ -384,6 +419,18 @@ class Multiplexer:
         except (ConnectionClosedError, LeaseEndedError) as exc:  # the send failed
             self._end(pending, "lose", type(exc).__name__)
             raise RequestLostError(f"{pending.subject}: its connection closed") from exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, pending: _Pending, task: asyncio.Task[Any]) -> None:
+        """A request's timer ran out: end it now (a reply from here on is late), wake its caller.
+
+        An answered or lost request is left as it is: its caller has its outcome.
+        """
+        if pending.state is QUEUED or pending.state is SENT:
+            self._end(pending, "time_out")
+            task.cancel()
 
     def _pick(self, pinned: Channel | None) -> Channel | None:
         """The connection with the fewest requests in flight (or ``pinned``), if it has room.
@@ -423,7 +470,7 @@ class Multiplexer:
     def _end(self, pending: _Pending, trigger: str, reason: str | None = None) -> None:
         """End a request its caller stops waiting for; a lost or answered one is left as it is."""
         future = pending.future
-        if future is not None and future.done() and not future.cancelled():
+        if future.done() and not future.cancelled():
             future.exception()  # retrieved: lost while its caller left
         if pending.state is not QUEUED and pending.state is not SENT:
             return
@@ -456,30 +503,33 @@ class Multiplexer:
             self.on_keyless(channel, message, payload)
             return
         try:
-            pending = channel.pending.pop(key, None)
+            pending = channel.pending.get(key)
         except TypeError:  # an unhashable key: it names no request
             self.unmatched(channel, message, payload)
             return
-        if pending is None:
-            if key in channel.settled:
+        # A cancelled future: its caller was cancelled and has not yet run to end the
+        # request (it will, as cancelled). The reply is late, not its caller's to have.
+        if pending is None or pending.future.done():
+            if pending is not None or channel.has_settled(key):
                 self._late += 1
             else:
                 self.unmatched(channel, message, payload)
             return
+        del channel.pending[key]
         channel.settle(key)
         if pending.on_answer is not None:
             pending.on_answer(channel, payload)
         pending.fire("answer")
-        assert pending.future is not None  # noqa: S101  (set before it was registered)
         pending.future.set_result(payload)
-        self._wake_one()
+        if self._waiters:
+            self._wake_one()
 
     def _fail_in_flight(self, channel: Channel, why: str) -> None:
         for pending in channel.pending.values():
             pending.fire("lose", why)
             channel.settle(pending.key)
-            assert pending.future is not None  # noqa: S101
-            pending.future.set_exception(RequestLostError(f"{pending.subject}: {why}"))
+            if not pending.future.done():  # else cancelled: its caller is leaving anyway
+                pending.future.set_exception(RequestLostError(f"{pending.subject}: {why}"))
         channel.pending.clear()
 
     def _lost(self, channel: Channel, why: str | None) -> bool:
