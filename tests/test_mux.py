@@ -173,7 +173,9 @@ def test_bad_arguments_are_refused_at_once(arguments: dict[str, object], error: 
         pool.multiplexed(**{"key": tag, **arguments})  # type: ignore[arg-type]
 
 
-async def test_a_key_in_flight_twice_or_unhashable_is_refused(server: LoopbackServer) -> None:
+async def test_a_key_in_flight_twice_an_unhashable_key_or_a_non_message_is_refused(
+    server: LoopbackServer,
+) -> None:
     server.reply_delay = 0.05
     async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
         call = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
@@ -184,6 +186,9 @@ async def test_a_key_in_flight_twice_or_unhashable_is_refused(server: LoopbackSe
             await mux.request("{}", key=[1])  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="None"):
             await mux.request("{}", key=None)
+        with pytest.raises(TypeError, match="str or bytes"):
+            await mux.request(1, key=2)  # type: ignore[arg-type]
+        assert mux.stats().in_flight == 1
         await call
 
 
@@ -249,7 +254,7 @@ async def test_settled_keys_are_kept_for_a_bounded_window(
 async def test_a_request_timeout_and_an_outer_timeout_are_told_apart(
     server: LoopbackServer,
 ) -> None:
-    """The request's own timer raises RequestTimeoutError; an enclosing timeout stays the caller's."""
+    """Its own timer raises RequestTimeoutError; an enclosing timeout stays the caller's."""
     server.reply_delay = 0.3
     async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
         async with asyncio.timeout(1.0):

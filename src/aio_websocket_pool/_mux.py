@@ -42,7 +42,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
@@ -52,7 +52,6 @@ from ._exceptions import (
     ConnectionClosedError,
     ConnectionHookError,
     ConnectionPoolUnavailableError,
-    LeaseEndedError,
     RequestLostError,
     RequestTimeoutError,
     WebsocketError,
@@ -141,10 +140,21 @@ class _Pending(RequestLifecycle):
 
 
 class Channel:
-    """One leased connection of a multiplexer, and what is in flight on it."""
+    """One leased connection of a multiplexer, and what is in flight on it.
+
+    It talks on the lease's websocket through the connection's own send and
+    receive (their errors, their last-traffic clock), not through the lease,
+    whose checks cost a request 2-3 µs: they keep a former borrower off the
+    next borrower's connection, and the multiplexer never is one. It holds the
+    lease for the channel's whole life and gives it back only once the reader
+    has stopped and the requests have failed; and the websocket, taken as the
+    channel is made, belongs to that one session of the connection, never to
+    another borrower's.
+    """
 
     def __init__(self, lease: ConnectionLease) -> None:
         self.lease = lease
+        self._connection, self._websocket = lease._live_websocket()
         self.pending: dict[Hashable, _Pending] = {}
         # Two generations of settled keys, the older dropped whole when the newer is full:
         # O(1) per key (dropping a dict's oldest key one at a time scans its dead slots).
@@ -165,6 +175,22 @@ class Channel:
     def has_settled(self, key: Hashable) -> bool:
         """Whether a request with ``key`` ended on this connection lately."""
         return key in self._settled or key in self._settled_before
+
+    def send(self, message: Message) -> Awaitable[None]:
+        """Send ``message`` (a coroutine to await: no frame of its own per request).
+
+        Raises:
+            ConnectionClosedError: The connection closed before or while sending.
+        """
+        return self._connection._send(self._websocket, message)
+
+    def recv(self) -> Awaitable[Message]:
+        """The next message (a coroutine to await).
+
+        Raises:
+            ConnectionClosedError: The connection closed before or while receiving.
+        """
+        return self._connection._recv(self._websocket)
 
 
 class Multiplexer:
@@ -343,6 +369,8 @@ class Multiplexer:
             TypeError, ValueError: ``key`` is None, unhashable, or that of a
                 request in flight or queued already.
         """
+        if not isinstance(message, str | bytes):
+            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
         if key is None:
             raise ValueError("key must not be None: None means 'no request's' to parse")
         if key in self._requested:  # TypeError for an unhashable key, here, not in the reader
@@ -404,7 +432,7 @@ class Multiplexer:
             pending.channel = channel
             channel.pending[key] = pending
             pending.fire("send")
-            await channel.lease.send(message)
+            await channel.send(message)
             return await pending.future, channel
         except asyncio.CancelledError:
             if pending.state is TIMED_OUT and task.uncancel() <= cancelling:
@@ -416,7 +444,7 @@ class Multiplexer:
         except RequestLostError as exc:  # lost in flight, or the multiplexer closed meanwhile
             self._end(pending, "lose", str(exc))
             raise
-        except (ConnectionClosedError, LeaseEndedError) as exc:  # the send failed
+        except ConnectionClosedError as exc:  # the send failed
             self._end(pending, "lose", type(exc).__name__)
             raise RequestLostError(f"{pending.subject}: its connection closed") from exc
         finally:
@@ -484,12 +512,11 @@ class Multiplexer:
     # -- the readers -------------------------------------------------------------------
 
     async def _read(self, channel: Channel) -> None:
-        lease = channel.lease
         try:
             while True:
-                self._take(channel, await lease.recv())
-        except (ConnectionClosedError, LeaseEndedError) as exc:
-            if self._lost(channel, str(exc) if isinstance(exc, ConnectionClosedError) else None):
+                self._take(channel, await channel.recv())
+        except ConnectionClosedError as exc:
+            if self._lost(channel, str(exc)):
                 await self._give_back(channel, force_remove=False)  # the pool counts it as lost
 
     def _take(self, channel: Channel, message: Message) -> None:
@@ -532,7 +559,7 @@ class Multiplexer:
                 pending.future.set_exception(RequestLostError(f"{pending.subject}: {why}"))
         channel.pending.clear()
 
-    def _lost(self, channel: Channel, why: str | None) -> bool:
+    def _lost(self, channel: Channel, why: str) -> bool:
         """A connection closed under the multiplexer: fail its requests, have it replaced.
 
         Returns whether the channel was still the multiplexer's (for its reader to give back).
@@ -540,7 +567,7 @@ class Multiplexer:
         if self._closed or channel not in self._channels:
             return False
         self._channels.remove(channel)
-        self._fail_in_flight(channel, f"{channel.lease.id} was lost" + (f" ({why})" if why else ""))
+        self._fail_in_flight(channel, f"{channel.lease.id} was lost ({why})")
         if self.on_channel_lost is not None:
             self.on_channel_lost(channel)
         self.spawn(self._replace(), f"replace {channel.lease.id}")
