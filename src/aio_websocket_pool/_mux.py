@@ -48,6 +48,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 from ._config import UnsolicitedMessageHook, check_optional_number
+from ._deadlines import Deadlines
 from ._exceptions import (
     ConnectionClosedError,
     ConnectionHookError,
@@ -129,14 +130,19 @@ class _Pending(RequestLifecycle):
         subject: str,
         journal: Journal,
         key: Hashable,
-        future: asyncio.Future[Any],
         on_answer: Callable[[Channel, Any], None] | None,
+        task: asyncio.Task[Any],
     ) -> None:
         super().__init__(subject, journal)
         self.key = key
-        self.future = future
+        self.future: asyncio.Future[Any] = task.get_loop().create_future()
         self.on_answer = on_answer
+        self.task = task  # its caller's: what its timeout cancels
         self.channel: Channel | None = None
+
+    def is_waiting(self) -> bool:
+        """Queued or sent: not ended yet."""
+        return self.state is QUEUED or self.state is SENT
 
 
 class Channel:
@@ -236,6 +242,7 @@ class Multiplexer:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._workers: set[asyncio.Task[Any]] = set()  # replacements, deliveries
         self._requested: set[Hashable] = set()  # keys of request() in flight or queued
+        self._deadlines = Deadlines(self._expire, _Pending.is_waiting)
         self._undelivered: deque[tuple[ConnectionLease, Message]] = deque()
         self._delivery: asyncio.Task[None] | None = None
         self._late = 0
@@ -322,6 +329,7 @@ class Multiplexer:
         if self._closed:
             return
         self._closed = True
+        self._deadlines.close()
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(RequestLostError(f"{self.name} closed"))
@@ -414,15 +422,14 @@ class Multiplexer:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a request must run in a task")
-        loop = asyncio.get_running_loop()
         pending = _Pending(f"{self.name}/req-{next(self._numbers)}", self._journal, key,
-                           loop.create_future(), on_answer)  # fmt: skip
-        # One timer handle, cancelled on the way out, is asyncio.timeout() without its
-        # context manager: half the cost per request. _expire ends the request, then
-        # cancels the caller out of whatever it awaits; that cancellation is told from
-        # any other by the request's state (timed_out) and the task's cancel count.
-        timer = (None if timeout is None
-                 else loop.call_at(loop.time() + timeout, self._expire, pending, task))  # fmt: skip
+                           on_answer, task)  # fmt: skip
+        # Not asyncio.timeout(), nor a timer handle per request: both cost more than all
+        # the rest of a request (see _deadlines). At its deadline _expire ends the request,
+        # then cancels the caller out of whatever it awaits; that cancellation is told
+        # from any other by the request's state (timed_out) and the task's cancel count.
+        if timeout is not None:
+            self._deadlines.add(timeout, pending)
         cancelling = task.cancelling()
         try:
             pinned, channel = channel, self._pick(channel)
@@ -448,17 +455,17 @@ class Multiplexer:
             self._end(pending, "lose", type(exc).__name__)
             raise RequestLostError(f"{pending.subject}: its connection closed") from exc
         finally:
-            if timer is not None:
-                timer.cancel()
+            if timeout is not None:
+                self._deadlines.ended()
 
-    def _expire(self, pending: _Pending, task: asyncio.Task[Any]) -> None:
-        """A request's timer ran out: end it now (a reply from here on is late), wake its caller.
+    def _expire(self, pending: _Pending) -> None:
+        """A request's deadline passed: end it now (a reply from here on is late), wake its caller.
 
         An answered or lost request is left as it is: its caller has its outcome.
         """
-        if pending.state is QUEUED or pending.state is SENT:
+        if pending.is_waiting():
             self._end(pending, "time_out")
-            task.cancel()
+            pending.task.cancel()
 
     def _pick(self, pinned: Channel | None) -> Channel | None:
         """The connection with the fewest requests in flight (or ``pinned``), if it has room.
@@ -500,7 +507,7 @@ class Multiplexer:
         future = pending.future
         if future.done() and not future.cancelled():
             future.exception()  # retrieved: lost while its caller left
-        if pending.state is not QUEUED and pending.state is not SENT:
+        if not pending.is_waiting():
             return
         pending.fire(trigger, reason)
         channel = pending.channel
