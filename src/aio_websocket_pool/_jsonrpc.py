@@ -40,7 +40,8 @@ from ._exceptions import (
     RequestLostError,
     RequestTimeoutError,
 )
-from ._mux import Channel, Message, Multiplexer, MuxStats
+from ._mux import Multiplexer, MuxStats
+from ._mux_channel import Channel, Message
 from ._mux_fsm import ACTIVE, RESUBSCRIBING, SUB_CLOSED, SubscriptionLifecycle, SubscriptionState
 
 if TYPE_CHECKING:

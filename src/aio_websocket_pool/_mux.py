@@ -32,64 +32,54 @@ Rules (the cancellation and failure table):
   connections are never lent to an exclusive borrower.
 
 States and counts come from the tables of :mod:`._mux_fsm`, through one
-bounded :class:`~._mux_fsm.Journal` per multiplexer.
+bounded :class:`~._mux_fsm.Journal` per multiplexer. This module runs the
+parts: :mod:`._mux_channel` (a connection and its requests), :mod:`._mux_room`
+(which connection; the line for room), :mod:`._deadlines`, :mod:`._mux_strays`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
-from ._config import UnsolicitedMessageHook, check_optional_number
+from ._config import (
+    UnsolicitedMessageHook,
+    check_count,
+    check_history_size,
+    check_optional_number,
+)
 from ._deadlines import Deadlines
 from ._exceptions import (
     ConnectionClosedError,
-    ConnectionHookError,
     ConnectionPoolUnavailableError,
     RequestLostError,
     RequestTimeoutError,
     WebsocketError,
 )
-from ._hooks import run_hook
-from ._lease import ConnectionLease
-from ._mux_fsm import QUEUED, SENT, TIMED_OUT, Journal, RequestLifecycle
+from ._mux_channel import Channel, Message, OnAnswer, Pending
+from ._mux_fsm import TIMED_OUT, Journal
+from ._mux_room import Room
+from ._mux_strays import Strays
 from ._redact import secrets_of
 
 if TYPE_CHECKING:
+    from ._lease import ConnectionLease
     from ._pool import WebsocketConnectionPool
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 
-Message = str | bytes
 #: ``parse(message) -> (key, payload)``: the key of a reply (``None`` for no
 #: request's), and what its request returns.
 Parse = Callable[[Message], tuple[Hashable | None, Any]]
 
 DEFAULT_HISTORY_SIZE: Final = 1000
-#: Keys of requests that ended unanswered (or answered), kept per connection to
-#: tell a late or duplicate reply from one nobody asked for: the last this many
-#: at least, twice as many at most.
-SETTLED_KEYS_KEPT: Final = 4096
-#: Messages waiting for ``on_unsolicited`` at most; more are dropped (and counted).
-UNDELIVERED_KEPT: Final = 1000
 _REPLACE_BACKOFF: Final = (0.05, 2.0)  # first and longest wait between replacement attempts
 _mux_numbers = itertools.count(1)
-
-
-def check_count(name: str, value: object) -> int:
-    """An integer argument >= 1, refused at once otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,83 +112,6 @@ class MuxStats:
     name: str
 
 
-class _Pending(RequestLifecycle):
-    """A request, from its registration to its end: its state, key, future and connection."""
-
-    def __init__(
-        self,
-        subject: str,
-        journal: Journal,
-        key: Hashable,
-        on_answer: Callable[[Channel, Any], None] | None,
-        task: asyncio.Task[Any],
-    ) -> None:
-        super().__init__(subject, journal)
-        self.key = key
-        self.future: asyncio.Future[Any] = task.get_loop().create_future()
-        self.on_answer = on_answer
-        self.task = task  # its caller's: what its timeout cancels
-        self.channel: Channel | None = None
-
-    def is_waiting(self) -> bool:
-        """Queued or sent: not ended yet."""
-        return self.state is QUEUED or self.state is SENT
-
-
-class Channel:
-    """One leased connection of a multiplexer, and what is in flight on it.
-
-    It talks on the lease's websocket through the connection's own send and
-    receive (their errors, their last-traffic clock), not through the lease,
-    whose checks cost a request 2-3 µs: they keep a former borrower off the
-    next borrower's connection, and the multiplexer never is one. It holds the
-    lease for the channel's whole life and gives it back only once the reader
-    has stopped and the requests have failed; and the websocket, taken as the
-    channel is made, belongs to that one session of the connection, never to
-    another borrower's.
-    """
-
-    def __init__(self, lease: ConnectionLease) -> None:
-        self.lease = lease
-        self._connection, self._websocket = lease._live_websocket()
-        self.pending: dict[Hashable, _Pending] = {}
-        # Two generations of settled keys, the older dropped whole when the newer is full:
-        # O(1) per key (dropping a dict's oldest key one at a time scans its dead slots).
-        self._settled: set[Hashable] = set()
-        self._settled_before: set[Hashable] = set()
-        self.reader: asyncio.Task[None] | None = None
-        #: What a protocol layer routes on this connection (JSON-RPC: server ids).
-        self.routes: dict[Hashable, Any] = {}
-
-    def settle(self, key: Hashable) -> None:
-        """Remember that ``key`` ended, to count a reply that comes after."""
-        settled = self._settled
-        if len(settled) >= SETTLED_KEYS_KEPT:
-            self._settled_before = settled
-            self._settled = settled = set()
-        settled.add(key)
-
-    def has_settled(self, key: Hashable) -> bool:
-        """Whether a request with ``key`` ended on this connection lately."""
-        return key in self._settled or key in self._settled_before
-
-    def send(self, message: Message) -> Awaitable[None]:
-        """Send ``message`` (a coroutine to await: no frame of its own per request).
-
-        Raises:
-            ConnectionClosedError: The connection closed before or while sending.
-        """
-        return self._connection._send(self._websocket, message)
-
-    def recv(self) -> Awaitable[Message]:
-        """The next message (a coroutine to await).
-
-        Raises:
-            ConnectionClosedError: The connection closed before or while receiving.
-        """
-        return self._connection._recv(self._websocket)
-
-
 class Multiplexer:
     """Requests matched to replies by key, over ``connections`` leases of a pool.
 
@@ -222,31 +135,27 @@ class Multiplexer:
         hook_timeout: float,
         history_size: int = DEFAULT_HISTORY_SIZE,
     ) -> None:
-        self._connections_wanted = check_count("connections", connections)
+        self._connections_wanted = check_count("connections", connections, minimum=1)
         if connections > max_connections:
             raise ValueError(
                 f"connections={connections} is more than the pool's max_connections="
                 f"{max_connections}"
             )
-        self._max_in_flight = check_count("max_in_flight", max_in_flight)
+        self._max_in_flight = check_count("max_in_flight", max_in_flight, minimum=1)
         self._request_timeout = check_optional_number("request_timeout", request_timeout)
         self._pool = pool
         self._parse = parse
-        self._on_unsolicited = on_unsolicited
-        self._secrets = secrets_of(pool.uri, pool.headers)  # masked in on_unsolicited's reports
-        self._hook_timeout = hook_timeout
         self.name = f"{pool.name}/mux-{next(_mux_numbers)}"
-        self._journal = Journal(check_count("history_size", history_size))
+        self._journal = Journal(check_history_size(history_size))
         self._numbers = itertools.count(1)
-        self._channels: list[Channel] = []
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._room = Room(self._max_in_flight)
         self._workers: set[asyncio.Task[Any]] = set()  # replacements, deliveries
         self._requested: set[Hashable] = set()  # keys of request() in flight or queued
-        self._deadlines = Deadlines(self._expire, _Pending.is_waiting)
-        self._undelivered: deque[tuple[ConnectionLease, Message]] = deque()
-        self._delivery: asyncio.Task[None] | None = None
+        self._deadlines = Deadlines(self._expire, Pending.is_waiting)
+        secrets = secrets_of(pool.uri, pool.headers)  # masked in on_unsolicited's reports
+        self._strays = Strays(on_unsolicited, where=self.name, hook_timeout=hook_timeout,
+                              secrets=secrets, spawn=self.spawn)  # fmt: skip
         self._late = 0
-        self._unmatched = 0
         self._started = False
         self._closed = False
         #: Told of each channel lost while open, before it is replaced (subscriptions).
@@ -263,18 +172,18 @@ class Multiplexer:
 
     def stats(self) -> MuxStats:
         """A frozen snapshot of the counters, derived from the requests' transitions."""
-        counts = self._journal.counts
+        counts, room = self._journal.counts, self._room
         return MuxStats(
-            connections=len(self._channels),
-            in_flight=sum(len(channel.pending) for channel in self._channels),
-            queued=sum(not waiter.done() for waiter in self._waiters),
+            connections=len(room.channels),
+            in_flight=room.in_flight,
+            queued=room.queued,
             sent=counts["send"],
             answered=counts["answer"],
             timed_out=counts["time_out"],
             lost=counts["lose"],
             cancelled=counts["cancel"],
             late_replies=self._late,
-            unmatched=self._unmatched,
+            unmatched=self._strays.count,
             name=self.name,
         )
 
@@ -320,9 +229,7 @@ class Multiplexer:
         channel.reader = asyncio.create_task(
             self._read(channel), name=f"aio_websocket_pool {self.name} read {lease.id}"
         )
-        self._channels.append(channel)
-        while self._waiters:
-            self._wake_one()
+        self._room.join(channel)
 
     async def aclose(self) -> None:
         """Fail what is in flight, stop the readers, give the leases back (closed)."""
@@ -330,13 +237,9 @@ class Multiplexer:
             return
         self._closed = True
         self._deadlines.close()
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(RequestLostError(f"{self.name} closed"))
-        self._waiters.clear()
-        channels, self._channels = self._channels, []
+        channels = self._room.close(f"{self.name} closed")
         for channel in channels:
-            self._fail_in_flight(channel, f"{self.name} closed")
+            channel.fail(f"{self.name} closed")
         tasks = [channel.reader for channel in channels if channel.reader is not None]
         tasks += self._workers
         for task in tasks:
@@ -401,7 +304,7 @@ class Multiplexer:
         message: Message,
         key: Hashable,
         timeout: float | None,  # noqa: ASYNC109  (the request's own, from request())
-        on_answer: Callable[[Channel, Any], None] | None = None,
+        on_answer: OnAnswer | None = None,
         channel: Channel | None = None,
     ) -> tuple[Any, Channel]:
         """:meth:`request` with a key its caller made unique, also returning the connection.
@@ -422,22 +325,21 @@ class Multiplexer:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a request must run in a task")
-        pending = _Pending(f"{self.name}/req-{next(self._numbers)}", self._journal, key,
-                           on_answer, task)  # fmt: skip
-        # Not asyncio.timeout(), nor a timer handle per request: both cost more than all
-        # the rest of a request (see _deadlines). At its deadline _expire ends the request,
-        # then cancels the caller out of whatever it awaits; that cancellation is told
-        # from any other by the request's state (timed_out) and the task's cancel count.
+        pending = Pending(f"{self.name}/req-{next(self._numbers)}", self._journal, key,
+                          on_answer, task)  # fmt: skip
+        # Not asyncio.timeout(), nor a timer handle per request (see _deadlines). _expire
+        # ends the request, then cancels its caller out of whatever it awaits; that is told
+        # from any other cancellation by the state (timed_out) and the task's cancel count.
         if timeout is not None:
             self._deadlines.add(timeout, pending)
         cancelling = task.cancelling()
+        room = self._room
         try:
-            pinned, channel = channel, self._pick(channel)
+            pinned, channel = channel, room.pick(channel)
             while channel is None:
-                await self._wait_for_room()
-                channel = self._pick(pinned)
-            pending.channel = channel
-            channel.pending[key] = pending
+                await room.wait()
+                channel = room.pick(pinned)
+            channel.register(pending)
             pending.fire("send")
             await channel.send(message)
             return await pending.future, channel
@@ -458,7 +360,7 @@ class Multiplexer:
             if timeout is not None:
                 self._deadlines.ended()
 
-    def _expire(self, pending: _Pending) -> None:
+    def _expire(self, pending: Pending) -> None:
         """A request's deadline passed: end it now (a reply from here on is late), wake its caller.
 
         An answered or lost request is left as it is: its caller has its outcome.
@@ -467,54 +369,10 @@ class Multiplexer:
             self._end(pending, "time_out")
             pending.task.cancel()
 
-    def _pick(self, pinned: Channel | None) -> Channel | None:
-        """The connection with the fewest requests in flight (or ``pinned``), if it has room.
-
-        Raises:
-            RequestLostError: ``pinned`` is lost.
-        """
-        if pinned is not None:
-            if pinned not in self._channels:
-                raise RequestLostError(f"{pinned.lease.id} was lost")
-            return pinned if len(pinned.pending) < self._max_in_flight else None
-        best, least = None, self._max_in_flight
-        for channel in self._channels:
-            in_flight = len(channel.pending)
-            if in_flight < least:
-                best, least = channel, in_flight
-        return best
-
-    async def _wait_for_room(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._wake_one()  # woken and cancelled at once: the room goes to the next
-            raise
-
-    def _wake_one(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def _end(self, pending: _Pending, trigger: str, reason: str | None = None) -> None:
-        """End a request its caller stops waiting for; a lost or answered one is left as it is."""
-        future = pending.future
-        if future.done() and not future.cancelled():
-            future.exception()  # retrieved: lost while its caller left
-        if not pending.is_waiting():
-            return
-        pending.fire(trigger, reason)
-        channel = pending.channel
-        if channel is not None and channel.pending.get(pending.key) is pending:
-            del channel.pending[pending.key]
-            channel.settle(pending.key)
-            self._wake_one()
+    def _end(self, pending: Pending, trigger: str, reason: str | None = None) -> None:
+        """End a request its caller stops waiting for; the room it took goes to the next."""
+        if pending.end(trigger, reason):
+            self._room.wake_one()
 
     # -- the readers -------------------------------------------------------------------
 
@@ -537,44 +395,26 @@ class Multiplexer:
             self.on_keyless(channel, message, payload)
             return
         try:
-            pending = channel.pending.get(key)
+            pending = channel.claim(key)
         except TypeError:  # an unhashable key: it names no request
             self.unmatched(channel, message, payload)
             return
-        # A cancelled future: its caller was cancelled and has not yet run to end the
-        # request (it will, as cancelled). The reply is late, not its caller's to have.
-        if pending is None or pending.future.done():
-            if pending is not None or channel.has_settled(key):
-                self._late += 1
-            else:
-                self.unmatched(channel, message, payload)
-            return
-        del channel.pending[key]
-        channel.settle(key)
-        if pending.on_answer is not None:
-            pending.on_answer(channel, payload)
-        pending.fire("answer")
-        pending.future.set_result(payload)
-        if self._waiters:
-            self._wake_one()
-
-    def _fail_in_flight(self, channel: Channel, why: str) -> None:
-        for pending in channel.pending.values():
-            pending.fire("lose", why)
-            channel.settle(pending.key)
-            if not pending.future.done():  # else cancelled: its caller is leaving anyway
-                pending.future.set_exception(RequestLostError(f"{pending.subject}: {why}"))
-        channel.pending.clear()
+        if pending is not None:
+            pending.answer(channel, payload)
+            self._room.wake_one()
+        elif channel.is_late(key):
+            self._late += 1
+        else:
+            self.unmatched(channel, message, payload)
 
     def _lost(self, channel: Channel, why: str) -> bool:
         """A connection closed under the multiplexer: fail its requests, have it replaced.
 
         Returns whether the channel was still the multiplexer's (for its reader to give back).
         """
-        if self._closed or channel not in self._channels:
+        if self._closed or not self._room.leave(channel):
             return False
-        self._channels.remove(channel)
-        self._fail_in_flight(channel, f"{channel.lease.id} was lost ({why})")
+        channel.fail(f"{channel.lease.id} was lost ({why})")
         if self.on_channel_lost is not None:
             self.on_channel_lost(channel)
         self.spawn(self._replace(), f"replace {channel.lease.id}")
@@ -602,31 +442,10 @@ class Multiplexer:
         task.add_done_callback(self._workers.discard)
         return task
 
-    # -- messages nobody asked for -------------------------------------------------------
-
     def unmatched(self, channel: Channel, message: Message, payload: Any) -> None:
-        """Count a message that matched nothing; give it to ``on_unsolicited``, if set."""
+        """A message that matched nothing: counted, given to ``on_unsolicited`` if set."""
         del payload
-        self._unmatched += 1
-        if self._on_unsolicited is None or len(self._undelivered) >= UNDELIVERED_KEPT:
-            return
-        self._undelivered.append((channel.lease, message))
-        if self._delivery is None:
-            self._delivery = self.spawn(self._deliver(), "on_unsolicited")
-
-    async def _deliver(self) -> None:
-        hook = self._on_unsolicited
-        assert hook is not None  # noqa: S101  (nothing is queued without it)
-        try:
-            while self._undelivered:
-                lease, message = self._undelivered.popleft()
-                # Logged by run_hook; the multiplexer keeps its connection.
-                with contextlib.suppress(ConnectionHookError):
-                    await run_hook("on_unsolicited", hook(lease, message),
-                                   seconds=self._hook_timeout, where=self.name,
-                                   secrets=self._secrets)  # fmt: skip
-        finally:
-            self._delivery = None
+        self._strays.take(channel.lease, message)
 
     def __repr__(self) -> str:
         stats = self.stats()
