@@ -8,8 +8,13 @@ from collections.abc import Hashable
 
 import pytest
 
-from aio_websocket_pool import RequestLostError, RequestState, RequestTimeoutError
-from aio_websocket_pool.testing import LoopbackServer
+from aio_websocket_pool import (
+    RequestLostError,
+    RequestState,
+    RequestTimeoutError,
+    WebsocketConnectionPool,
+)
+from aio_websocket_pool.testing import JsonRpcServer, LoopbackServer
 from muxing import pool_for, tag
 
 
@@ -96,3 +101,24 @@ async def test_a_replacement_connection_lets_the_queued_requests_go(
         (RequestState.QUEUED, RequestState.SENT),
         (RequestState.SENT, RequestState.ANSWERED),
     ]
+
+
+async def test_a_request_pinned_to_a_full_connection_waits_for_room_there(
+    rpc_server: JsonRpcServer,
+) -> None:
+    """An unsubscribe goes out on its subscription's connection only, within max_in_flight."""
+    async with (
+        WebsocketConnectionPool(rpc_server.uri, acquire_timeout=1.0) as pool,
+        pool.json_rpc(connections=1, max_in_flight=1, request_timeout=2.0) as rpc,
+    ):
+        subscription = rpc.subscribe("subscribe", unsubscribe="unsubscribe")
+        await subscription.__aenter__()
+        slow = asyncio.create_task(rpc.call("sleep", [0.5, "slow"]))
+        await asyncio.sleep(0)
+        leaving = asyncio.create_task(subscription.__aexit__(None, None, None))
+        await asyncio.sleep(0.02)
+        assert (rpc.stats().in_flight, rpc.stats().queued) == (1, 1)
+        assert rpc_server.subscriptions  # not unsubscribed yet
+        assert await slow == "slow"
+        await leaving
+        assert rpc_server.subscriptions == {}
