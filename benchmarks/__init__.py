@@ -7,6 +7,8 @@ table. The modules, one job each:
 * :mod:`benchmarks.echo_server`: the echo server, run in a process of its own.
 * :mod:`benchmarks.subjects`: one small adapter per subject (ours, raw, 0.1.0).
 * :mod:`benchmarks.workloads`: the workloads, written once against the adapters.
+* :mod:`benchmarks.multiplexing`: M1, multiplexed JSON-RPC calls beside a
+  hand-written dispatcher and exclusive leases, all three in ours' worker.
 * :mod:`benchmarks.worker`: runs workloads for one subject, in that subject's venv.
 * :mod:`benchmarks.plan`: which workloads run with which sizes, and their targets.
 * :mod:`benchmarks.envs`: the venvs, the interpreters and the machine's description.

@@ -1,8 +1,8 @@
 """What runs: the cases of each size (full, quick, tiny) and the rows of the table with targets.
 
-A :class:`Case` is one workload with its sizes, run for every subject. A
-:class:`Row` is one line of the table: one metric of one case (or the ratio
-of two cases, for scaling) with its target.
+A :class:`Case` is one workload with its sizes, run for every subject (M1:
+for ours alone). A :class:`Row` is one line of the table: one metric of one
+case (or the ratio of two cases, for scaling and M1) with its target.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ class Case:
         handshake_delay: Seconds the echo server holds each handshake.
         fresh_process: Run it in a worker of its own (memory: nothing from
             earlier cases in the heap).
+        json_rpc: The server answers JSON-RPC 2.0 instead of echoing (M1).
+        subjects: The subjects whose workers run it, or None for all (M1
+            measures what it compares in ours' worker alone).
     """
 
     key: str
@@ -38,6 +41,8 @@ class Case:
     params: Params
     handshake_delay: float = 0.0
     fresh_process: bool = False
+    json_rpc: bool = False
+    subjects: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +53,15 @@ class Target:
         over_raw: The most ours may cost as a multiple of raw (for a
             throughput, raw / ours), or None.
         at_most: The most ours may be, in the row's unit, or None.
+        at_least: The least ours may be, in the row's unit, or None (M1's
+            ratios, measured in ours' worker).
         text: The target in words, for the table.
     """
 
     text: str
     over_raw: float | None = None
     at_most: float | None = None
+    at_least: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +114,13 @@ def _sizes(size: str) -> dict[str, Params]:
             budget=0.5 if full else 0.3,
         ),
         "w7": Params(connections=5 if tiny else (200 if full else 50)),
+        "m1": Params(
+            connections=2 if tiny else 4,
+            workers=20 if tiny else 1000,
+            requests=2 if tiny else (5 if full else 2),
+            repeats=1 if tiny else 5,
+            exclusive_connections=5 if tiny else 50,
+        ),
     }
 
 
@@ -140,7 +155,7 @@ def _scaling(size: str, sizes: dict[str, Params]) -> list[Case]:
 def cases(size: str) -> list[Case]:
     """Every case of a run of ``size`` (``full``, ``quick`` or ``tiny``), in the order run."""
     sizes = _sizes(size)
-    w2, w3, w4, w7 = sizes["w2"], sizes["w3"], sizes["w4"], sizes["w7"]
+    w2, w3, w4, w7, m1 = sizes["w2"], sizes["w3"], sizes["w4"], sizes["w7"], sizes["m1"]
     return [
         Case("w1", "W1 sequential request/response", "sequential", sizes["w1"]),
         Case("w2", f"W2 {w2.workers} workers over {w2.connections} connections", "concurrent", w2),
@@ -160,6 +175,15 @@ def cases(size: str) -> list[Case]:
             "memory",
             w7,
             fresh_process=True,
+        ),
+        Case(
+            "m1",
+            f"M1 {m1.workers} JSON-RPC calls over {m1.connections} multiplexed connections, "
+            f"a dispatcher over {m1.connections}, {m1.exclusive_connections} exclusive leases",
+            "m1",
+            m1,
+            json_rpc=True,
+            subjects=("ours",),
         ),
     ]
 
@@ -217,5 +241,22 @@ def rows(size: str) -> list[Row]:
             "heap_kib_per_connection",
             "KiB",
             target=Target("≤ 1.1× raw", 1.1),
+        ),
+        Row("M1 multiplexed calls", "m1", "mux_per_s", "calls/s", lower_is_better=False),
+        Row(
+            "M1 vs dispatcher",
+            "m1",
+            "over_dispatcher",
+            "×",
+            lower_is_better=False,
+            target=Target("≥ 0.9× hand-written", at_least=0.9),
+        ),
+        Row(
+            "M1 vs exclusive leases",
+            "m1",
+            "over_exclusive",
+            "×",
+            lower_is_better=False,
+            target=Target("≥ 2× exclusive", at_least=2.0),
         ),
     ]

@@ -46,6 +46,8 @@ def _verdict(row: Row, values: dict[str, float | None]) -> str:
             misses.append(f"{cost:.2f}× raw, {_beyond(cost, target.over_raw)}")
     if target.at_most is not None and ours > target.at_most:
         misses.append(f"{ours:.3g} {row.unit}, {_beyond(ours, target.at_most)}")
+    if target.at_least is not None and ours < target.at_least:
+        misses.append(f"{ours:.3g} {row.unit}, {1 - ours / target.at_least:.0%} under")
     verdict = f"MISS ({'; '.join(misses)})" if misses else "pass"
     if old is not None:
         behind = ours > old if row.lower_is_better else ours < old

@@ -78,11 +78,13 @@ class _Process:
 
 
 @contextlib.asynccontextmanager
-async def echo_server(handshake_delay: float) -> AsyncIterator[str]:
-    """``benchmarks.echo_server`` in a child process for the block; yields its URI."""
-    process = await _Process.start(
-        Path(sys.executable), "benchmarks.echo_server", f"--handshake-delay={handshake_delay}"
-    )
+async def echo_server(handshake_delay: float, *, json_rpc: bool = False) -> AsyncIterator[str]:
+    """``benchmarks.echo_server`` in a child process for the block; yields its URI.
+
+    ``json_rpc``: the server answers JSON-RPC 2.0 (M1) instead of echoing.
+    """
+    args = ["--json-rpc"] if json_rpc else [f"--handshake-delay={handshake_delay}"]
+    process = await _Process.start(Path(sys.executable), "benchmarks.echo_server", *args)
     try:
         port = (await process.read_line(START_TIMEOUT)).split()[1]
         yield f"ws://127.0.0.1:{port}/"
@@ -128,9 +130,14 @@ class Worker:
             await process.stop()
 
 
+def _runs(case: Case, workers: list[Worker]) -> list[Worker]:
+    """The workers that run ``case``: all, or those of the subjects it names."""
+    return [w for w in workers if case.subjects is None or w.subject in case.subjects]
+
+
 async def _run_case(case: Case, subjects: list[Worker], uri: str) -> dict[str, Any]:
     results = {}
-    for worker in subjects:
+    for worker in _runs(case, subjects):
         if case.fresh_process:
             worker = Worker(worker.subject)  # noqa: PLW2901  (a worker of its own, stopped after)
         try:
@@ -160,15 +167,18 @@ async def run_cases(cases: list[Case], subjects: list[str], passes: int) -> dict
     results: dict[str, Any] = {}
     async with contextlib.AsyncExitStack() as stack:
         servers = {
-            delay: await stack.enter_async_context(echo_server(delay))
-            for delay in sorted({case.handshake_delay for case in cases})
+            kind: await stack.enter_async_context(echo_server(kind[0], json_rpc=kind[1]))
+            for kind in sorted({(case.handshake_delay, case.json_rpc) for case in cases})
         }
         for worker in workers:
             stack.push_async_callback(worker.stop)
         for number in range(1, passes + 1):
             for case in cases:
+                if not _runs(case, workers):
+                    continue
                 began = time.perf_counter()
-                outcome = await _run_case(case, workers, servers[case.handshake_delay])
+                server = servers[case.handshake_delay, case.json_rpc]
+                outcome = await _run_case(case, workers, server)
                 entry = results.setdefault(
                     case.key,
                     {
@@ -177,7 +187,7 @@ async def run_cases(cases: list[Case], subjects: list[str], passes: int) -> dict
                         "params": asdict(case.params),
                         "passes": passes,
                         "handshake_delay": case.handshake_delay,
-                        "results": {subject: {} for subject in subjects},
+                        "results": {worker.subject: {} for worker in _runs(case, workers)},
                     },
                 )
                 for subject, answer in outcome.items():

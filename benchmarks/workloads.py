@@ -9,7 +9,7 @@ micro-loop of :func:`cycle` also by a time budget. Clocks are
 Functions → the workloads of docs/performance.md: :func:`sequential` is W1, :func:`concurrent`
 is W2 and W3, :func:`cold_burst` is W4, :func:`cycle` is W5,
 :func:`scaling_cycle` and :func:`scaling_concurrent` are W6 (W5 and W2 at
-several sizes), :func:`memory` is W7.
+several sizes), :func:`memory` is W7, and :func:`benchmarks.multiplexing.m1` is M1.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .multiplexing import m1
 from .subjects import Subject, make_subject
 
 #: The request each round trip sends (the echo server sends it back).
@@ -46,6 +47,8 @@ class Params:
         budget: Seconds a round of :func:`cycle` may take: it stops early past it,
             so that a slow subject (0.1.0 pings on every reuse) stays bounded.
         scales: Connections open, one subject each, for the scaling workloads.
+        exclusive_connections: M1: the connections of the pool of exclusive
+            leases that the multiplexed calls are compared with.
     """
 
     connections: int = 1
@@ -54,6 +57,7 @@ class Params:
     repeats: int = 1
     budget: float = 1.0
     scales: tuple[int, ...] = ()
+    exclusive_connections: int = 0
 
     @classmethod
     def from_json(cls, fields: dict[str, Any]) -> Params:
@@ -309,6 +313,7 @@ WORKLOADS: dict[str, Workload] = {
     "scaling_cycle": scaling_cycle,
     "scaling_concurrent": scaling_concurrent,
     "memory": memory,
+    "m1": m1,
 }
 
 

@@ -29,7 +29,10 @@ SUBJECTS = ("ours", "raw")
 RUN_BOUND = 25.0
 
 
-def _run_tiny(tmp_path: Path) -> tuple[dict[str, Any], str]:
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One tiny run for the module's tests: its results and what it printed."""
+    tmp_path = tmp_path_factory.mktemp("tiny")
     previous = tmp_path / "previous.json"
     previous.write_text(
         json.dumps({"rows": [{"label": "W1 sequential", "values": {"ours": 100.0, "raw": 50.0}}]})
@@ -51,8 +54,10 @@ def _is_number(value: object) -> bool:
     return isinstance(value, float | int) and math.isfinite(value) and value >= 0
 
 
-def test_tiny_run_measures_every_case_for_ours_and_raw(tmp_path: Path) -> None:
-    results, stdout = _run_tiny(tmp_path)
+def test_tiny_run_measures_every_case_for_ours_and_raw(
+    tiny_run: tuple[dict[str, Any], str],
+) -> None:
+    results, stdout = tiny_run
 
     assert results["schema"] == 1
     assert results["size"] == "tiny"
@@ -62,9 +67,9 @@ def test_tiny_run_measures_every_case_for_ours_and_raw(tmp_path: Path) -> None:
         versions = results["subjects"][subject]["versions"]
         assert versions["aio-websocket-pool"].startswith("0.2")  # ours, not 0.1.0
         assert versions["websockets"]
-    assert {key[:2] for key in results["cases"]} == {f"w{n}" for n in range(1, 8)}
+    assert {key[:2] for key in results["cases"]} == {f"w{n}" for n in range(1, 8)} | {"m1"}
     for key, case in results["cases"].items():
-        assert set(case["results"]) == set(SUBJECTS), key
+        assert set(case["results"]) == ({"ours"} if key == "m1" else set(SUBJECTS)), key
         for subject, result in case["results"].items():
             assert "error" not in result, (key, subject, result)
             assert len(result["samples"]) == case["params"]["repeats"] * case["passes"]
@@ -80,7 +85,8 @@ def test_tiny_run_measures_every_case_for_ours_and_raw(tmp_path: Path) -> None:
     assert len(labels) == len(set(labels))
     for row in results["rows"]:
         assert _is_number(row["values"]["ours"]), row["label"]
-        assert _is_number(row["values"]["raw"]), row["label"]
+        # M1 measures the hand-written dispatcher in ours' worker: its rows are ratios.
+        assert _is_number(row["values"]["raw"]) == (row["case"] != "m1"), row["label"]
         assert row["values"]["v010"] is None
         assert row["verdict"] == "info" or row["verdict"].startswith(("pass", "MISS"))
 
@@ -89,9 +95,40 @@ def test_tiny_run_measures_every_case_for_ours_and_raw(tmp_path: Path) -> None:
     assert "| W1 sequential | µs/req | 100 |" in stdout.split("change since")[1]
 
 
+def test_m1_compares_its_three_ways_round_by_round(tiny_run: tuple[dict[str, Any], str]) -> None:
+    """Each M1 sample holds the three throughputs of one round and their ratios."""
+    results, _ = tiny_run
+    case = results["cases"]["m1"]
+    assert case["params"]["exclusive_connections"] > case["params"]["connections"]
+    for sample in case["results"]["ours"]["samples"]:
+        assert all(sample[f"{way}_per_s"] > 0 for way in ("mux", "dispatcher", "exclusive"))
+        assert sample["over_dispatcher"] == sample["mux_per_s"] / sample["dispatcher_per_s"]
+        assert sample["over_exclusive"] == sample["mux_per_s"] / sample["exclusive_per_s"]
+    targets = {row.label: row.target for row in plan.rows("full") if row.case == "m1"}
+    assert {label: target.at_least for label, target in targets.items() if target} == {
+        "M1 vs dispatcher": 0.9,
+        "M1 vs exclusive leases": 2.0,
+    }
+    shown = {row["label"]: row["verdict"] for row in results["rows"] if row["case"] == "m1"}
+    assert set(shown) == set(targets)
+
+
+def test_an_at_least_target_is_missed_below_it() -> None:
+    row = plan.Row("r", "c", "m", "times", lower_is_better=False,
+                   target=plan.Target("at least 2", at_least=2.0))  # fmt: skip
+    cases: dict[str, Any] = {"c": {"results": {"ours": {"median": {"m": 1.5}}}}}
+    assert report.table_rows([row], cases)[0]["verdict"] == "MISS (1.5 times, 25% under)"
+    cases["c"]["results"]["ours"]["median"]["m"] = 2.0
+    assert report.table_rows([row], cases)[0]["verdict"] == "pass"
+
+
 def test_published_rows_are_those_of_the_published_cases() -> None:
-    """The rows the table and chart are drawn from are computed from the measurements."""
-    assert PUBLISHED["rows"] == report.table_rows(plan.rows(PUBLISHED["size"]), PUBLISHED["cases"])
+    """The rows the table and chart are drawn from are computed from the measurements.
+
+    Rows of cases the published run predates (M1) are left out: it has nothing for them.
+    """
+    rows = [row for row in plan.rows(PUBLISHED["size"]) if row.case in PUBLISHED["cases"]]
+    assert PUBLISHED["rows"] == report.table_rows(rows, PUBLISHED["cases"])
 
 
 def test_performance_page_shows_the_table_of_the_published_run() -> None:

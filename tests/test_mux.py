@@ -1,14 +1,14 @@
-"""The generic multiplexer (``pool.multiplexed``), against real loopback servers.
+"""The multiplexer (``_mux``, ``pool.multiplexed``): its life and its requests; real servers.
 
-The echo servers answer a request with itself, so a request that carries its
-key is its own reply: enough to match, time out, cancel and lose requests.
+What a connection does with replies is in ``test_mux_channel.py``, the line
+for room in ``test_mux_room.py``, messages nobody asked for in
+``test_mux_strays.py``, the timeouts' heap in ``test_deadlines.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Hashable
 
 import pytest
 
@@ -17,21 +17,12 @@ from aio_websocket_pool import (
     RequestLostError,
     RequestState,
     RequestTimeoutError,
-    WebsocketConnection,
     WebsocketConnectionPool,
     WebsocketError,
 )
 from aio_websocket_pool.testing import LoopbackServer
+from muxing import pool_for, tag
 from servers import PushingServer
-
-
-def tag(message: str | bytes) -> Hashable | None:
-    """The key of an echoed request: its ``tag`` field (strays are not JSON: no key)."""
-    return json.loads(message)["tag"]  # type: ignore[no-any-return]
-
-
-def pool_for(uri: str, **kwargs: object) -> WebsocketConnectionPool:
-    return WebsocketConnectionPool(uri, acquire_timeout=1.0, cleanup_interval=0.2, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_concurrent_requests_over_two_connections_get_their_own_replies(
@@ -68,6 +59,24 @@ async def test_a_request_times_out_and_its_late_reply_is_counted_not_delivered(
     assert (stats.timed_out, stats.late_replies, stats.unmatched) == (1, 1, 0)
 
 
+async def test_a_request_timeout_and_an_outer_timeout_are_told_apart(
+    server: LoopbackServer,
+) -> None:
+    """Its own timer raises RequestTimeoutError; an enclosing timeout stays the caller's."""
+    server.reply_delay = 0.3
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
+        async with asyncio.timeout(1.0):
+            with pytest.raises(RequestTimeoutError):
+                await mux.request(json.dumps({"tag": 1}), key=1, timeout=0.02)
+        with pytest.raises(TimeoutError) as outer:
+            async with asyncio.timeout(0.02):
+                await mux.request(json.dumps({"tag": 2}), key=2, timeout=1.0)
+        assert not isinstance(outer.value, RequestTimeoutError)
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        stats = mux.stats()
+    assert (stats.timed_out, stats.cancelled) == (1, 1)
+
+
 async def test_a_cancelled_request_leaves_nothing_behind(server: LoopbackServer) -> None:
     server.reply_delay = 0.1
     async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
@@ -100,44 +109,6 @@ async def test_a_lost_connection_fails_its_requests_at_once_and_is_replaced(
         assert pool.stats().connections_lost == 1
         assert pool.stats().multiplexed == 1
         assert mux.stats().lost == 1
-
-
-async def test_requests_beyond_max_in_flight_wait_for_room_within_their_timeout(
-    server: LoopbackServer,
-) -> None:
-    server.reply_delay = 0.1
-    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag, max_in_flight=1) as mux:
-        first = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
-        await asyncio.sleep(0.01)
-        with pytest.raises(RequestTimeoutError):
-            await mux.request(json.dumps({"tag": 2}), key=2, timeout=0.03)
-        second = asyncio.create_task(mux.request(json.dumps({"tag": 3}), key=3))
-        await asyncio.sleep(0.01)
-        assert (mux.stats().in_flight, mux.stats().queued) == (1, 1)
-        assert [json.loads(r)["tag"] for r in await asyncio.gather(first, second)] == [1, 3]
-    assert [(r.source, r.dest) for r in mux.history if r.trigger == "time_out"] == [
-        (RequestState.QUEUED, RequestState.TIMED_OUT)
-    ]
-
-
-async def test_unmatched_messages_go_to_on_unsolicited_and_the_reader_goes_on(
-    server: LoopbackServer,
-) -> None:
-    seen: list[str | bytes] = []
-
-    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
-        seen.append(message)
-
-    async with (
-        pool_for(server.uri, on_unsolicited=on_unsolicited) as pool,
-        pool.multiplexed(key=tag) as mux,
-    ):
-        await server.push("stray: not JSON")
-        await server.push(json.dumps({"tag": "nobody's"}))
-        assert json.loads(await mux.request(json.dumps({"tag": 5}), key=5)) == {"tag": 5}
-        await asyncio.sleep(0.02)
-        assert mux.stats().unmatched == 2
-    assert seen == ["stray: not JSON", json.dumps({"tag": "nobody's"})]
 
 
 async def test_leaving_fails_requests_in_flight_and_closes_the_connections(
@@ -173,7 +144,9 @@ def test_bad_arguments_are_refused_at_once(arguments: dict[str, object], error: 
         pool.multiplexed(**{"key": tag, **arguments})  # type: ignore[arg-type]
 
 
-async def test_a_key_in_flight_twice_or_unhashable_is_refused(server: LoopbackServer) -> None:
+async def test_a_key_in_flight_twice_an_unhashable_key_or_a_non_message_is_refused(
+    server: LoopbackServer,
+) -> None:
     server.reply_delay = 0.05
     async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
         call = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
@@ -184,4 +157,20 @@ async def test_a_key_in_flight_twice_or_unhashable_is_refused(server: LoopbackSe
             await mux.request("{}", key=[1])  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="None"):
             await mux.request("{}", key=None)
+        with pytest.raises(TypeError, match="str or bytes"):
+            await mux.request(1, key=2)  # type: ignore[arg-type]
+        assert mux.stats().in_flight == 1
         await call
+
+
+async def test_a_key_queued_already_is_refused(server: LoopbackServer) -> None:
+    """Two requests with one key, both waiting for room, would both be registered under it."""
+    server.reply_delay = 0.05
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag, max_in_flight=1) as mux:
+        first = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
+        queued = asyncio.create_task(mux.request(json.dumps({"tag": 2}), key=2))
+        await asyncio.sleep(0.01)
+        assert (mux.stats().in_flight, mux.stats().queued) == (1, 1)
+        with pytest.raises(ValueError, match="in flight already"):
+            await mux.request(json.dumps({"tag": 2}), key=2)
+        assert [json.loads(r)["tag"] for r in await asyncio.gather(first, queued)] == [1, 2]

@@ -11,11 +11,14 @@ future. No task is made per request.
 Rules (the cancellation and failure table):
 
 * A request's timeout bounds everything it waits for: room on a connection,
-  its send and its reply. When it passes, the request is ``timed_out`` and
-  :class:`~aio_websocket_pool.RequestTimeoutError` is raised; a reply that
-  comes later is counted (``late_replies``) and dropped.
+  its send and its reply. When it passes, the request is ``timed_out`` at
+  once (a reply from then on is counted, ``late_replies``, and dropped), its
+  caller is woken and :class:`~aio_websocket_pool.RequestTimeoutError` is
+  raised. A request that was answered first is answered, whatever the clock.
 * A caller cancelled at any point leaves nothing behind: its entry is removed
-  before the cancellation propagates, and a late reply is counted and dropped.
+  before the cancellation propagates, and a late reply is counted and dropped,
+  also one that the reader takes after the cancellation and before the caller
+  has run again to say so.
 * A connection lost fails its requests in flight at once with
   :class:`~aio_websocket_pool.RequestLostError` (never retried: the server may
   have acted on them); the reader gives the lease back and a replacement is
@@ -29,63 +32,54 @@ Rules (the cancellation and failure table):
   connections are never lent to an exclusive borrower.
 
 States and counts come from the tables of :mod:`._mux_fsm`, through one
-bounded :class:`~._mux_fsm.Journal` per multiplexer.
+bounded :class:`~._mux_fsm.Journal` per multiplexer. This module runs the
+parts: :mod:`._mux_channel` (a connection and its requests), :mod:`._mux_room`
+(which connection; the line for room), :mod:`._deadlines`, :mod:`._mux_strays`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
-from ._config import UnsolicitedMessageHook, check_optional_number
+from ._config import (
+    UnsolicitedMessageHook,
+    check_count,
+    check_history_size,
+    check_optional_number,
+)
+from ._deadlines import Deadlines
 from ._exceptions import (
     ConnectionClosedError,
-    ConnectionHookError,
     ConnectionPoolUnavailableError,
-    LeaseEndedError,
     RequestLostError,
     RequestTimeoutError,
     WebsocketError,
 )
-from ._hooks import run_hook
-from ._lease import ConnectionLease
-from ._mux_fsm import ANSWERED, QUEUED, SENT, Journal, RequestLifecycle
+from ._mux_channel import Channel, Message, OnAnswer, Pending
+from ._mux_fsm import TIMED_OUT, Journal
+from ._mux_room import Room
+from ._mux_strays import Strays
 from ._redact import secrets_of
 
 if TYPE_CHECKING:
+    from ._lease import ConnectionLease
     from ._pool import WebsocketConnectionPool
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 
-Message = str | bytes
 #: ``parse(message) -> (key, payload)``: the key of a reply (``None`` for no
 #: request's), and what its request returns.
 Parse = Callable[[Message], tuple[Hashable | None, Any]]
 
 DEFAULT_HISTORY_SIZE: Final = 1000
-#: Keys of requests that ended unanswered (or answered), kept per connection to
-#: tell a late or duplicate reply from one nobody asked for.
-SETTLED_KEYS_KEPT: Final = 4096
-#: Messages waiting for ``on_unsolicited`` at most; more are dropped (and counted).
-UNDELIVERED_KEPT: Final = 1000
 _REPLACE_BACKOFF: Final = (0.05, 2.0)  # first and longest wait between replacement attempts
 _mux_numbers = itertools.count(1)
-
-
-def check_count(name: str, value: object) -> int:
-    """An integer argument >= 1, refused at once otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,36 +112,6 @@ class MuxStats:
     name: str
 
 
-class _Pending(RequestLifecycle):
-    """A request, from its registration to its end: its state, key, future and connection."""
-
-    def __init__(self, subject: str, journal: Journal, key: Hashable) -> None:
-        super().__init__(subject, journal)
-        self.key = key
-        self.future: asyncio.Future[Any] | None = None
-        self.channel: Channel | None = None
-        self.on_answer: Callable[[Channel, Any], None] | None = None
-
-
-class Channel:
-    """One leased connection of a multiplexer, and what is in flight on it."""
-
-    def __init__(self, lease: ConnectionLease) -> None:
-        self.lease = lease
-        self.pending: dict[Hashable, _Pending] = {}
-        self.settled: dict[Hashable, None] = {}  # insertion-ordered: the oldest goes first
-        self.reader: asyncio.Task[None] | None = None
-        #: What a protocol layer routes on this connection (JSON-RPC: server ids).
-        self.routes: dict[Hashable, Any] = {}
-
-    def settle(self, key: Hashable) -> None:
-        """Remember that ``key`` ended, to count a reply that comes after."""
-        settled = self.settled
-        settled[key] = None
-        if len(settled) > SETTLED_KEYS_KEPT:
-            del settled[next(iter(settled))]
-
-
 class Multiplexer:
     """Requests matched to replies by key, over ``connections`` leases of a pool.
 
@@ -171,29 +135,27 @@ class Multiplexer:
         hook_timeout: float,
         history_size: int = DEFAULT_HISTORY_SIZE,
     ) -> None:
-        self._connections_wanted = check_count("connections", connections)
+        self._connections_wanted = check_count("connections", connections, minimum=1)
         if connections > max_connections:
             raise ValueError(
                 f"connections={connections} is more than the pool's max_connections="
                 f"{max_connections}"
             )
-        self._max_in_flight = check_count("max_in_flight", max_in_flight)
+        self._max_in_flight = check_count("max_in_flight", max_in_flight, minimum=1)
         self._request_timeout = check_optional_number("request_timeout", request_timeout)
         self._pool = pool
         self._parse = parse
-        self._on_unsolicited = on_unsolicited
-        self._secrets = secrets_of(pool.uri, pool.headers)  # masked in on_unsolicited's reports
-        self._hook_timeout = hook_timeout
         self.name = f"{pool.name}/mux-{next(_mux_numbers)}"
-        self._journal = Journal(check_count("history_size", history_size))
+        self._journal = Journal(check_history_size(history_size))
         self._numbers = itertools.count(1)
-        self._channels: list[Channel] = []
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._room = Room(self._max_in_flight)
         self._workers: set[asyncio.Task[Any]] = set()  # replacements, deliveries
-        self._undelivered: deque[tuple[ConnectionLease, Message]] = deque()
-        self._delivery: asyncio.Task[None] | None = None
+        self._requested: set[Hashable] = set()  # keys of request() in flight or queued
+        self._deadlines = Deadlines(self._expire, Pending.is_waiting)
+        secrets = secrets_of(pool.uri, pool.headers)  # masked in on_unsolicited's reports
+        self._strays = Strays(on_unsolicited, where=self.name, hook_timeout=hook_timeout,
+                              secrets=secrets, spawn=self.spawn)  # fmt: skip
         self._late = 0
-        self._unmatched = 0
         self._started = False
         self._closed = False
         #: Told of each channel lost while open, before it is replaced (subscriptions).
@@ -210,18 +172,18 @@ class Multiplexer:
 
     def stats(self) -> MuxStats:
         """A frozen snapshot of the counters, derived from the requests' transitions."""
-        counts = self._journal.counts
+        counts, room = self._journal.counts, self._room
         return MuxStats(
-            connections=len(self._channels),
-            in_flight=sum(len(channel.pending) for channel in self._channels),
-            queued=sum(not waiter.done() for waiter in self._waiters),
+            connections=len(room.channels),
+            in_flight=room.in_flight,
+            queued=room.queued,
             sent=counts["send"],
             answered=counts["answer"],
             timed_out=counts["time_out"],
             lost=counts["lose"],
             cancelled=counts["cancel"],
             late_replies=self._late,
-            unmatched=self._unmatched,
+            unmatched=self._strays.count,
             name=self.name,
         )
 
@@ -267,22 +229,17 @@ class Multiplexer:
         channel.reader = asyncio.create_task(
             self._read(channel), name=f"aio_websocket_pool {self.name} read {lease.id}"
         )
-        self._channels.append(channel)
-        while self._waiters:
-            self._wake_one()
+        self._room.join(channel)
 
     async def aclose(self) -> None:
         """Fail what is in flight, stop the readers, give the leases back (closed)."""
         if self._closed:
             return
         self._closed = True
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(RequestLostError(f"{self.name} closed"))
-        self._waiters.clear()
-        channels, self._channels = self._channels, []
+        self._deadlines.close()
+        channels = self._room.close(f"{self.name} closed")
         for channel in channels:
-            self._fail_in_flight(channel, f"{self.name} closed")
+            channel.fail(f"{self.name} closed")
         tasks = [channel.reader for channel in channels if channel.reader is not None]
         tasks += self._workers
         for task in tasks:
@@ -320,9 +277,21 @@ class Multiplexer:
             RequestTimeoutError: No reply within ``timeout``.
             RequestLostError: Its connection was lost (or the multiplexer closed) first.
             ConnectionPoolUnavailableError: The multiplexer is not open.
-            TypeError, ValueError: ``key`` is None, unhashable or in flight already.
+            TypeError, ValueError: ``key`` is None, unhashable, or that of a
+                request in flight or queued already.
         """
-        reply, _ = await self.exchange(message, key, self._timeout(timeout))
+        if not isinstance(message, str | bytes):
+            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+        if key is None:
+            raise ValueError("key must not be None: None means 'no request's' to parse")
+        if key in self._requested:  # TypeError for an unhashable key, here, not in the reader
+            raise ValueError(f"a request with key {key!r} is in flight already")
+        seconds = self._timeout(timeout)
+        self._requested.add(key)
+        try:
+            reply, _ = await self.exchange(message, key, seconds)
+        finally:
+            self._requested.discard(key)
         return reply
 
     def _timeout(self, timeout: float | Literal["default"] | None) -> float | None:
@@ -335,10 +304,13 @@ class Multiplexer:
         message: Message,
         key: Hashable,
         timeout: float | None,  # noqa: ASYNC109  (the request's own, from request())
-        on_answer: Callable[[Channel, Any], None] | None = None,
+        on_answer: OnAnswer | None = None,
         channel: Channel | None = None,
     ) -> tuple[Any, Channel]:
-        """:meth:`request`, also returning the connection it went out on.
+        """:meth:`request` with a key its caller made unique, also returning the connection.
+
+        The protocol layers call it with keys of their own making (JSON-RPC: a
+        counter), so it does not check them; :meth:`request` does.
 
         ``channel`` pins the request to one connection (what a server id is
         valid on); if that one is lost, :class:`RequestLostError`.
@@ -350,99 +322,66 @@ class Multiplexer:
         """
         if not self._started or self._closed:
             raise ConnectionPoolUnavailableError(f"{self.name} is not open: use it in async with")
-        if key is None:
-            raise ValueError("key must not be None: None means 'no request's' to parse")
-        hash(key)  # TypeError here, not in the reader
-        if any(key in channel.pending for channel in self._channels):
-            raise ValueError(f"a request with key {key!r} is in flight already")
-        pending = _Pending(f"{self.name}/req-{next(self._numbers)}", self._journal, key)
-        pending.on_answer = on_answer
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a request must run in a task")
+        pending = Pending(f"{self.name}/req-{next(self._numbers)}", self._journal, key,
+                          on_answer, task)  # fmt: skip
+        # Not asyncio.timeout(), nor a timer handle per request (see _deadlines). _expire
+        # ends the request, then cancels its caller out of whatever it awaits; that is told
+        # from any other cancellation by the state (timed_out) and the task's cancel count.
+        if timeout is not None:
+            self._deadlines.add(timeout, pending)
+        cancelling = task.cancelling()
+        room = self._room
         try:
-            async with asyncio.timeout(timeout):
-                pinned, channel = channel, self._pick(channel)
-                while channel is None:
-                    await self._wait_for_room()
-                    channel = self._pick(pinned)
-                pending.future = future = asyncio.get_running_loop().create_future()
-                pending.channel = channel
-                channel.pending[key] = pending
-                pending.fire("send")
-                await channel.lease.send(message)
-                return await future, channel
-        except TimeoutError:
-            if pending.state is ANSWERED:  # answered in the very turn its time ran out
-                assert pending.future is not None  # noqa: S101
-                return pending.future.result(), pending.channel  # type: ignore[return-value]
-            self._end(pending, "time_out")
-            raise RequestTimeoutError(f"{pending.subject}: no reply within {timeout:g}s") from None
+            pinned, channel = channel, room.pick(channel)
+            while channel is None:
+                await room.wait()
+                channel = room.pick(pinned)
+            channel.register(pending)
+            pending.fire("send")
+            await channel.send(message)
+            return await pending.future, channel
         except asyncio.CancelledError:
+            if pending.state is TIMED_OUT and task.uncancel() <= cancelling:
+                raise RequestTimeoutError(
+                    f"{pending.subject}: no reply within {timeout:g}s"
+                ) from None
             self._end(pending, "cancel")
             raise
         except RequestLostError as exc:  # lost in flight, or the multiplexer closed meanwhile
             self._end(pending, "lose", str(exc))
             raise
-        except (ConnectionClosedError, LeaseEndedError) as exc:  # the send failed
+        except ConnectionClosedError as exc:  # the send failed
             self._end(pending, "lose", type(exc).__name__)
             raise RequestLostError(f"{pending.subject}: its connection closed") from exc
+        finally:
+            if timeout is not None:
+                self._deadlines.ended()
 
-    def _pick(self, pinned: Channel | None) -> Channel | None:
-        """The connection with the fewest requests in flight (or ``pinned``), if it has room.
+    def _expire(self, pending: Pending) -> None:
+        """A request's deadline passed: end it now (a reply from here on is late), wake its caller.
 
-        Raises:
-            RequestLostError: ``pinned`` is lost.
+        An answered or lost request is left as it is: its caller has its outcome.
         """
-        if pinned is not None:
-            if pinned not in self._channels:
-                raise RequestLostError(f"{pinned.lease.id} was lost")
-            return pinned if len(pinned.pending) < self._max_in_flight else None
-        best, least = None, self._max_in_flight
-        for channel in self._channels:
-            in_flight = len(channel.pending)
-            if in_flight < least:
-                best, least = channel, in_flight
-        return best
+        if pending.is_waiting():
+            self._end(pending, "time_out")
+            pending.task.cancel()
 
-    async def _wait_for_room(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._wake_one()  # woken and cancelled at once: the room goes to the next
-            raise
-
-    def _wake_one(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def _end(self, pending: _Pending, trigger: str, reason: str | None = None) -> None:
-        """End a request its caller stops waiting for; a lost or answered one is left as it is."""
-        future = pending.future
-        if future is not None and future.done() and not future.cancelled():
-            future.exception()  # retrieved: lost while its caller left
-        if pending.state is not QUEUED and pending.state is not SENT:
-            return
-        pending.fire(trigger, reason)
-        channel = pending.channel
-        if channel is not None and channel.pending.get(pending.key) is pending:
-            del channel.pending[pending.key]
-            channel.settle(pending.key)
-            self._wake_one()
+    def _end(self, pending: Pending, trigger: str, reason: str | None = None) -> None:
+        """End a request its caller stops waiting for; the room it took goes to the next."""
+        if pending.end(trigger, reason):
+            self._room.wake_one()
 
     # -- the readers -------------------------------------------------------------------
 
     async def _read(self, channel: Channel) -> None:
-        lease = channel.lease
         try:
             while True:
-                self._take(channel, await lease.recv())
-        except (ConnectionClosedError, LeaseEndedError) as exc:
-            if self._lost(channel, str(exc) if isinstance(exc, ConnectionClosedError) else None):
+                self._take(channel, await channel.recv())
+        except ConnectionClosedError as exc:
+            if self._lost(channel, str(exc)):
                 await self._give_back(channel, force_remove=False)  # the pool counts it as lost
 
     def _take(self, channel: Channel, message: Message) -> None:
@@ -456,41 +395,26 @@ class Multiplexer:
             self.on_keyless(channel, message, payload)
             return
         try:
-            pending = channel.pending.pop(key, None)
+            pending = channel.claim(key)
         except TypeError:  # an unhashable key: it names no request
             self.unmatched(channel, message, payload)
             return
-        if pending is None:
-            if key in channel.settled:
-                self._late += 1
-            else:
-                self.unmatched(channel, message, payload)
-            return
-        channel.settle(key)
-        if pending.on_answer is not None:
-            pending.on_answer(channel, payload)
-        pending.fire("answer")
-        assert pending.future is not None  # noqa: S101  (set before it was registered)
-        pending.future.set_result(payload)
-        self._wake_one()
+        if pending is not None:
+            pending.answer(channel, payload)
+            self._room.wake_one()
+        elif channel.is_late(key):
+            self._late += 1
+        else:
+            self.unmatched(channel, message, payload)
 
-    def _fail_in_flight(self, channel: Channel, why: str) -> None:
-        for pending in channel.pending.values():
-            pending.fire("lose", why)
-            channel.settle(pending.key)
-            assert pending.future is not None  # noqa: S101
-            pending.future.set_exception(RequestLostError(f"{pending.subject}: {why}"))
-        channel.pending.clear()
-
-    def _lost(self, channel: Channel, why: str | None) -> bool:
+    def _lost(self, channel: Channel, why: str) -> bool:
         """A connection closed under the multiplexer: fail its requests, have it replaced.
 
         Returns whether the channel was still the multiplexer's (for its reader to give back).
         """
-        if self._closed or channel not in self._channels:
+        if self._closed or not self._room.leave(channel):
             return False
-        self._channels.remove(channel)
-        self._fail_in_flight(channel, f"{channel.lease.id} was lost" + (f" ({why})" if why else ""))
+        channel.fail(f"{channel.lease.id} was lost ({why})")
         if self.on_channel_lost is not None:
             self.on_channel_lost(channel)
         self.spawn(self._replace(), f"replace {channel.lease.id}")
@@ -518,31 +442,10 @@ class Multiplexer:
         task.add_done_callback(self._workers.discard)
         return task
 
-    # -- messages nobody asked for -------------------------------------------------------
-
     def unmatched(self, channel: Channel, message: Message, payload: Any) -> None:
-        """Count a message that matched nothing; give it to ``on_unsolicited``, if set."""
+        """A message that matched nothing: counted, given to ``on_unsolicited`` if set."""
         del payload
-        self._unmatched += 1
-        if self._on_unsolicited is None or len(self._undelivered) >= UNDELIVERED_KEPT:
-            return
-        self._undelivered.append((channel.lease, message))
-        if self._delivery is None:
-            self._delivery = self.spawn(self._deliver(), "on_unsolicited")
-
-    async def _deliver(self) -> None:
-        hook = self._on_unsolicited
-        assert hook is not None  # noqa: S101  (nothing is queued without it)
-        try:
-            while self._undelivered:
-                lease, message = self._undelivered.popleft()
-                # Logged by run_hook; the multiplexer keeps its connection.
-                with contextlib.suppress(ConnectionHookError):
-                    await run_hook("on_unsolicited", hook(lease, message),
-                                   seconds=self._hook_timeout, where=self.name,
-                                   secrets=self._secrets)  # fmt: skip
-        finally:
-            self._delivery = None
+        self._strays.take(channel.lease, message)
 
     def __repr__(self) -> str:
         stats = self.stats()

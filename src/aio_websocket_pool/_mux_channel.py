@@ -1,0 +1,180 @@
+"""One leased connection of a multiplexer: its requests in flight, the keys that ended, its socket.
+
+A :class:`Channel` is what a multiplexer's reader reads and what a request
+goes out on; a :class:`Pending` is one request, from the moment it is made
+until it ends. The rules that keep a reply with its own caller live here:
+
+* A reply is taken (:meth:`Channel.claim`) only by a request in flight on the
+  same connection under its key, whose caller still waits for it; the request
+  leaves the channel as it is answered, so a second reply finds nobody.
+* A request that ended unanswered (timed out, cancelled, lost) or answered
+  leaves its key behind for a while (:data:`SETTLED_KEYS_KEPT`), so that a
+  reply that comes after is told late (counted, given to nobody) from a
+  message nobody asked for (a stray).
+* A caller cancelled while its reply was on the way has a cancelled future
+  until it runs again to end its request: a reply that comes in between is
+  late, never set on that future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Final
+
+from ._exceptions import RequestLostError
+from ._mux_fsm import QUEUED, SENT, Journal, RequestLifecycle
+
+if TYPE_CHECKING:
+    from ._lease import ConnectionLease
+
+Message = str | bytes
+#: ``on_answer(channel, payload)``: what a protocol layer does as a reply is taken.
+OnAnswer = Callable[["Channel", Any], None]
+
+#: Keys of requests that ended unanswered (or answered), kept per connection to
+#: tell a late or duplicate reply from one nobody asked for: the last this many
+#: at least, twice as many at most.
+SETTLED_KEYS_KEPT: Final = 4096
+
+
+class Pending(RequestLifecycle):
+    """A request, from its registration to its end: its state, key, future and connection.
+
+    Args:
+        subject: Its id in the history (``<multiplexer>/req-7``).
+        journal: Its multiplexer's.
+        key: The key its reply will carry.
+        on_answer: Run in the reader as its reply is taken, or ``None``.
+        task: Its caller: what its timeout cancels.
+    """
+
+    def __init__(
+        self,
+        subject: str,
+        journal: Journal,
+        key: Hashable,
+        on_answer: OnAnswer | None,
+        task: asyncio.Task[Any],
+    ) -> None:
+        super().__init__(subject, journal)
+        self.key = key
+        self.future: asyncio.Future[Any] = task.get_loop().create_future()
+        self.on_answer = on_answer
+        self.task = task
+        self.channel: Channel | None = None
+
+    def is_waiting(self) -> bool:
+        """Queued or sent: not ended yet."""
+        return self.state is QUEUED or self.state is SENT
+
+    def answer(self, channel: Channel, payload: Any) -> None:
+        """Its reply was taken (:meth:`Channel.claim`): give it to its caller."""
+        if self.on_answer is not None:
+            self.on_answer(channel, payload)
+        self.fire("answer")
+        self.future.set_result(payload)
+
+    def end(self, trigger: str, reason: str | None = None) -> bool:
+        """End it, as its caller stops waiting; a lost or answered one is left as it is.
+
+        Returns:
+            Whether it left a channel (the room it took is free again).
+        """
+        future = self.future
+        if future.done() and not future.cancelled():
+            future.exception()  # retrieved: lost while its caller left
+        if not self.is_waiting():
+            return False
+        self.fire(trigger, reason)
+        channel = self.channel
+        if channel is None or channel.pending.get(self.key) is not self:
+            return False
+        del channel.pending[self.key]
+        channel.settle(self.key)
+        return True
+
+
+class Channel:
+    """One leased connection of a multiplexer, and what is in flight on it.
+
+    It talks on the lease's websocket through the connection's own send and
+    receive (their errors, their last-traffic clock), not through the lease,
+    whose checks cost a request 2-3 µs: they keep a former borrower off the
+    next borrower's connection, and the multiplexer never is one. It holds the
+    lease for the channel's whole life and gives it back only once the reader
+    has stopped and the requests have failed; and the websocket, taken as the
+    channel is made, belongs to that one session of the connection, never to
+    another borrower's.
+    """
+
+    def __init__(self, lease: ConnectionLease) -> None:
+        self.lease = lease
+        self._connection, self._websocket = lease._live_websocket()
+        self.pending: dict[Hashable, Pending] = {}
+        # Two generations of settled keys, the older dropped whole when the newer is full:
+        # O(1) per key (dropping a dict's oldest key one at a time scans its dead slots).
+        self._settled: set[Hashable] = set()
+        self._settled_before: set[Hashable] = set()
+        self.reader: asyncio.Task[None] | None = None
+        #: What a protocol layer routes on this connection (JSON-RPC: server ids).
+        self.routes: dict[Hashable, Any] = {}
+
+    def send(self, message: Message) -> Awaitable[None]:
+        """Send ``message`` (a coroutine to await: no frame of its own per request).
+
+        Raises:
+            ConnectionClosedError: The connection closed before or while sending.
+        """
+        return self._connection._send(self._websocket, message)
+
+    def recv(self) -> Awaitable[Message]:
+        """The next message (a coroutine to await).
+
+        Raises:
+            ConnectionClosedError: The connection closed before or while receiving.
+        """
+        return self._connection._recv(self._websocket)
+
+    def register(self, pending: Pending) -> None:
+        """``pending`` goes out on this connection: its reply will be looked for here."""
+        pending.channel = self
+        self.pending[pending.key] = pending
+
+    def claim(self, key: Hashable) -> Pending | None:
+        """The request a reply with ``key`` answers, taken off the channel; or ``None``.
+
+        ``None`` when no request in flight here has that key, or when its
+        caller was cancelled and has not yet run to end it (it will, as
+        cancelled): then the reply is nobody's (:meth:`is_late` tells which).
+
+        Raises:
+            TypeError: ``key`` is unhashable (it names no request).
+        """
+        pending = self.pending.get(key)
+        if pending is None or pending.future.done():
+            return None
+        del self.pending[key]
+        self.settle(key)
+        return pending
+
+    def is_late(self, key: Hashable) -> bool:
+        """Whether a reply with ``key`` that nobody claimed answers a request that ended."""
+        return key in self.pending or key in self._settled or key in self._settled_before
+
+    def settle(self, key: Hashable) -> None:
+        """Remember that ``key`` ended, to count a reply that comes after."""
+        settled = self._settled
+        if len(settled) >= SETTLED_KEYS_KEPT:
+            self._settled_before = settled
+            self._settled = settled = set()
+        settled.add(key)
+
+    def fail(self, why: str) -> None:
+        """Fail every request in flight here with :class:`RequestLostError` (lost, or closed)."""
+        for pending in self.pending.values():
+            pending.fire("lose", why)
+            self.settle(pending.key)
+            if not pending.future.done():  # else cancelled: its caller is leaving anyway
+                pending.future.set_exception(RequestLostError(f"{pending.subject}: {why}"))
+        self.pending.clear()

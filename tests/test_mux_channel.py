@@ -1,0 +1,98 @@
+"""A multiplexed connection's replies (``_mux_channel``): each to its caller, late or stray.
+
+Against a real echo server; a message the server pushes stands for a second,
+late or misaddressed reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Hashable
+
+import pytest
+
+from aio_websocket_pool.testing import LoopbackServer
+from muxing import pool_for, tag
+
+
+@pytest.mark.regression
+async def test_a_reply_taken_after_its_caller_was_cancelled_is_late_and_the_reader_goes_on(
+    server: LoopbackServer,
+) -> None:
+    """The reply's turn comes after the cancellation and before the caller runs to end it.
+
+    ``key`` runs in the reader as it takes the reply: cancelling the caller
+    there puts the two in that order, every time. (Before: the reader set the
+    result of the cancelled future, died of InvalidStateError, and every later
+    request on that connection timed out.)
+    """
+    to_cancel: list[asyncio.Task[str | bytes]] = []
+
+    def cancelling_key(message: str | bytes) -> Hashable | None:
+        if to_cancel:
+            to_cancel.pop().cancel()
+        return tag(message)
+
+    async with (
+        pool_for(server.uri) as pool,
+        pool.multiplexed(key=cancelling_key, request_timeout=1.0) as mux,
+    ):
+        caller = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
+        to_cancel.append(caller)
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert json.loads(await mux.request(json.dumps({"tag": 2}), key=2)) == {"tag": 2}
+        stats = mux.stats()
+    assert (stats.cancelled, stats.late_replies, stats.answered, stats.unmatched) == (1, 1, 1, 0)
+
+
+async def test_settled_keys_are_kept_for_a_bounded_window(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A duplicate reply is late while its key is remembered, a stray once it is forgotten."""
+    monkeypatch.setattr("aio_websocket_pool._mux_channel.SETTLED_KEYS_KEPT", 2)
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
+        for n in range(1, 6):
+            await mux.request(json.dumps({"tag": n}), key=n)
+        for n in (5, 4, 1):  # the last two at least are remembered; 1 is long gone
+            await server.push(json.dumps({"tag": n}))
+        assert json.loads(await mux.request(json.dumps({"tag": 6}), key=6)) == {"tag": 6}
+        stats = mux.stats()
+    assert (stats.late_replies, stats.unmatched) == (2, 1)
+
+
+async def test_a_second_reply_to_an_answered_request_is_late_never_delivered(
+    server: LoopbackServer,
+) -> None:
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
+        assert json.loads(await mux.request(json.dumps({"tag": 1, "n": 1}), key=1)) == {
+            "tag": 1,
+            "n": 1,
+        }
+        await server.push(json.dumps({"tag": 1, "n": "again"}))  # read before the next echo
+        assert json.loads(await mux.request(json.dumps({"tag": 2}), key=2)) == {"tag": 2}
+        stats = mux.stats()
+    assert (stats.answered, stats.late_replies, stats.unmatched) == (2, 1, 0)
+
+
+async def test_a_reply_is_taken_only_on_the_connection_its_request_went_out_on(
+    server: LoopbackServer,
+) -> None:
+    """The same key pushed on both connections: one answers the request, the other is a stray."""
+    server.reply_delay = 1.0  # the echo comes after the pushed copies
+    async with (
+        pool_for(server.uri) as pool,
+        pool.multiplexed(key=tag, connections=2, request_timeout=2.0) as mux,
+    ):
+        call = asyncio.create_task(mux.request(json.dumps({"tag": "a"}), key="a"))
+        async with asyncio.timeout(1.0):
+            while server.requests_in_flight < 1:  # noqa: ASYNC110  (the server's count has no event)
+                await asyncio.sleep(0.005)
+        assert await server.push(json.dumps({"tag": "a", "pushed": True})) == 2
+        assert json.loads(await call) == {"tag": "a", "pushed": True}
+        async with asyncio.timeout(1.0):
+            while mux.stats().unmatched < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        stats = mux.stats()
+    assert (stats.answered, stats.unmatched, stats.late_replies) == (1, 1, 0)

@@ -1,0 +1,124 @@
+"""Which connection a request goes out on, and the line for room (``_mux_room``); real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Hashable
+
+import pytest
+
+from aio_websocket_pool import (
+    RequestLostError,
+    RequestState,
+    RequestTimeoutError,
+    WebsocketConnectionPool,
+)
+from aio_websocket_pool.testing import JsonRpcServer, LoopbackServer
+from muxing import pool_for, tag
+
+
+async def test_requests_beyond_max_in_flight_wait_for_room_within_their_timeout(
+    server: LoopbackServer,
+) -> None:
+    server.reply_delay = 0.1
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag, max_in_flight=1) as mux:
+        first = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
+        await asyncio.sleep(0.01)
+        with pytest.raises(RequestTimeoutError):
+            await mux.request(json.dumps({"tag": 2}), key=2, timeout=0.03)
+        second = asyncio.create_task(mux.request(json.dumps({"tag": 3}), key=3))
+        await asyncio.sleep(0.01)
+        assert (mux.stats().in_flight, mux.stats().queued) == (1, 1)
+        assert [json.loads(r)["tag"] for r in await asyncio.gather(first, second)] == [1, 3]
+    assert [(r.source, r.dest) for r in mux.history if r.trigger == "time_out"] == [
+        (RequestState.QUEUED, RequestState.TIMED_OUT)
+    ]
+
+
+async def test_a_request_goes_out_on_the_connection_with_the_fewest_in_flight(
+    server: LoopbackServer,
+) -> None:
+    server.reply_delay = 0.2  # the server answers one request per connection at a time
+    async with (
+        pool_for(server.uri) as pool,
+        pool.multiplexed(key=tag, connections=2, max_in_flight=4) as mux,
+    ):
+        calls = [asyncio.create_task(mux.request(json.dumps({"tag": n}), key=n)) for n in (1, 2)]
+        async with asyncio.timeout(1.0):
+            while server.requests_in_flight < 2:  # noqa: ASYNC110  (the server's count has no event)
+                await asyncio.sleep(0.005)
+        assert mux.stats().in_flight == 2
+        await asyncio.gather(*calls)
+
+
+async def test_a_queued_request_cancelled_before_its_turn_gives_the_room_to_the_next(
+    server: LoopbackServer,
+) -> None:
+    """``key`` runs in the reader as the first reply comes: the queued one is cancelled first."""
+    to_cancel: list[asyncio.Task[str | bytes]] = []
+
+    def cancelling_key(message: str | bytes) -> Hashable | None:
+        if to_cancel:
+            to_cancel.pop().cancel()
+        return tag(message)
+
+    server.reply_delay = 0.05
+    async with (
+        pool_for(server.uri) as pool,
+        pool.multiplexed(key=cancelling_key, max_in_flight=1) as mux,
+    ):
+        first = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
+        await asyncio.sleep(0)
+        cancelled = asyncio.create_task(mux.request(json.dumps({"tag": 2}), key=2))
+        await asyncio.sleep(0)
+        last = asyncio.create_task(mux.request(json.dumps({"tag": 3}), key=3))
+        await asyncio.sleep(0)
+        assert (mux.stats().in_flight, mux.stats().queued) == (1, 2)
+        to_cancel.append(cancelled)
+        assert json.loads(await first) == {"tag": 1}
+        assert json.loads(await last) == {"tag": 3}
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+    assert [(r.source, r.dest) for r in mux.history if r.trigger == "cancel"] == [
+        (RequestState.QUEUED, RequestState.CANCELLED)
+    ]
+
+
+async def test_a_replacement_connection_lets_the_queued_requests_go(
+    server: LoopbackServer,
+) -> None:
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag, max_in_flight=1) as mux:
+        server.close_instead_of_replying(1)
+        lost = asyncio.create_task(mux.request(json.dumps({"tag": 1}), key=1))
+        await asyncio.sleep(0)
+        queued = asyncio.create_task(mux.request(json.dumps({"tag": 2}), key=2, timeout=2.0))
+        with pytest.raises(RequestLostError):
+            await lost
+        assert json.loads(await queued) == {"tag": 2}
+        assert mux.stats().connections == 1
+    assert [(r.source, r.dest) for r in mux.history if r.connection_id.endswith("req-2")] == [
+        (RequestState.QUEUED, RequestState.SENT),
+        (RequestState.SENT, RequestState.ANSWERED),
+    ]
+
+
+async def test_a_request_pinned_to_a_full_connection_waits_for_room_there(
+    rpc_server: JsonRpcServer,
+) -> None:
+    """An unsubscribe goes out on its subscription's connection only, within max_in_flight."""
+    async with (
+        WebsocketConnectionPool(rpc_server.uri, acquire_timeout=1.0) as pool,
+        pool.json_rpc(connections=1, max_in_flight=1, request_timeout=2.0) as rpc,
+    ):
+        subscription = rpc.subscribe("subscribe", unsubscribe="unsubscribe")
+        await subscription.__aenter__()
+        slow = asyncio.create_task(rpc.call("sleep", [0.5, "slow"]))
+        await asyncio.sleep(0)
+        leaving = asyncio.create_task(subscription.__aexit__(None, None, None))
+        await asyncio.sleep(0.02)
+        assert (rpc.stats().in_flight, rpc.stats().queued) == (1, 1)
+        assert rpc_server.subscriptions  # not unsubscribed yet
+        assert await slow == "slow"
+        await leaving
+        assert rpc_server.subscriptions == {}
