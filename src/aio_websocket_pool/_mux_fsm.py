@@ -4,8 +4,7 @@ Rules of this module, those of :mod:`._fsm`:
 
 * Which state may follow which is written down once per lifecycle, in
   :data:`REQUEST_TRANSITIONS` and :data:`SUBSCRIPTION_TRANSITIONS`; the lean
-  machinery of :mod:`._fsm` builds and checks a machine from each, whose moves
-  :func:`compiled` reads into one lookup, and the diagrams are drawn from them.
+  machinery of :mod:`._fsm` runs them, and the diagrams are drawn from them.
 * Nothing here awaits. The multiplexer does the I/O and fires the event that
   records its outcome; an event with no edge from the current state raises
   :class:`~aio_websocket_pool.InvalidTransitionError` and changes nothing.
@@ -24,11 +23,9 @@ import enum
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
-from typing import Any, ClassVar, Final, TypeVar, cast
+from typing import Any, ClassVar, Final
 
-from ._exceptions import InvalidTransitionError
-from ._fsm import Edge, TransitionRecord, lean_events
+from ._fsm import Edge, LeanModel, TransitionRecord, lean_events
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 _DEBUG: Final = logging.DEBUG
@@ -121,35 +118,7 @@ class Journal:
             logger.debug("%s", record)
 
 
-E = TypeVar("E", bound=enum.StrEnum)
-#: Every move a table allows: (state, trigger) -> the state it leads to.
-Moves = Mapping[tuple[enum.StrEnum, str], enum.StrEnum]
-
-
-def compiled(states: type[E], edges: tuple[Edge[E], ...], initial: E) -> Moves:
-    """The moves of the lean machine built from ``edges``, in one lookup.
-
-    transitions builds the machine and checks the table, as it does the
-    connection's; its events' edges are then read into a dict, so that a move
-    is one lookup instead of the four calls through the machine's event: a
-    request moves twice, and those calls cost it more than the rest of its
-    bookkeeping together. ``tests/test_mux_fsm.py`` fires every (state,
-    trigger) pair and compares the outcome with transitions' stock machine.
-
-    Raises:
-        ValueError: transitions refuses the table (an unknown state, ...).
-    """
-    # The first edge of each source, as the lean event takes it (a table has no conditions);
-    # never an internal one (no dest): the lean machine refuses those.
-    return {
-        (states(source), trigger): states(cast("str", moves[0].dest))
-        for trigger, event in lean_events(states, edges, initial).items()
-        for source, moves in event.transitions.items()
-        if moves
-    }
-
-
-class Tracked:
+class Tracked(LeanModel):
     """A request's or subscription's state, moved by its table, recorded in a journal.
 
     Args:
@@ -158,26 +127,17 @@ class Tracked:
     """
 
     _initial: ClassVar[enum.StrEnum]
-    _moves: ClassVar[Moves]
-    state: enum.StrEnum
+    _by_value: ClassVar[dict[str, enum.StrEnum]]
 
     def __init__(self, subject: str, journal: Journal) -> None:
         self.subject = subject
         self.state = self._initial
+        self._machine_state = self._initial.value
         self._journal = journal
 
-    def fire(self, trigger: str, reason: str | None = None) -> None:
-        """Move along the edge named ``trigger``, and record the move.
-
-        Raises:
-            InvalidTransitionError: No edge for ``trigger`` leaves the current
-                state (or no such trigger exists); the state is unchanged.
-        """
+    def _after_state_change(self, trigger: str, reason: str | None) -> None:
         source = self.state
-        dest = self._moves.get((source, trigger))
-        if dest is None:
-            raise InvalidTransitionError(source, trigger)
-        self.state = dest
+        self.state = dest = self._by_value[self._machine_state]
         self._journal.record(self.subject, trigger, source, dest, reason)
 
 
@@ -185,13 +145,17 @@ class RequestLifecycle(Tracked):
     """The state of one multiplexed request."""
 
     state: RequestState
+    _events = lean_events(RequestState, REQUEST_TRANSITIONS, QUEUED)
     _initial = QUEUED
-    _moves = compiled(RequestState, REQUEST_TRANSITIONS, QUEUED)
+    _by_value: ClassVar[dict[str, enum.StrEnum]] = {state.value: state for state in RequestState}
 
 
 class SubscriptionLifecycle(Tracked):
     """The state of one subscription."""
 
     state: SubscriptionState
+    _events = lean_events(SubscriptionState, SUBSCRIPTION_TRANSITIONS, SUBSCRIBING)
     _initial = SUBSCRIBING
-    _moves = compiled(SubscriptionState, SUBSCRIPTION_TRANSITIONS, SUBSCRIBING)
+    _by_value: ClassVar[dict[str, enum.StrEnum]] = {
+        state.value: state for state in SubscriptionState
+    }
