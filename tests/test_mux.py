@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import AsyncIterator, Hashable
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 from aio_websocket_pool import (
     ConnectionPoolUnavailableError,
@@ -174,3 +177,171 @@ async def test_a_key_queued_already_is_refused(server: LoopbackServer) -> None:
         with pytest.raises(ValueError, match="in flight already"):
             await mux.request(json.dumps({"tag": 2}), key=2)
         assert [json.loads(r)["tag"] for r in await asyncio.gather(first, queued)] == [1, 2]
+
+
+# -- found in the review of the multiplexer (each fixed; its comment says what it was)
+
+
+def by_key(message: str | bytes) -> Hashable | None:
+    """The correlation key of an echoed request: its ``key`` field."""
+    return json.loads(message)["key"]  # type: ignore[no-any-return]
+
+
+# Found in review, fixed: _mux.py Multiplexer.aclose -> _fail_in_flight calls set_exception on
+# the future of a request whose task was cancelled but has not run yet (the future is
+# cancelled, the entry still registered): InvalidStateError out of __aexit__, the readers are
+# never cancelled and the leases never given back (busy in the pool for good)
+@pytest.mark.regression
+async def test_leaving_right_after_cancelling_a_request_gives_the_leases_back(
+    server: LoopbackServer,
+) -> None:
+    server.reply_delay = 0.5
+    async with pool_for(server.uri) as pool:
+        async with pool.multiplexed(key=by_key) as mux:
+            call = asyncio.create_task(mux.request(json.dumps({"key": "x"}), key="x"))
+            await asyncio.sleep(0.05)  # sent; its reply is 0.5 s away
+            call.cancel()  # a shutdown that cancels its workers, then leaves the client
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert (pool.stats().busy, pool.stats().multiplexed) == (0, 0)
+        # Its caller was cancelled; the exit came before it ran again, so the exit ended it.
+        assert mux.stats().cancelled + mux.stats().lost == 1
+
+
+@pytest.fixture
+async def stalling_echo() -> AsyncIterator[tuple[str, list[float]]]:
+    """An echo server that, after its next replies, stalls the event loop for given seconds.
+
+    The stall is the loop's (server and client share it): the reply is in the
+    client's socket and the client's timers run out during it, as under a GC
+    pause or a CPU-bound callback. The next loop iteration then sees the reply
+    arrive and the request's timeout expire together, the reply first.
+    """
+    stalls: list[float] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        async for message in connection:
+            await connection.send(message)
+            if stalls:
+                time.sleep(stalls.pop(0))  # noqa: ASYNC251  (the stall is the point)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/", stalls
+
+
+# Found in review, fixed: _mux.py Multiplexer._take: a reply read after its request's timeout
+# cancelled the caller's future, but before the caller ran, is popped and set_result() on the
+# cancelled future raises InvalidStateError: the reader task dies (its channel stays, unread,
+# and every later request on it times out) and the caller gets CancelledError from
+# exchange()'s 'answered in the very turn' branch although nobody cancelled it
+@pytest.mark.regression
+async def test_a_reply_arriving_with_its_timeout_neither_kills_the_reader_nor_cancels(
+    stalling_echo: tuple[str, list[float]],
+) -> None:
+    uri, stalls = stalling_echo
+    async with pool_for(uri) as pool, pool.multiplexed(key=by_key) as mux:
+        stalls.append(0.3)  # longer than the first request's timeout
+        try:
+            first = await mux.request(json.dumps({"key": 1}), key=1, timeout=0.1)
+        except TimeoutError:  # RequestTimeoutError: as good an outcome as the reply
+            first = None
+        except asyncio.CancelledError:
+            pytest.fail("request() raised CancelledError; nobody cancelled it")
+        assert first in (None, json.dumps({"key": 1}))
+        # The reader goes on: the next request on the same connection is answered.
+        assert json.loads(await mux.request(json.dumps({"key": 2}), key=2, timeout=1.0)) == {
+            "key": 2
+        }
+
+
+# Found in review, fixed: _mux.py Multiplexer.exchange: the 'in flight already' check looks
+# only at registered requests, not queued ones; two queued requests with one key both get room
+# and the second overwrites the first in channel.pending: the second caller is handed the
+# first one's reply, and the first times out
+@pytest.mark.regression
+async def test_two_queued_requests_with_one_key_never_get_each_others_reply(
+    server: LoopbackServer,
+) -> None:
+    server.reply_delay = 0.1
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=by_key, max_in_flight=2) as mux:
+        holders = [
+            asyncio.create_task(mux.request(json.dumps({"key": k}), key=k)) for k in ("a", "b")
+        ]
+        await asyncio.sleep(0.01)  # both rooms taken
+        first, second = (
+            asyncio.create_task(
+                mux.request(json.dumps({"key": "x", "who": who}), key="x", timeout=1.0)
+            )
+            for who in (1, 2)
+        )
+        await asyncio.sleep(0.01)
+        for holder in holders:
+            holder.cancel()  # two rooms free at once: both queued requests go out
+        outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    # Refusing the duplicate (ValueError) would do; another caller's reply never.
+    got = {
+        who: json.loads(outcome)["who"] if isinstance(outcome, str) else type(outcome).__name__
+        for who, outcome in zip((1, 2), outcomes, strict=True)
+    }
+    assert got[2] != 1, f"request 2 was handed request 1's reply: {got}"
+    assert got in ({1: 1, 2: 2}, {1: 1, 2: "ValueError"}), got
+
+
+# Found in review, fixed: _mux.py Multiplexer.exchange registers the request before
+# lease.send() and only unregisters it for timeouts, cancellations and connection errors: a
+# send that raises anything else (the TypeError of a message that is neither str nor bytes)
+# leaves it 'sent' for good: its key 'in flight already', its room taken, in_flight 1 for ever
+@pytest.mark.regression
+async def test_a_request_whose_send_fails_leaves_nothing_behind(server: LoopbackServer) -> None:
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=by_key, max_in_flight=1) as mux:
+        with pytest.raises(TypeError):  # a dict where its JSON text was meant
+            await mux.request({"key": 1}, key=1, timeout=1.0)  # type: ignore[arg-type]
+        assert mux.stats().in_flight == 0
+        # The key is free again, and so is the room.
+        reply = await mux.request(json.dumps({"key": 1}), key=1, timeout=0.5)
+        assert json.loads(reply) == {"key": 1}
+
+
+# Found in review, fixed: _mux.py Multiplexer.exchange/_take: a key is free again the moment
+# its request times out, though its reply may still come; a new request with that key (the
+# docs' GraphQL example uses key='1') is handed the late reply of the one that timed out,
+# contrary to 'a reply that comes after it is counted and given to nobody'
+@pytest.mark.regression
+async def test_a_late_reply_never_answers_a_new_request_with_the_same_key(
+    server: LoopbackServer,
+) -> None:
+    server.reply_delay = 0.2
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=by_key) as mux:
+        with pytest.raises(TimeoutError):
+            await mux.request(json.dumps({"key": "1", "attempt": 1}), key="1", timeout=0.05)
+        try:  # the retry, with the same key
+            reply = await mux.request(json.dumps({"key": "1", "attempt": 2}), key="1", timeout=1.0)
+        except ValueError:  # refusing the key while a reply to it may come would do
+            return
+        assert json.loads(reply)["attempt"] == 2, f"the retry was handed {reply}"
+
+
+# Found in review, fixed: _mux.py Multiplexer._wait_for_room: a request that times out or is
+# cancelled while queued leaves its future in _waiters; only _wake_one pops them, and nothing
+# wakes while no connection is open (server down, replacement failing): the deque grows with
+# every request for the whole outage (WaitingLine sweeps its dead entries)
+@pytest.mark.regression
+async def test_requests_that_give_up_while_no_connection_is_open_leave_no_entry(
+    server: LoopbackServer, quiet_logs: None
+) -> None:
+    async with (
+        WebsocketConnectionPool(
+            server.uri, acquire_timeout=0.2, max_retries=1, connection_timeout=0.2
+        ) as pool,
+        pool.multiplexed(key=by_key) as mux,
+    ):
+        await server.stop()  # the connection goes; its replacement keeps failing
+        await asyncio.sleep(0.1)
+        assert mux.stats().connections == 0
+        for n in range(300):
+            with pytest.raises(TimeoutError):
+                await mux.request(json.dumps({"key": n}), key=n, timeout=0.001)
+        assert mux.stats().queued == 0
+        # Private, as the pool's own leak tests look at WaitingLine: dead entries must not
+        # pile up (the pool sweeps them once they are half its line).
+        assert len(mux._room._waiters) < 150

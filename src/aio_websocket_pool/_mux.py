@@ -278,7 +278,8 @@ class Multiplexer:
             RequestLostError: Its connection was lost (or the multiplexer closed) first.
             ConnectionPoolUnavailableError: The multiplexer is not open.
             TypeError, ValueError: ``key`` is None, unhashable, or that of a
-                request in flight or queued already.
+                request in flight or queued already, or of one that ended
+                unanswered whose reply has not come yet.
         """
         if not isinstance(message, str | bytes):
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
@@ -286,6 +287,12 @@ class Multiplexer:
             raise ValueError("key must not be None: None means 'no request's' to parse")
         if key in self._requested:  # TypeError for an unhashable key, here, not in the reader
             raise ValueError(f"a request with key {key!r} is in flight already")
+        if any(key in channel.owed for channel in self._room.channels):
+            # Its reply would answer this request: another caller's message.
+            raise ValueError(
+                f"a request with key {key!r} ended unanswered and its reply may still come: "
+                "use a new key"
+            )
         seconds = self._timeout(timeout)
         self._requested.add(key)
         try:
@@ -404,6 +411,7 @@ class Multiplexer:
             self._room.wake_one()
         elif channel.is_late(key):
             self._late += 1
+            channel.owed.pop(key, None)  # it came: the key is free again
         else:
             self.unmatched(channel, message, payload)
 

@@ -86,12 +86,15 @@ class Pending(RequestLifecycle):
             future.exception()  # retrieved: lost while its caller left
         if not self.is_waiting():
             return False
+        sent = self.state is SENT
         self.fire(trigger, reason)
         channel = self.channel
         if channel is None or channel.pending.get(self.key) is not self:
             return False
         del channel.pending[self.key]
         channel.settle(self.key)
+        if sent:  # its reply may still come: the key is not free until it does
+            channel.owe(self.key)
         return True
 
 
@@ -116,6 +119,10 @@ class Channel:
         # O(1) per key (dropping a dict's oldest key one at a time scans its dead slots).
         self._settled: set[Hashable] = set()
         self._settled_before: set[Hashable] = set()
+        #: Keys of requests sent and ended unanswered (timed out, cancelled), whose
+        #: replies may still come: a new request may not take one before it came.
+        #: Insertion-ordered, the oldest forgotten past :data:`SETTLED_KEYS_KEPT`.
+        self.owed: dict[Hashable, None] = {}
         self.reader: asyncio.Task[None] | None = None
         #: What a protocol layer routes on this connection (JSON-RPC: server ids).
         self.routes: dict[Hashable, Any] = {}
@@ -169,6 +176,13 @@ class Channel:
             self._settled_before = settled
             self._settled = settled = set()
         settled.add(key)
+
+    def owe(self, key: Hashable) -> None:
+        """A request with ``key`` ended unanswered after it was sent: its reply may still come."""
+        owed = self.owed
+        owed[key] = None
+        if len(owed) > SETTLED_KEYS_KEPT:  # a server that never answers: forget the oldest
+            del owed[next(iter(owed))]
 
     def fail(self, why: str) -> None:
         """Fail every request in flight here with :class:`RequestLostError` (lost, or closed)."""

@@ -31,6 +31,7 @@ class Room:
         self.channels: list[Channel] = []
         self._max_in_flight = max_in_flight
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._gone = 0  # waiters cancelled in line: swept once they are half of it
 
     @property
     def in_flight(self) -> int:
@@ -70,9 +71,23 @@ class Room:
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            if waiter.cancelled():
+                self._forget_one()
+            elif waiter.done() and waiter.exception() is None:
                 self.wake_one()  # woken and cancelled at once: the room goes to the next
             raise
+
+    def _forget_one(self) -> None:
+        """A waiter gave up in line: sweep the line once those are half of it.
+
+        Nothing else would remove them while no connection frees room (the
+        server down, its replacement failing): the line would grow by one per
+        request for the whole outage.
+        """
+        self._gone += 1
+        if self._gone * 2 > len(self._waiters):
+            self._waiters = deque(waiter for waiter in self._waiters if not waiter.done())
+            self._gone = 0
 
     def wake_one(self) -> None:
         """Room came free on a connection: the next in line may look."""
