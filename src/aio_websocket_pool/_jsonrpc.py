@@ -30,7 +30,7 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Coroutine, Hashable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
@@ -41,7 +41,7 @@ from ._exceptions import (
     RequestTimeoutError,
 )
 from ._mux import Multiplexer, MuxStats
-from ._mux_channel import Channel, Message
+from ._mux_channel import Channel, Message, OnAnswer
 from ._mux_fsm import ACTIVE, RESUBSCRIBING, SUB_CLOSED, SubscriptionLifecycle, SubscriptionState
 
 if TYPE_CHECKING:
@@ -307,7 +307,7 @@ class JsonRpcClient:
         method: str,
         params: Any,
         seconds: Timeout,
-        on_answer: Callable[[Channel, Any], None] | None = None,
+        on_answer: OnAnswer | None = None,
         channel: Channel | None = None,
     ) -> Coroutine[Any, Any, tuple[Any, Channel]]:
         """The multiplexer's exchange of one request, with an id of its own, to await.
