@@ -344,4 +344,4 @@ async def test_requests_that_give_up_while_no_connection_is_open_leave_no_entry(
         assert mux.stats().queued == 0
         # Private, as the pool's own leak tests look at WaitingLine: dead entries must not
         # pile up (the pool sweeps them once they are half its line).
-        assert len(mux._room._waiters) < 150
+        assert len(mux._room._line) < 150

@@ -5,7 +5,9 @@ Rules:
 * A request goes out on the connection with the fewest requests in flight,
   if that is fewer than ``max_in_flight``; or, pinned to one connection (a
   server id is valid on that one only), on that one when it has room.
-* Otherwise it waits in line, first come first served. A request that leaves
+* Otherwise it waits in line, first come first served (the pool's own
+  :class:`~._waiting.WaitingLine`, whose entries of requests that gave up are
+  swept out in bulk, even while no room ever comes free). A request that leaves
   a connection wakes the next in line; a connection that joins wakes them all
   (each looks again). A waiter woken and cancelled at once passes its turn on.
 * Closing fails everyone in line with :class:`~aio_websocket_pool.RequestLostError`.
@@ -14,10 +16,10 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from ._exceptions import RequestLostError
 from ._mux_channel import Channel
+from ._waiting import WaitingLine
 
 
 class Room:
@@ -30,8 +32,8 @@ class Room:
     def __init__(self, max_in_flight: int) -> None:
         self.channels: list[Channel] = []
         self._max_in_flight = max_in_flight
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._gone = 0  # waiters cancelled in line: swept once they are half of it
+        self._line: WaitingLine[bool] = WaitingLine()
+        self._room_free = False  # set by wake_one while it serves the line
 
     @property
     def in_flight(self) -> int:
@@ -41,7 +43,7 @@ class Room:
     @property
     def queued(self) -> int:
         """Requests waiting in line."""
-        return sum(not waiter.done() for waiter in self._waiters)
+        return self._line.count()
 
     def pick(self, pinned: Channel | None) -> Channel | None:
         """The connection with the fewest requests in flight (or ``pinned``), if it has room.
@@ -66,43 +68,35 @@ class Room:
         Raises:
             RequestLostError: The multiplexer closed meanwhile.
         """
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        waiter = self._line.join(False)
         try:
-            await waiter
+            await waiter.future
         except asyncio.CancelledError:
-            if waiter.cancelled():
-                self._forget_one()
-            elif waiter.done() and waiter.exception() is None:
+            if waiter.was_granted:
                 self.wake_one()  # woken and cancelled at once: the room goes to the next
             raise
-
-    def _forget_one(self) -> None:
-        """A waiter gave up in line: sweep the line once those are half of it.
-
-        Nothing else would remove them while no connection frees room (the
-        server down, its replacement failing): the line would grow by one per
-        request for the whole outage.
-        """
-        self._gone += 1
-        if self._gone * 2 > len(self._waiters):
-            self._waiters = deque(waiter for waiter in self._waiters if not waiter.done())
-            self._gone = 0
+        finally:
+            self._line.leave(waiter)
 
     def wake_one(self) -> None:
         """Room came free on a connection: the next in line may look."""
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        if self._line:
+            self._room_free = True
+            self._line.serve(self._take_room)
+            self._room_free = False
+
+    def _take_room(self, fresh: bool) -> bool | None:
+        """The one room :meth:`wake_one` frees, to the first live waiter; ``None`` after."""
+        del fresh  # every request takes any room
+        if not self._room_free:
+            return None
+        self._room_free = False
+        return True
 
     def join(self, channel: Channel) -> None:
         """A connection joins: everyone in line may look."""
         self.channels.append(channel)
-        while self._waiters:
-            self.wake_one()
+        self._line.serve(_room_for_all)
 
     def leave(self, channel: Channel) -> bool:
         """A connection leaves; returns whether it was one of these."""
@@ -113,9 +107,12 @@ class Room:
 
     def close(self, why: str) -> list[Channel]:
         """Fail everyone in line; return the connections, which leave."""
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(RequestLostError(why))
-        self._waiters.clear()
+        self._line.fail_all(why, RequestLostError)
         channels, self.channels = self.channels, []
         return channels
+
+
+def _room_for_all(fresh: bool) -> bool:
+    """What a joining connection gives every waiter: a look at the room."""
+    del fresh
+    return True

@@ -125,12 +125,14 @@ class WaitingLine(Generic[G]):
             waiter.queued = False
             waiter.future.set_result(granted)
 
-    def fail_all(self, why: str) -> None:
-        """Empty the line: each acquirer in it gets :class:`ConnectionPoolUnavailableError`."""
+    def fail_all(
+        self, why: str, error: Callable[[str], Exception] = ConnectionPoolUnavailableError
+    ) -> None:
+        """Empty the line: each waiter in it gets ``error(why)`` (the pool's: unavailable)."""
         entries = self._entries
         while entries:
             waiter = entries.popleft()
             waiter.queued = False
             if not waiter.future.done():
-                waiter.future.set_exception(ConnectionPoolUnavailableError(why))
+                waiter.future.set_exception(error(why))
         self._departed = 0
