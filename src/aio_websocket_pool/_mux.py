@@ -409,9 +409,8 @@ class Multiplexer:
         if pending is not None:
             pending.answer(channel, payload)
             self._room.wake_one()
-        elif channel.is_late(key):
+        elif channel.take_late(key):
             self._late += 1
-            channel.owed.pop(key, None)  # it came: the key is free again
         else:
             self.unmatched(channel, message, payload)
 

@@ -153,7 +153,7 @@ class Channel:
 
         ``None`` when no request in flight here has that key, or when its
         caller was cancelled and has not yet run to end it (it will, as
-        cancelled): then the reply is nobody's (:meth:`is_late` tells which).
+        cancelled): then the reply is nobody's (:meth:`take_late` tells which).
 
         Raises:
             TypeError: ``key`` is unhashable (it names no request).
@@ -165,9 +165,15 @@ class Channel:
         self.settle(key)
         return pending
 
-    def is_late(self, key: Hashable) -> bool:
-        """Whether a reply with ``key`` that nobody claimed answers a request that ended."""
-        return key in self.pending or key in self._settled or key in self._settled_before
+    def take_late(self, key: Hashable) -> bool:
+        """Whether a reply with ``key`` that nobody claimed answers a request that ended; take it.
+
+        A late reply pays what was owed: its key may be used again from now on.
+        """
+        if key in self.pending or key in self._settled or key in self._settled_before:
+            self.owed.pop(key, None)
+            return True
+        return False
 
     def settle(self, key: Hashable) -> None:
         """Remember that ``key`` ended, to count a reply that comes after."""
