@@ -303,11 +303,9 @@ class WebsocketConnection:
 
     def _unproven_for(self, now: float) -> float:
         """Seconds since anything proved the peer alive: traffic, or any pong."""
-        # _last_traffic() inlined: this runs on every hand-out.
-        websocket, inbox = self.websocket, self._inbox
+        websocket = self.websocket
         pong_at = websocket.pong_at if isinstance(websocket, PooledWebSocket) else -math.inf
-        arrival = -math.inf if inbox is None else inbox.last_arrival
-        return now - max(self._last_activity, arrival, pong_at)
+        return now - max(self._last_traffic(), pong_at)
 
     def _outlived(self) -> bool:
         """Whether it is older than its (jittered) ``max_lifetime``."""
