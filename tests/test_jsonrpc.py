@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from aio_websocket_pool import (
+    ConnectionPoolUnavailableError,
     JsonRpcError,
     RequestLostError,
     RequestTimeoutError,
@@ -186,20 +187,15 @@ async def test_a_refused_subscription_raises_and_leaves_nothing(rpc_server: Json
         assert rpc._subscriptions == set()
 
 
-# -- known open: found in the review of the multiplexer, not fixed yet
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="_jsonrpc.py JsonRpcClient._resubscribe_some: a resubscribe request that times out "
-    "is sent again, but the server still answers the one that timed out; its late answer "
-    "(a live server subscription id) is only counted, never unsubscribed: every retry leaves "
-    "a subscription on the server that notifies for ever (unmatched), even after the user "
-    "left theirs",
-)
+@pytest.mark.regression
 async def test_resubscribing_to_a_slow_server_leaves_no_orphan_subscriptions(
     rpc_server: JsonRpcServer,
 ) -> None:
+    """A resubscribe that timed out is sent again, and the server answers both.
+
+    Before: the late answer (a live server subscription) was only counted;
+    every retry left one on the server, notifying for ever, unmatched.
+    """
     async with (
         pool_for(rpc_server) as pool,
         pool.json_rpc(request_timeout=0.1) as rpc,
@@ -220,3 +216,77 @@ async def test_resubscribing_to_a_slow_server_leaves_no_orphan_subscriptions(
             assert rpc.stats().unmatched == 0, "notifications of orphan subscriptions"
         await asyncio.sleep(0.05)
         assert rpc_server.subscriptions == {}, "subscriptions left on the server"
+
+
+async def test_a_subscribe_cancelled_in_flight_leaves_no_subscription_on_the_server(
+    rpc_server: JsonRpcServer,
+) -> None:
+    rpc_server.subscribe_delay = 0.1
+    async with pool_for(rpc_server) as pool, pool.json_rpc() as rpc:
+        entering = asyncio.create_task(
+            rpc.subscribe("subscribe", unsubscribe="unsubscribe").__aenter__()
+        )
+        await eventually(lambda: rpc_server.subscribe_requests == 1)
+        entering.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await entering
+        await eventually(lambda: rpc.stats().late_replies == 1)
+        await eventually(lambda: rpc_server.unsubscribe_requests == 1)
+        assert rpc_server.subscriptions == {}
+        assert rpc.stats().unmatched == 0
+
+
+async def test_a_subscription_left_while_resubscribing_is_unsubscribed_once_answered(
+    rpc_server: JsonRpcServer,
+) -> None:
+    async with pool_for(rpc_server) as pool, pool.json_rpc(request_timeout=2.0) as rpc:
+        async with rpc.subscribe("subscribe", unsubscribe="unsubscribe") as sub:
+            rpc_server.subscribe_delay = 0.2
+            await rpc_server.close_connections()
+            await eventually(lambda: rpc_server.subscribe_requests == 2)  # resubscribing
+            assert sub.state is SubscriptionState.RESUBSCRIBING
+        assert sub.state is SubscriptionState.CLOSED  # type: ignore[comparison-overlap]
+        await eventually(lambda: rpc_server.unsubscribe_requests == 1)
+        assert rpc_server.subscriptions == {}
+        assert sub.gaps == []  # never restored: its user had left
+
+
+async def test_leaving_a_subscription_on_an_error_unsubscribes_without_masking_it(
+    rpc_server: JsonRpcServer,
+) -> None:
+    rpc_server.unsubscribe_delay = 0.3  # longer than the request timeout
+    async with pool_for(rpc_server) as pool, pool.json_rpc(request_timeout=0.1) as rpc:
+        with pytest.raises(ZeroDivisionError) as raised:
+            async with rpc.subscribe("subscribe", unsubscribe="unsubscribe"):
+                1 / 0  # noqa: B018
+        assert raised.value.__context__ is None
+        await eventually(lambda: rpc_server.subscriptions == {})
+        assert rpc_server.unsubscribe_requests == 1
+
+
+async def test_leaving_a_subscription_normally_waits_for_its_unsubscribe(
+    rpc_server: JsonRpcServer,
+) -> None:
+    rpc_server.unsubscribe_delay = 0.3
+    async with pool_for(rpc_server) as pool, pool.json_rpc(request_timeout=0.1) as rpc:
+        with pytest.raises(RequestTimeoutError):
+            async with rpc.subscribe("subscribe", unsubscribe="unsubscribe"):
+                pass
+        assert rpc_server.unsubscribe_requests == 1
+
+
+async def test_a_subscription_whose_pool_closed_ends_with_unavailable(
+    rpc_server: JsonRpcServer,
+) -> None:
+    async with (
+        pool_for(rpc_server) as pool,
+        pool.json_rpc() as rpc,
+        rpc.subscribe("subscribe") as sub,
+    ):
+        await pool.close_all()
+        async with asyncio.timeout(1.0):
+            with pytest.raises(ConnectionPoolUnavailableError):
+                await anext(sub)
+        assert sub.state is SubscriptionState.CLOSED
+        with pytest.raises(ConnectionPoolUnavailableError):
+            await rpc.call("echo", [1])

@@ -43,8 +43,11 @@ async def test_a_reply_taken_after_its_caller_was_cancelled_is_late_and_the_read
         with pytest.raises(asyncio.CancelledError):
             await caller
         assert json.loads(await mux.request(json.dumps({"tag": 2}), key=2)) == {"tag": 2}
+        # Its reply came: the key is free again. (Before: the cancelled caller's end owed
+        # the key for good, and a new request with it was refused as if a reply might come.)
+        assert json.loads(await mux.request(json.dumps({"tag": 1}), key=1)) == {"tag": 1}
         stats = mux.stats()
-    assert (stats.cancelled, stats.late_replies, stats.answered, stats.unmatched) == (1, 1, 1, 0)
+    assert (stats.cancelled, stats.late_replies, stats.answered, stats.unmatched) == (1, 1, 2, 0)
 
 
 async def test_settled_keys_are_kept_for_a_bounded_window(

@@ -9,13 +9,14 @@ from collections.abc import Hashable
 import pytest
 
 from aio_websocket_pool import (
+    ConnectionPoolUnavailableError,
     RequestLostError,
     RequestState,
     RequestTimeoutError,
     WebsocketConnectionPool,
 )
 from aio_websocket_pool.testing import JsonRpcServer, LoopbackServer
-from muxing import pool_for, tag
+from muxing import pool_for, tag, tagged
 
 
 async def test_requests_beyond_max_in_flight_wait_for_room_within_their_timeout(
@@ -122,3 +123,23 @@ async def test_a_request_pinned_to_a_full_connection_waits_for_room_there(
         assert await slow == "slow"
         await leaving
         assert rpc_server.subscriptions == {}
+
+
+async def test_the_pool_closing_under_an_open_multiplexer_fails_its_requests_as_unavailable(
+    server: LoopbackServer,
+) -> None:
+    server.reply_delay = 0.3
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag, max_in_flight=1) as mux:
+        in_flight = asyncio.create_task(mux.request(tagged(1), key=1, timeout=5.0))
+        queued = asyncio.create_task(mux.request(tagged(2), key=2, timeout=5.0))
+        async with asyncio.timeout(1.0):
+            while mux.stats().queued < 1:  # noqa: ASYNC110  (no event for it)
+                await asyncio.sleep(0.005)
+        await pool.close_all()  # close() would wait for the multiplexer to give its leases back
+        async with asyncio.timeout(1.0):  # at once, not when their 5 s timeouts end
+            with pytest.raises(RequestLostError):
+                await in_flight
+            with pytest.raises(ConnectionPoolUnavailableError):
+                await queued
+            with pytest.raises(ConnectionPoolUnavailableError):
+                await mux.request(tagged(3), key=3, timeout=5.0)

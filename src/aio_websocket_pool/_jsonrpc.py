@@ -39,6 +39,7 @@ from ._exceptions import (
     JsonRpcError,
     RequestLostError,
     RequestTimeoutError,
+    WebsocketError,
 )
 from ._mux import Multiplexer, MuxStats
 from ._mux_channel import Channel, Message, OnAnswer
@@ -146,10 +147,13 @@ class Subscription:
     ) -> Literal[False]:
         channel, server_id = self._channel, self.server_id
         self._end("left by its user")
-        if self.unsubscribe is not None and channel is not None:
-            # Its connection gone, the server's subscription went with it.
-            with contextlib.suppress(RequestLostError, ConnectionPoolUnavailableError):
-                await self._client._call(self.unsubscribe, [server_id], "default", channel=channel)
+        if self.unsubscribe is None or channel is None or server_id is None:
+            return False  # its connection gone, the server's subscription went with it
+        if exc_value is not None:  # what the block raised goes on at once, never masked
+            self._client._unsubscribe_in_background(self, channel, server_id)
+            return False
+        with contextlib.suppress(RequestLostError, ConnectionPoolUnavailableError):
+            await self._client._call(self.unsubscribe, [server_id], "default", channel=channel)
         return False
 
     def __aiter__(self) -> Self:
@@ -277,6 +281,7 @@ class JsonRpcClient:
             JsonRpcError: The server answered with an error.
             RequestTimeoutError: No answer in time (also a ``TimeoutError``).
             RequestLostError: Its connection was lost before the answer.
+            ConnectionPoolUnavailableError: The client is not open, or its pool closed.
             TypeError: ``method`` is not a str, or ``params`` not a list or dict.
         """
         _checked_call(method, params)
@@ -322,10 +327,14 @@ class JsonRpcClient:
     async def _subscribe(self, subscription: Subscription) -> None:
         """Send its subscribe request; bound to the answer's id, on the answer's connection."""
 
-        def bind(channel: Channel, reply: Any) -> None:
+        def bind(channel: Channel, reply: Any, late: bool) -> None:
             server_id = reply.get("result") if type(reply) is dict else None
-            if type(server_id) in (str, int):
+            if type(server_id) not in (str, int):
+                return
+            if not late:
                 subscription._bind(channel, server_id)
+            else:  # it timed out (a resubscribe sends it again): nobody's subscription
+                self._unsubscribe_in_background(subscription, channel, server_id)
 
         reply, _ = await self._exchange(subscription.method, subscription.params, "default", bind)
         result_of(reply)
@@ -376,13 +385,35 @@ class JsonRpcClient:
                     await asyncio.sleep(_RETRY_PAUSE)
                 except JsonRpcError as exc:
                     subscription._end("the server refused to resubscribe", exc)
+                except ConnectionPoolUnavailableError as exc:
+                    subscription._end("its pool closed", exc)
                 else:
                     if subscription.state is RESUBSCRIBING:
                         subscription._restore()
                     else:  # left by its user while it was being sent again
+                        channel, server_id = subscription._channel, subscription.server_id
                         subscription._unbind()
+                        if channel is not None and server_id is not None:
+                            self._unsubscribe_in_background(subscription, channel, server_id)
         finally:
             self._resubscribers -= 1
+
+    def _unsubscribe_in_background(
+        self, subscription: Subscription, channel: Channel, server_id: Hashable
+    ) -> None:
+        """End a server's subscription that no user waits on, if the method to end it is known.
+
+        Else it notifies for as long as its connection lives: counted as unmatched.
+        """
+        method = subscription.unsubscribe
+        if method is None:
+            return
+
+        async def unsubscribe() -> None:
+            with contextlib.suppress(WebsocketError):  # lost or refused: nothing more to do
+                await self._call(method, [server_id], "default", channel=channel)
+
+        self._mux.spawn(unsubscribe(), "unsubscribe an orphan")
 
     def __repr__(self) -> str:
         return f"<JsonRpcClient {self._mux!r}>"

@@ -276,7 +276,8 @@ class Multiplexer:
         Raises:
             RequestTimeoutError: No reply within ``timeout``.
             RequestLostError: Its connection was lost (or the multiplexer closed) first.
-            ConnectionPoolUnavailableError: The multiplexer is not open.
+            ConnectionPoolUnavailableError: The multiplexer is not open, or its pool closed
+                and no connection of it is left.
             TypeError, ValueError: ``key`` is None, unhashable, or that of a
                 request in flight or queued already, or of one that ended
                 unanswered whose reply has not come yet.
@@ -322,10 +323,11 @@ class Multiplexer:
         ``channel`` pins the request to one connection (what a server id is
         valid on); if that one is lost, :class:`RequestLostError`.
 
-        ``on_answer(channel, payload)`` runs in the reader as the reply is
-        taken, before any other message of that connection is: a protocol layer
-        registers what the reply names (a subscription id) there, so that a
-        notification right behind it is not missed.
+        ``on_answer(channel, payload, late)`` runs in the reader as the reply
+        is taken, before any other message of that connection is: a protocol
+        layer registers what the reply names (a subscription id) there, so that
+        a notification right behind it is not missed; or, for a reply that came
+        after the request ended (``late``), undoes it.
         """
         if not self._started or self._closed:
             raise ConnectionPoolUnavailableError(f"{self.name} is not open: use it in async with")
@@ -357,7 +359,7 @@ class Multiplexer:
                 ) from None
             self._end(pending, "cancel")
             raise
-        except RequestLostError as exc:  # lost in flight, or the multiplexer closed meanwhile
+        except (RequestLostError, ConnectionPoolUnavailableError) as exc:  # see room.wait
             self._end(pending, "lose", str(exc))
             raise
         except ConnectionClosedError as exc:  # the send failed
@@ -409,7 +411,7 @@ class Multiplexer:
         if pending is not None:
             pending.answer(channel, payload)
             self._room.wake_one()
-        elif channel.take_late(key):
+        elif channel.take_late(key, payload):
             self._late += 1
         else:
             self.unmatched(channel, message, payload)
@@ -432,8 +434,9 @@ class Multiplexer:
         while True:
             try:
                 lease = await self._pool.acquire()
-            except ConnectionPoolUnavailableError:
-                return  # the pool closed: nothing to replace it with
+            except ConnectionPoolUnavailableError as exc:
+                self._room.irreplaceable(f"{self.name}: no connection to replace one lost ({exc})")
+                return
             except WebsocketError as exc:
                 logger.warning("%s: no replacement connection yet: %s", self.name, exc)
                 await asyncio.sleep(wait)

@@ -14,6 +14,8 @@ until it ends. The rules that keep a reply with its own caller live here:
 * A caller cancelled while its reply was on the way has a cancelled future
   until it runs again to end its request: a reply that comes in between is
   late, never set on that future.
+* A late reply still goes to its request's ``on_answer``, told it is late:
+  what it names (a server's subscription) is the protocol layer's to undo.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ if TYPE_CHECKING:
     from ._lease import ConnectionLease
 
 Message = str | bytes
-#: ``on_answer(channel, payload)``: what a protocol layer does as a reply is taken.
-OnAnswer = Callable[["Channel", Any], None]
+#: ``on_answer(channel, payload, late)``: what a protocol layer does as a reply is taken;
+#: ``late``: its caller had stopped waiting (a late subscribe answer names a live
+#: subscription nobody holds, for the layer to end on the server).
+OnAnswer = Callable[["Channel", Any, bool], None]
 
 #: Keys of requests that ended unanswered (or answered), kept per connection to
 #: tell a late or duplicate reply from one nobody asked for: the last this many
@@ -45,7 +49,7 @@ class Pending(RequestLifecycle):
         subject: Its id in the history (``<multiplexer>/req-7``).
         journal: Its multiplexer's.
         key: The key its reply will carry.
-        on_answer: Run in the reader as its reply is taken, or ``None``.
+        on_answer: Run in the reader as its reply is taken, late or not, or ``None``.
         task: Its caller: what its timeout cancels.
     """
 
@@ -63,6 +67,7 @@ class Pending(RequestLifecycle):
         self.on_answer = on_answer
         self.task = task
         self.channel: Channel | None = None
+        self.replied = False  # a late reply came before its cancelled caller ended it
 
     def is_waiting(self) -> bool:
         """Queued or sent: not ended yet."""
@@ -71,7 +76,7 @@ class Pending(RequestLifecycle):
     def answer(self, channel: Channel, payload: Any) -> None:
         """Its reply was taken (:meth:`Channel.claim`): give it to its caller."""
         if self.on_answer is not None:
-            self.on_answer(channel, payload)
+            self.on_answer(channel, payload, False)
         self.fire("answer")
         self.future.set_result(payload)
 
@@ -93,8 +98,8 @@ class Pending(RequestLifecycle):
             return False
         del channel.pending[self.key]
         channel.settle(self.key)
-        if sent:  # its reply may still come: the key is not free until it does
-            channel.owe(self.key)
+        if sent and not self.replied:  # its reply may still come: the key is not free till then
+            channel.owe(self.key, self.on_answer)
         return True
 
 
@@ -121,8 +126,9 @@ class Channel:
         self._settled_before: set[Hashable] = set()
         #: Keys of requests sent and ended unanswered (timed out, cancelled), whose
         #: replies may still come: a new request may not take one before it came.
-        #: Insertion-ordered, the oldest forgotten past :data:`SETTLED_KEYS_KEPT`.
-        self.owed: dict[Hashable, None] = {}
+        #: Each with its request's ``on_answer``, for the late reply. Insertion-ordered,
+        #: the oldest forgotten past :data:`SETTLED_KEYS_KEPT`.
+        self.owed: dict[Hashable, OnAnswer | None] = {}
         self.reader: asyncio.Task[None] | None = None
         #: What a protocol layer routes on this connection (JSON-RPC: server ids).
         self.routes: dict[Hashable, Any] = {}
@@ -165,15 +171,22 @@ class Channel:
         self.settle(key)
         return pending
 
-    def take_late(self, key: Hashable) -> bool:
+    def take_late(self, key: Hashable, payload: Any) -> bool:
         """Whether a reply with ``key`` that nobody claimed answers a request that ended; take it.
 
         A late reply pays what was owed: its key may be used again from now on.
+        Its request's ``on_answer`` runs, told it is late, once.
         """
-        if key in self.pending or key in self._settled or key in self._settled_before:
-            self.owed.pop(key, None)
-            return True
-        return False
+        pending = self.pending.get(key)
+        if pending is not None:  # its caller was cancelled and has not run to end it yet
+            on_answer, pending.on_answer, pending.replied = pending.on_answer, None, True
+        elif key in self._settled or key in self._settled_before:
+            on_answer = self.owed.pop(key, None)
+        else:
+            return False
+        if on_answer is not None:
+            on_answer(self, payload, True)
+        return True
 
     def settle(self, key: Hashable) -> None:
         """Remember that ``key`` ended, to count a reply that comes after."""
@@ -183,10 +196,10 @@ class Channel:
             self._settled = settled = set()
         settled.add(key)
 
-    def owe(self, key: Hashable) -> None:
+    def owe(self, key: Hashable, on_answer: OnAnswer | None) -> None:
         """A request with ``key`` ended unanswered after it was sent: its reply may still come."""
         owed = self.owed
-        owed[key] = None
+        owed[key] = on_answer
         if len(owed) > SETTLED_KEYS_KEPT:  # a server that never answers: forget the oldest
             del owed[next(iter(owed))]
 

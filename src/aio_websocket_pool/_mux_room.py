@@ -10,14 +10,16 @@ Rules:
   swept out in bulk, even while no room ever comes free). A request that leaves
   a connection wakes the next in line; a connection that joins wakes them all
   (each looks again). A waiter woken and cancelled at once passes its turn on.
-* Closing fails everyone in line with :class:`~aio_websocket_pool.RequestLostError`.
+* Closing fails everyone in line with :class:`~aio_websocket_pool.RequestLostError`;
+  the pool closing, once no connection is left, with
+  :class:`~aio_websocket_pool.ConnectionPoolUnavailableError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from ._exceptions import RequestLostError
+from ._exceptions import ConnectionPoolUnavailableError, RequestLostError
 from ._mux_channel import Channel
 from ._waiting import WaitingLine
 
@@ -34,6 +36,7 @@ class Room:
         self._max_in_flight = max_in_flight
         self._line: WaitingLine[bool] = WaitingLine()
         self._room_free = False  # set by wake_one while it serves the line
+        self._irreplaceable: str | None = None  # why a connection lost is not replaced
 
     @property
     def in_flight(self) -> int:
@@ -67,7 +70,10 @@ class Room:
 
         Raises:
             RequestLostError: The multiplexer closed meanwhile.
+            ConnectionPoolUnavailableError: No connection is left, and none will come.
         """
+        if self._irreplaceable is not None and not self.channels:
+            raise ConnectionPoolUnavailableError(self._irreplaceable)
         waiter = self._line.join(False)
         try:
             await waiter.future
@@ -104,6 +110,12 @@ class Room:
             return False
         self.channels.remove(channel)
         return True
+
+    def irreplaceable(self, why: str) -> None:
+        """A connection lost is not replaced (the pool closes): once none is left, none comes."""
+        self._irreplaceable = why
+        if not self.channels:
+            self._line.fail_all(why, ConnectionPoolUnavailableError)
 
     def close(self, why: str) -> list[Channel]:
         """Fail everyone in line; return the connections, which leave."""

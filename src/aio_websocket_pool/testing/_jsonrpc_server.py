@@ -41,16 +41,20 @@ class JsonRpcServer:
         subscriptions: Live subscription ids, each with its connection.
         requests: Requests received, in all.
         subscribe_requests: ``subscribe`` requests received, in all.
+        unsubscribe_requests: ``unsubscribe`` requests received, in all.
         refuse_subscriptions: While true, ``subscribe`` answers an error (-32000).
         subscribe_delay: Seconds each ``subscribe`` waits before it is answered.
+        unsubscribe_delay: Seconds each ``unsubscribe`` waits before it is carried out.
         peak_subscribes_in_flight: The most ``subscribe`` requests ever waiting at once.
     """
 
     subscriptions: dict[str, ServerConnection] = field(default_factory=dict)
     requests: int = 0
     subscribe_requests: int = 0
+    unsubscribe_requests: int = 0
     refuse_subscriptions: bool = False
     subscribe_delay: float = 0.0
+    unsubscribe_delay: float = 0.0
     peak_subscribes_in_flight: int = 0
     _subscribes_in_flight: int = field(default=0, repr=False)
     _server: Server | None = field(default=None, repr=False)
@@ -151,6 +155,8 @@ class JsonRpcServer:
                     self.subscriptions[sub_id] = conn
                     reply["result"] = sub_id
             elif method == "unsubscribe":
+                self.unsubscribe_requests += 1
+                await asyncio.sleep(self.unsubscribe_delay)
                 reply["result"] = self.subscriptions.pop(params[0], None) is not None
             elif method == "wrong_id":
                 reply["id"] = request_id + 1_000_000
