@@ -35,6 +35,7 @@ from aio_websocket_pool import (
     ConnectionUnavailableError,
     HandshakeRejectedError,
     LeaseEndedError,
+    RequestLostError,
     State,
     WebsocketConnection,
     WebsocketConnectionPool,
@@ -552,6 +553,30 @@ async def test_a_close_reason_that_quotes_the_key_is_not_shown(
     assert isinstance(closed, websockets.exceptions.ConnectionClosedError)
     assert closed.rcvd is not None
     assert (closed.rcvd.code, closed.rcvd.reason) == (1008, "<redacted>")
+
+
+async def test_a_multiplexed_request_lost_to_a_close_quoting_the_key_shows_no_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The multiplexer talks on websockets itself: its errors must hide websockets' as the
+    connection's do, and its history and logs must not quote the close reason either."""
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    async with key_refusing_server() as port:
+        uri = f"ws://127.0.0.1:{port}/path?{QUERY}"
+        async with (
+            WebsocketConnectionPool(uri, headers=HEADERS, acquire_timeout=BOUND) as pool,
+            pool.multiplexed(key=lambda message: message, request_timeout=BOUND) as mux,
+        ):
+            lost = await expect_error(evidence, RequestLostError, mux.request("hello", key="hello"))
+            evidence.add("multiplexer", mux)
+            evidence.add("multiplexer stats", mux.stats())
+            for n, record in enumerate(mux.history):
+                evidence.add(f"multiplexer history record {n}", record)
+            evidence.add_pool(pool)
+    evidence.add_records(caplog.records)
+    evidence.assert_no_leak()
+    assert lost.__context__ is None
 
 
 # -- arguments the constructors refuse ------------------------------------------------------

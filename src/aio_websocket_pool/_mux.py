@@ -42,10 +42,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
+
+from websockets.exceptions import ConnectionClosed
 
 from ._config import (
     UnsolicitedMessageHook,
@@ -55,7 +58,6 @@ from ._config import (
 )
 from ._deadlines import Deadlines
 from ._exceptions import (
-    ConnectionClosedError,
     ConnectionPoolUnavailableError,
     RequestLostError,
     RequestTimeoutError,
@@ -65,7 +67,7 @@ from ._mux_channel import Channel, Message, OnAnswer, Pending
 from ._mux_fsm import TIMED_OUT, Journal
 from ._mux_room import Room
 from ._mux_strays import Strays
-from ._redact import secrets_of
+from ._redact import describe_close, raise_from, secrets_of
 
 if TYPE_CHECKING:
     from ._lease import ConnectionLease
@@ -350,7 +352,7 @@ class Multiplexer:
                 channel = room.pick(pinned)
             channel.register(pending)
             pending.fire("send")
-            await channel.send(message)
+            await channel.websocket.send(message)
             return await pending.future, channel
         except asyncio.CancelledError:
             if pending.state is TIMED_OUT and task.uncancel() <= cancelling:
@@ -362,9 +364,9 @@ class Multiplexer:
         except (RequestLostError, ConnectionPoolUnavailableError) as exc:  # see room.wait
             self._end(pending, "lose", str(exc))
             raise
-        except ConnectionClosedError as exc:  # the send failed
-            self._end(pending, "lose", type(exc).__name__)
-            raise RequestLostError(f"{pending.subject}: its connection closed") from exc
+        except ConnectionClosed as exc:  # the send failed
+            self._end(pending, "lose", describe_close(exc))
+            raise_from(RequestLostError(f"{pending.subject}: its connection closed"), exc)
         finally:
             if timeout is not None:
                 self._deadlines.ended()
@@ -386,11 +388,14 @@ class Multiplexer:
     # -- the readers -------------------------------------------------------------------
 
     async def _read(self, channel: Channel) -> None:
+        websocket, connection, take = channel.websocket, channel.connection, self._take
         try:
             while True:
-                self._take(channel, await channel.recv())
-        except ConnectionClosedError as exc:
-            if self._lost(channel, str(exc)):
+                message = await websocket.recv()
+                connection._last_activity = time.monotonic()  # its idle_for
+                take(channel, message)
+        except ConnectionClosed as exc:
+            if self._lost(channel, describe_close(exc)):
                 await self._give_back(channel, force_remove=False)  # the pool counts it as lost
 
     def _take(self, channel: Channel, message: Message) -> None:
