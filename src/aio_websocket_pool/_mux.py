@@ -299,10 +299,9 @@ class Multiplexer:
         seconds = self._timeout(timeout)
         self._requested.add(key)
         try:
-            reply, _ = await self.exchange(message, key, seconds)
+            return await self.exchange(message, key, seconds)
         finally:
             self._requested.discard(key)
-        return reply
 
     def _timeout(self, timeout: float | Literal["default"] | None) -> float | None:
         if timeout == "default":
@@ -314,10 +313,12 @@ class Multiplexer:
         message: Message,
         key: Hashable,
         timeout: float | None,  # noqa: ASYNC109  (the request's own, from request())
+        *,
         on_answer: OnAnswer | None = None,
         channel: Channel | None = None,
-    ) -> tuple[Any, Channel]:
-        """:meth:`request` with a key its caller made unique, also returning the connection.
+        unwrap: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """:meth:`request` with a key its caller made unique; ``unwrap(reply)`` if given.
 
         The protocol layers call it with keys of their own making (JSON-RPC: a
         counter), so it does not check them; :meth:`request` does.
@@ -353,7 +354,8 @@ class Multiplexer:
             channel.register(pending)
             pending.fire("send")
             await channel.websocket.send(message)
-            return await pending.future, channel
+            reply = await pending.future
+            return reply if unwrap is None else unwrap(reply)
         except asyncio.CancelledError:
             if pending.state is TIMED_OUT and task.uncancel() <= cancelling:
                 raise RequestTimeoutError(
