@@ -718,30 +718,6 @@ async def test_release_of_none_warns_as_in_0_1_0(
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("message", [1, {"a": 1}, None, [b"a list"], 1.5], ids=type)
-async def test_send_refuses_what_is_neither_str_nor_bytes(
-    server: LoopbackServer, message: object
-) -> None:
-    pool = make_pool(server)
-    async with pool.get_connection() as conn:
-        with pytest.raises(TypeError, match="str or bytes"):
-            await conn.send(message)  # type: ignore[arg-type]
-        assert conn.is_busy  # nothing was sent, the connection is still fine
-        await round_trip(conn, "text")
-        await conn.send(b"binary")
-        assert await conn.recv() == b"binary"
-    assert_stats(pool, idle=1, total=1, closed=0)
-    await shut_down(pool, server, [conn])
-
-
-@pytest.mark.regression
-async def test_send_accepts_a_bytearray_as_in_0_1_0(server: LoopbackServer) -> None:
-    async with make_pool(server) as pool, pool.get_connection() as conn:
-        # 0.1.0 passed it to websockets, which sends any bytes-like as a binary frame.
-        await conn.send(bytearray(b"frame"))
-        assert await conn.recv() == b"frame"
-
-
 @pytest.mark.parametrize("operation", ["send", "recv"])
 @pytest.mark.parametrize(
     ("force_remove", "error"),

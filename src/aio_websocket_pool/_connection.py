@@ -22,9 +22,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State as ProtocolState
 
+from . import _talk
 from ._backoff import Backoff
 from ._config import (
     ConnectionHook,
@@ -38,7 +38,6 @@ from ._config import (
 )
 from ._exceptions import (
     ConnectionBusyError,
-    ConnectionClosedError,
     ConnectionHookError,
     ConnectionUnavailableError,
 )
@@ -55,13 +54,7 @@ from ._fsm import (
 from ._handshake import open_websocket
 from ._hooks import HookAccess, run_hook
 from ._inbox import Inbox
-from ._redact import (
-    describe_close,
-    describe_error,
-    raise_from,
-    redact_uri,
-    secrets_of,
-)
+from ._redact import describe_error, redact_uri, secrets_of
 from ._websocket import (
     PooledWebSocket,
     buffered_frames,
@@ -480,7 +473,7 @@ class WebsocketConnection:
         (or by the hook running on it), never through a reference kept.
         """
         if self._pool is not None and self._lifecycle.state is not CLOSED:
-            self._check_usable()
+            _talk.usable_websocket(self)
         await self._close()
 
     async def _close(self) -> None:
@@ -563,28 +556,12 @@ class WebsocketConnection:
         finally:
             await self.release()
 
-    # -- I/O for the borrower -----------------------------------------------------
+    # -- I/O for the borrower (see :mod:`._talk`) --------------------------------
 
-    def _check_usable(self) -> ClientConnection:
-        """The websocket, if the caller may talk on it now.
-
-        A standalone connection: once acquired. A pooled one: only from the
-        hook running on it; borrowers talk through their lease.
-        """
-        state = self._lifecycle.state
-        if state is CLOSED:
-            raise ConnectionClosedError(f"{self.id} is closed")
-        if self._pool is None:
-            if state is not BUSY:
-                raise ConnectionBusyError("Connection must be acquired before sending or receiving")
-        elif not self._hooks.permits_caller():
-            raise ConnectionBusyError(
-                f"{self.id} belongs to a pool: talk through what pool.acquire() handed out"
-            )
-        websocket = self.websocket
-        if websocket is None:  # pragma: no cover  (usable implies opened)
-            raise ConnectionUnavailableError(f"{self.id} is not connected")
-        return websocket
+    # What leases, the pool's health checks and multiplexers' channels call.
+    _send = _talk.send
+    _recv = _talk.recv
+    _ping = _talk.ping
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (bytes-like) message.
@@ -594,24 +571,12 @@ class WebsocketConnection:
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while sending.
         """
-        websocket = self._check_usable()
+        websocket = _talk.usable_websocket(self)
         try:
-            await self._send(websocket, message)
+            await _talk.send(self, websocket, message)
         except asyncio.CancelledError:
             self._hooks.cut_off = True  # only a hook may talk on a pooled connection
             raise
-
-    async def _send(
-        self, websocket: ClientConnection, message: str | bytes | bytearray | memoryview
-    ) -> None:
-        if not isinstance(message, str | bytes | bytearray | memoryview):
-            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-        try:
-            await websocket.send(message)
-        except ConnectionClosed as exc:
-            error = ConnectionClosedError(f"{self.id} closed while sending: {describe_close(exc)}")
-            raise_from(error, exc)
-        self._last_activity = time.monotonic()
 
     async def recv(self) -> str | bytes:
         """Receive the next message.
@@ -620,36 +585,16 @@ class WebsocketConnection:
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while receiving.
         """
-        websocket = self._check_usable()
+        websocket = _talk.usable_websocket(self)
         try:
-            return await self._recv(websocket)
+            return await _talk.recv(self, websocket)
         except asyncio.CancelledError:
             self._hooks.cut_off = True  # only a hook may talk on a pooled connection
             raise
 
-    async def _recv(self, websocket: ClientConnection) -> str | bytes:
-        try:
-            message = await websocket.recv()
-        except ConnectionClosed as exc:
-            error = ConnectionClosedError(
-                f"{self.id} closed while receiving: {describe_close(exc)}"
-            )
-            raise_from(error, exc)
-        self._last_activity = time.monotonic()
-        return message
-
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """``async for message in conn``: every message until the peer closes normally."""
-        return self._messages()
-
-    async def _messages(self) -> AsyncIterator[str | bytes]:
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosedError as exc:
-                if isinstance(exc.__cause__, ConnectionClosedOK):
-                    return
-                raise
+        return _talk.messages(self)
 
     async def ping(self) -> float:
         """Ping the server and wait for the pong; return the round trip in seconds.
@@ -661,25 +606,8 @@ class WebsocketConnection:
             ConnectionClosedError: It closed while waiting for the pong.
         """
         if self._pool is not None:
-            self._check_usable()
-        return await self._ping()
-
-    async def _ping(self) -> float:
-        websocket = self.websocket
-        if websocket is None or not self.is_connected:
-            raise ConnectionUnavailableError("Websocket is not connected")
-        try:
-            async with asyncio.timeout(self._pong_timeout):
-                latency = await (await websocket.ping())
-        except ConnectionClosed as exc:
-            error = ConnectionClosedError(f"{self.id} closed during ping: {describe_close(exc)}")
-            raise_from(error, exc)
-        except TimeoutError as exc:
-            raise ConnectionUnavailableError(
-                f"{self.id}: no pong within {self._pong_timeout:g}s"
-            ) from exc
-        self._last_activity = time.monotonic()
-        return latency
+            _talk.usable_websocket(self)
+        return await _talk.ping(self)
 
     # -- plumbing -----------------------------------------------------------------
 
