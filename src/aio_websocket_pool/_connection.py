@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State as ProtocolState
 
-from . import _talk
+from . import _standalone, _talk
 from ._backoff import Backoff
 from ._config import (
     ConnectionHook,
@@ -37,7 +37,6 @@ from ._config import (
     default_drain_condition,
 )
 from ._exceptions import (
-    ConnectionBusyError,
     ConnectionHookError,
     ConnectionUnavailableError,
 )
@@ -511,7 +510,7 @@ class WebsocketConnection:
         """Why it is not open, in words fit for its history."""
         return loss_reason(self.websocket)
 
-    # -- borrowing (standalone use; a pool does this itself) ---------------------
+    # -- borrowing (standalone use, see :mod:`._standalone`; a pool does this itself) --
 
     async def acquire(self) -> None:
         """Mark a standalone connection busy, opening it first if needed.
@@ -521,17 +520,7 @@ class WebsocketConnection:
                 (pooled connections are acquired through the pool).
             ConnectionUnavailableError: It is closed or could not be opened.
         """
-        if self._pool is not None:
-            raise ConnectionBusyError(f"{self.id} belongs to a pool: use pool.acquire()")
-        await self.connect()
-        state = self._lifecycle.state
-        if state is BUSY:
-            raise ConnectionBusyError("Connection is already busy")
-        if state is DRAINING:
-            raise ConnectionBusyError("Connection is currently draining")
-        if state is CLOSED:
-            raise ConnectionUnavailableError(f"{self.id} has been closed")
-        self._lifecycle.fire("acquire")
+        await _standalone.acquire(self)
 
     async def release(self) -> None:
         """Mark a standalone connection idle again.
@@ -540,12 +529,7 @@ class WebsocketConnection:
             ConnectionBusyError: It belongs to a pool: what ``pool.acquire()``
                 handed out is released, not the pooled connection behind it.
         """
-        if self._pool is not None:
-            raise ConnectionBusyError(
-                f"{self.id} belongs to a pool: release what pool.acquire() handed out"
-            )
-        if self._lifecycle.state is BUSY:
-            self._lifecycle.fire("release")
+        _standalone.release(self)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Self]:
