@@ -5,7 +5,7 @@ modules built here (opening, cleaning, maintenance, background tasks), to
 which :class:`Machinery`, the coordinator's
 :class:`~aio_websocket_pool._ports.Driver`, hands each decision. It is also
 what every pooled connection knows of its pool (the
-:class:`~aio_websocket_pool._connection.ConnectionOwner`): its transitions
+:class:`~aio_websocket_pool._connection_base.ConnectionOwner`): its transitions
 go straight to the coordinator's index, and a close its user asks for comes
 here. The public pool class is left with its API.
 """
