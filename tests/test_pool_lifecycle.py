@@ -718,30 +718,6 @@ async def test_release_of_none_warns_as_in_0_1_0(
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("message", [1, {"a": 1}, None, [b"a list"], 1.5], ids=type)
-async def test_send_refuses_what_is_neither_str_nor_bytes(
-    server: LoopbackServer, message: object
-) -> None:
-    pool = make_pool(server)
-    async with pool.get_connection() as conn:
-        with pytest.raises(TypeError, match="str or bytes"):
-            await conn.send(message)  # type: ignore[arg-type]
-        assert conn.is_busy  # nothing was sent, the connection is still fine
-        await round_trip(conn, "text")
-        await conn.send(b"binary")
-        assert await conn.recv() == b"binary"
-    assert_stats(pool, idle=1, total=1, closed=0)
-    await shut_down(pool, server, [conn])
-
-
-@pytest.mark.regression
-async def test_send_accepts_a_bytearray_as_in_0_1_0(server: LoopbackServer) -> None:
-    async with make_pool(server) as pool, pool.get_connection() as conn:
-        # 0.1.0 passed it to websockets, which sends any bytes-like as a binary frame.
-        await conn.send(bytearray(b"frame"))
-        assert await conn.recv() == b"frame"
-
-
 @pytest.mark.parametrize("operation", ["send", "recv"])
 @pytest.mark.parametrize(
     ("force_remove", "error"),
@@ -762,72 +738,7 @@ async def test_io_on_a_connection_not_acquired_is_refused(
     await shut_down(pool, server, [conn])
 
 
-# -- the standalone WebsocketConnection of 0.1.0 --------------------------------------------
-
-
-async def test_standalone_connection_as_context_manager(server: LoopbackServer) -> None:
-    async with WebsocketConnection(uri=server.uri) as conn:
-        assert conn.is_busy
-        assert conn.is_connected
-        assert not conn.is_draining
-        assert abs(conn.last_activity - time.time()) < BOUND
-        await round_trip(conn, "standalone")
-        latency = await conn.ping()
-        assert isinstance(latency, float)
-        assert 0.0 < latency < BOUND  # a measured round trip, not a default
-        assert conn.latency == latency
-        assert server.open_connections == 1
-    assert conn.is_closed
-    assert not conn.is_connected
-    assert not conn.is_busy
-    assert conn.websocket is None
-    assert triggers(conn) == ["open", "acquire", "close"]
-    await wait_until(lambda: server.open_connections == 0, "the server saw the socket close")
-
-
-async def test_standalone_connection_sessions(server: LoopbackServer) -> None:
-    conn = WebsocketConnection(uri=server.uri)
-    assert not conn.is_connected
-    for n in range(2):
-        async with conn.session() as same:
-            assert same is conn
-            assert conn.is_busy
-            with pytest.raises(ConnectionBusyError):
-                await conn.acquire()
-            await round_trip(conn, f"session {n}")
-        assert not conn.is_busy
-        assert conn.is_connected
-        assert abs(conn.last_activity - time.time()) < BOUND
-        with pytest.raises(ConnectionBusyError):
-            await conn.send("outside a session")
-    assert isinstance(await conn.ping(), float)
-    assert server.handshakes == 1
-    await conn.close()
-    await conn.close()  # idempotent
-    assert conn.is_closed
-    assert triggers(conn) == ["open", "acquire", "release", "acquire", "release", "close"]
-    await wait_until(lambda: server.open_connections == 0, "the server saw the socket close")
-
-
-@pytest.mark.regression
-async def test_concurrent_acquires_of_a_standalone_connection_open_one_socket(
-    server: LoopbackServer,
-) -> None:
-    server.hold_handshakes()  # both handshakes are in flight at once
-    conn = WebsocketConnection(uri=server.uri)
-    acquiring = asyncio.gather(conn.acquire(), conn.acquire(), return_exceptions=True)
-    await wait_until(lambda: server.handshakes_in_flight == 2, "both handshakes in flight")
-    server.release_handshakes()
-    results = await asyncio.wait_for(acquiring, BOUND)
-    # Expected (as 0.1.0's busy check): one caller gets it, the other a
-    # ConnectionBusyError; the socket the loser opened is closed at once.
-    assert sorted(type(r).__name__ for r in results) == ["ConnectionBusyError", "NoneType"]
-    assert conn.is_busy
-    assert [record.trigger for record in conn.history] == ["open", "acquire"]
-    await wait_until(lambda: server.open_connections == 1, "the loser's socket closed")
-    await round_trip(conn, "the winner's socket")
-    await conn.close()
-    await wait_until(lambda: server.open_connections == 0, "no socket left open")
+# -- the standalone WebsocketConnection of 0.1.0: connecting ------------------------------
 
 
 @pytest.mark.regression

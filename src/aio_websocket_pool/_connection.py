@@ -1,4 +1,4 @@
-"""One WebSocket client connection and its lifecycle.
+"""One WebSocket client connection and its lifecycle: the public class.
 
 A :class:`WebsocketConnection` wraps a websockets ``ClientConnection`` and a
 :class:`~aio_websocket_pool._fsm.ConnectionLifecycle`. Its coroutines do the
@@ -7,27 +7,27 @@ outcome is known; they never decide anything the pool decides.
 
 It works on its own too, as in 0.1.0 (``async with WebsocketConnection(uri=...)
 as conn``), but inside a pool its ``acquire``/``release`` belong to the pool.
+
+This module holds its API; the rest is split by job: its private half (the
+settings, and the steps its pool takes with it) is :mod:`._connection_base`'s,
+talking on it (send, recv, ping, and their errors) :mod:`._talk`'s, and
+borrowing a lone connection :mod:`._standalone`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
-import math
 import time
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State as ProtocolState
 
-from ._backoff import Backoff
+from . import _standalone, _talk
 from ._config import (
-    ConnectionHook,
     DrainConditionCallback,
     check_connect_kwargs,
     check_headers,
@@ -36,70 +36,27 @@ from ._config import (
     check_uri,
     default_drain_condition,
 )
-from ._exceptions import (
-    ConnectionBusyError,
-    ConnectionClosedError,
-    ConnectionHookError,
-    ConnectionUnavailableError,
-)
-from ._fsm import (
-    BUSY,
-    CLOSED,
-    CONNECTING,
-    DRAINING,
-    ConnectionLifecycle,
-    Observer,
-    State,
-    TransitionRecord,
-)
+from ._connection_base import DEFAULT_TIMEOUT, ConnectionBase
+from ._exceptions import ConnectionHookError, ConnectionUnavailableError
+from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, State, TransitionRecord
 from ._handshake import open_websocket
-from ._hooks import HookAccess, run_hook
-from ._inbox import Inbox
-from ._redact import (
-    describe_close,
-    describe_error,
-    raise_from,
-    redact_uri,
-    secrets_of,
-)
-from ._websocket import (
-    PooledWebSocket,
-    buffered_frames,
-    give_back_frames,
-    is_receiving,
-    loss_reason,
-    peer_close_code,
-    take_buffered_frames,
-)
+from ._hooks import run_hook
+from ._redact import describe_error, redact_uri
 
 if TYPE_CHECKING:
-    from ._config import PoolConfig
+    from websockets.asyncio.client import ClientConnection
 
-
-class ConnectionOwner(Protocol):
-    """All that a pooled connection knows of the pool that holds it.
-
-    It hands a close its user asked for to the pool (whose task then closes
-    the socket, counted against ``max_connections``). Its transitions go to the
-    observer the pool gave it. It never reaches into the pool otherwise: the
-    pool gives it its settings, and import-linter keeps this module below the pool's.
-    """
-
-    async def _close_for_user(self, connection: WebsocketConnection) -> None:
-        """Retire ``connection`` and close its socket."""
-
+    from ._config import ConnectionHook
 
 #: A module constant: reading an enum member off its class costs as much as the
 #: rest of :attr:`WebsocketConnection.is_connected` (Python 3.11).
 _OPEN: Final = ProtocolState.OPEN
 _ids: Final = itertools.count(1)
 
-#: Seconds a standalone connection waits for the handshake and for a pong.
-DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_HISTORY_SIZE: Final = 32
 
 
-class WebsocketConnection:
+class WebsocketConnection(ConnectionBase):
     """A WebSocket client connection with a state machine and a history.
 
     Args:
@@ -118,8 +75,6 @@ class WebsocketConnection:
             one of ``kwargs``.
         ValueError: An argument is out of range, or the URI is not ws/wss.
     """
-
-    websocket: ClientConnection | None
 
     def __init__(
         self,
@@ -148,87 +103,6 @@ class WebsocketConnection:
             pool=None,
             observer=None,
             connection_id=f"conn-{next(_ids)}",
-        )
-
-    @classmethod
-    def _for_pool(
-        cls,
-        config: PoolConfig,
-        owner: ConnectionOwner,
-        *,
-        observer: Observer,
-        connection_id: str,
-        gate: Backoff,
-        generation: int,
-        lifetime: float | None,
-    ) -> Self:
-        """A connection in ``connecting`` state, built from an already checked config.
-
-        ``observer`` is told of each of its transitions (the pool's state
-        index), ``gate`` is the pool's shared backoff for handshakes,
-        ``generation`` its expiry epoch, ``lifetime`` this connection's
-        jittered ``max_lifetime``.
-        """
-        self = cls.__new__(cls)
-        self.uri = config.uri
-        self.headers = config.headers
-        self.idle_timeout = config.idle_timeout
-        self.check_server_data_on_release = config.check_server_data_on_release
-        self.drain_timeout = config.drain_timeout
-        self.drain_condition = config.drain_condition
-        self._setup(
-            history_size=config.history_size,
-            connect_kwargs=config.connect_kwargs,
-            connection_timeout=config.connection_timeout,
-            pong_timeout=config.health_check_timeout,
-            max_attempts=config.max_retries,
-            pool=owner,
-            observer=observer,
-            connection_id=connection_id,
-        )
-        self._on_connect = config.on_connect
-        self._hook_timeout = config.hook_timeout
-        self._gate = gate
-        self.generation = generation
-        if lifetime is not None:
-            self._lifetime = lifetime
-        return self
-
-    def _setup(
-        self,
-        *,
-        history_size: int,
-        connect_kwargs: dict[str, Any],
-        connection_timeout: float,
-        pong_timeout: float,
-        max_attempts: int,
-        pool: ConnectionOwner | None,
-        observer: Observer | None,
-        connection_id: str,
-    ) -> None:
-        self.id = connection_id
-        self.websocket = None
-        self._connect_kwargs = connect_kwargs
-        self._connection_timeout = connection_timeout
-        self._pong_timeout = pong_timeout
-        self._max_attempts = max_attempts
-        self._pool = pool
-        self._on_connect: ConnectionHook | None = None
-        self._hook_timeout = DEFAULT_TIMEOUT
-        self._gate: Backoff | None = None
-        self._hooks = HookAccess()  # who may talk on it: the hook running on it, if any
-        self._inbox: Inbox | None = None  # set by its pool once it is open
-        self._lease_serial = 0  # bumped at each hand-out: older leases are ended
-        self._multiplexed = False  # a multiplexer holds its lease (stats: multiplexed)
-        self.generation = 0
-        self._lifetime = math.inf
-        self._opened_at = math.inf  # monotonic clock; set once the handshake succeeds
-        self._last_activity = time.monotonic()
-        self._lifecycle = ConnectionLifecycle(
-            self.id,
-            history_size=history_size,
-            observer=observer,
-            subject=self,
         )
 
     # -- what it is -------------------------------------------------------------
@@ -282,11 +156,6 @@ class WebsocketConnection:
         """
         return time.monotonic() - self._last_traffic()
 
-    def _last_traffic(self) -> float:
-        """When it last sent or received (monotonic), what its pool took for it included."""
-        arrival = -math.inf if self._inbox is None else self._inbox.last_arrival
-        return max(self._last_activity, arrival)
-
     @property
     def latency(self) -> float:
         """The last ping round trip in seconds (0.0 before any).
@@ -300,97 +169,6 @@ class WebsocketConnection:
     def age(self) -> float:
         """Seconds since the handshake succeeded (0.0 before it has)."""
         return max(0.0, time.monotonic() - self._opened_at)
-
-    def _unproven_for(self, now: float) -> float:
-        """Seconds since anything proved the peer alive: traffic, or any pong."""
-        websocket = self.websocket
-        pong_at = websocket.pong_at if isinstance(websocket, PooledWebSocket) else -math.inf
-        return now - max(self._last_traffic(), pong_at)
-
-    def _outlived(self) -> bool:
-        """Whether it is older than its (jittered) ``max_lifetime``."""
-        # The clock is read only where a lifetime is set: this runs on every release.
-        return self._lifetime != math.inf and time.monotonic() - self._opened_at > self._lifetime
-
-    @functools.cached_property
-    def _secrets(self) -> tuple[str, ...]:
-        """What its logs and reports must never show (see :func:`secrets_of`)."""
-        return secrets_of(self.uri, self.headers)
-
-    @property
-    def _has_socket(self) -> bool:
-        """Whether it holds a socket still to be closed."""
-        return self.websocket is not None
-
-    def _buffered_frames(self) -> int:
-        """Frames received that nobody has read yet (no I/O)."""
-        websocket = self.websocket
-        return 0 if websocket is None else buffered_frames(websocket)
-
-    def _peer_close_code(self) -> int | None:
-        """The close code the peer sent, if it sent a close frame."""
-        websocket = self.websocket
-        return None if websocket is None else peer_close_code(websocket)
-
-    # -- what its pool does with it (each a transition, or the end of a lease) -----
-
-    def _claim(self) -> None:
-        """Mark it busy for an acquirer: idle → busy, or connecting → busy once open."""
-        self._lifecycle.fire("acquire")
-
-    def _begin_cleaning(self) -> None:
-        """busy → draining: its pool cleans it after a borrower before reuse."""
-        self._lifecycle.fire("drain")
-
-    def _come_back(self, reason: str | None = None) -> None:
-        """Back to idle: from busy (given back unused, or released) or from draining."""
-        self._lifecycle.fire("settle" if self._lifecycle.state is DRAINING else "release", reason)
-
-    def _end_lease(self) -> int:
-        """End whatever lease stands for it now; return the serial of the next one."""
-        self._lease_serial += 1
-        return self._lease_serial
-
-    # -- who may read it ----------------------------------------------------------
-
-    def _lend_to_nobody(self) -> None:
-        """Route its messages to its inbox from now on: nobody holds it.
-
-        What the last borrower left unread goes first, in order.
-        """
-        websocket, inbox = self.websocket, self._inbox
-        if isinstance(websocket, PooledWebSocket) and inbox is not None:
-            if buffered_frames(websocket):  # rarely: only what a borrower left unread
-                for frame in take_buffered_frames(websocket):
-                    inbox.put(frame)
-            websocket.sink = inbox.put
-
-    def _lend(self) -> None:
-        """Let websockets' ``recv()`` have its messages again, for a hook or a borrower.
-
-        What was kept for the first borrower (a greeting) goes back first.
-        """
-        websocket, inbox = self.websocket, self._inbox
-        if isinstance(websocket, PooledWebSocket) and inbox is not None:
-            websocket.sink = None
-            if inbox.keeping:
-                give_back_frames(websocket, inbox.take_kept())
-            inbox.restart_count()
-
-    def _hook_access(self, hook: str) -> contextlib.AbstractContextManager[None]:
-        """Let a hook send and receive on the pooled connection while it runs.
-
-        Raises:
-            ConnectionHookError: On exit, if the hook left a receive pending
-                or cut off: a reply may still come (see :class:`HookAccess`).
-        """
-        return self._hooks.running(
-            hook, left_receiving=self._is_receiving, where=self.id, secrets=self._secrets
-        )
-
-    def _is_receiving(self) -> bool:
-        websocket = self.websocket
-        return websocket is not None and is_receiving(websocket)
 
     # -- opening and closing ------------------------------------------------------
 
@@ -463,16 +241,6 @@ class WebsocketConnection:
             self._abort_socket()
             raise
 
-    def _fail(self, reason: str) -> None:
-        """Fail a pooled connection's pending handshake, which frees its slot.
-
-        Only a handshake still pending fails: close() may have retired it
-        meanwhile. A standalone connection holds no slot and stays connecting,
-        so that connect() can be tried again, as in 0.1.0.
-        """
-        if self._pool is not None and self._lifecycle.state is CONNECTING:
-            self._lifecycle.fire("fail", reason)
-
     async def close(self) -> None:
         """Retire it and close the WebSocket. Idempotent.
 
@@ -480,7 +248,7 @@ class WebsocketConnection:
         (or by the hook running on it), never through a reference kept.
         """
         if self._pool is not None and self._lifecycle.state is not CLOSED:
-            self._check_usable()
+            _talk.usable_websocket(self)
         await self._close()
 
     async def _close(self) -> None:
@@ -491,34 +259,7 @@ class WebsocketConnection:
         else:  # its socket closes in a pool task, counted against max_connections till done
             await pool._close_for_user(self)
 
-    def _retire(self, reason: str) -> None:
-        """Move it to ``closed`` without I/O; :meth:`_close_socket` does the rest."""
-        state = self._lifecycle.state
-        if state is CLOSED:
-            return
-        self._lifecycle.fire("fail" if state is CONNECTING else "close", reason)
-
-    async def _close_socket(self) -> None:
-        """Close the WebSocket (bounded by websockets' ``close_timeout``)."""
-        websocket, self.websocket = self.websocket, None
-        if websocket is not None:
-            await websocket.close()
-
-    def _abort_socket(self) -> None:
-        """Drop the TCP connection now, without a closing handshake.
-
-        For a peer that is gone or does not answer: waiting for its close
-        frame would hold a socket (and a pool slot) for ``close_timeout``.
-        """
-        websocket, self.websocket = self.websocket, None
-        if websocket is not None:
-            websocket.transport.abort()
-
-    def _loss_reason(self) -> str:
-        """Why it is not open, in words fit for its history."""
-        return loss_reason(self.websocket)
-
-    # -- borrowing (standalone use; a pool does this itself) ---------------------
+    # -- borrowing (standalone use, see :mod:`._standalone`; a pool does this itself) --
 
     async def acquire(self) -> None:
         """Mark a standalone connection busy, opening it first if needed.
@@ -528,17 +269,7 @@ class WebsocketConnection:
                 (pooled connections are acquired through the pool).
             ConnectionUnavailableError: It is closed or could not be opened.
         """
-        if self._pool is not None:
-            raise ConnectionBusyError(f"{self.id} belongs to a pool: use pool.acquire()")
-        await self.connect()
-        state = self._lifecycle.state
-        if state is BUSY:
-            raise ConnectionBusyError("Connection is already busy")
-        if state is DRAINING:
-            raise ConnectionBusyError("Connection is currently draining")
-        if state is CLOSED:
-            raise ConnectionUnavailableError(f"{self.id} has been closed")
-        self._lifecycle.fire("acquire")
+        await _standalone.acquire(self)
 
     async def release(self) -> None:
         """Mark a standalone connection idle again.
@@ -547,12 +278,7 @@ class WebsocketConnection:
             ConnectionBusyError: It belongs to a pool: what ``pool.acquire()``
                 handed out is released, not the pooled connection behind it.
         """
-        if self._pool is not None:
-            raise ConnectionBusyError(
-                f"{self.id} belongs to a pool: release what pool.acquire() handed out"
-            )
-        if self._lifecycle.state is BUSY:
-            self._lifecycle.fire("release")
+        _standalone.release(self)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Self]:
@@ -563,28 +289,12 @@ class WebsocketConnection:
         finally:
             await self.release()
 
-    # -- I/O for the borrower -----------------------------------------------------
+    # -- I/O for the borrower (see :mod:`._talk`) --------------------------------
 
-    def _check_usable(self) -> ClientConnection:
-        """The websocket, if the caller may talk on it now.
-
-        A standalone connection: once acquired. A pooled one: only from the
-        hook running on it; borrowers talk through their lease.
-        """
-        state = self._lifecycle.state
-        if state is CLOSED:
-            raise ConnectionClosedError(f"{self.id} is closed")
-        if self._pool is None:
-            if state is not BUSY:
-                raise ConnectionBusyError("Connection must be acquired before sending or receiving")
-        elif not self._hooks.permits_caller():
-            raise ConnectionBusyError(
-                f"{self.id} belongs to a pool: talk through what pool.acquire() handed out"
-            )
-        websocket = self.websocket
-        if websocket is None:  # pragma: no cover  (usable implies opened)
-            raise ConnectionUnavailableError(f"{self.id} is not connected")
-        return websocket
+    # What leases, the pool's health checks and multiplexers' channels call.
+    _send = _talk.send
+    _recv = _talk.recv
+    _ping = _talk.ping
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (bytes-like) message.
@@ -594,24 +304,12 @@ class WebsocketConnection:
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while sending.
         """
-        websocket = self._check_usable()
+        websocket = _talk.usable_websocket(self)
         try:
-            await self._send(websocket, message)
+            await _talk.send(self, websocket, message)
         except asyncio.CancelledError:
             self._hooks.cut_off = True  # only a hook may talk on a pooled connection
             raise
-
-    async def _send(
-        self, websocket: ClientConnection, message: str | bytes | bytearray | memoryview
-    ) -> None:
-        if not isinstance(message, str | bytes | bytearray | memoryview):
-            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-        try:
-            await websocket.send(message)
-        except ConnectionClosed as exc:
-            error = ConnectionClosedError(f"{self.id} closed while sending: {describe_close(exc)}")
-            raise_from(error, exc)
-        self._last_activity = time.monotonic()
 
     async def recv(self) -> str | bytes:
         """Receive the next message.
@@ -620,36 +318,16 @@ class WebsocketConnection:
             ConnectionBusyError: The caller has not acquired it.
             ConnectionClosedError: It closed before or while receiving.
         """
-        websocket = self._check_usable()
+        websocket = _talk.usable_websocket(self)
         try:
-            return await self._recv(websocket)
+            return await _talk.recv(self, websocket)
         except asyncio.CancelledError:
             self._hooks.cut_off = True  # only a hook may talk on a pooled connection
             raise
 
-    async def _recv(self, websocket: ClientConnection) -> str | bytes:
-        try:
-            message = await websocket.recv()
-        except ConnectionClosed as exc:
-            error = ConnectionClosedError(
-                f"{self.id} closed while receiving: {describe_close(exc)}"
-            )
-            raise_from(error, exc)
-        self._last_activity = time.monotonic()
-        return message
-
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """``async for message in conn``: every message until the peer closes normally."""
-        return self._messages()
-
-    async def _messages(self) -> AsyncIterator[str | bytes]:
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosedError as exc:
-                if isinstance(exc.__cause__, ConnectionClosedOK):
-                    return
-                raise
+        return _talk.messages(self)
 
     async def ping(self) -> float:
         """Ping the server and wait for the pong; return the round trip in seconds.
@@ -661,25 +339,8 @@ class WebsocketConnection:
             ConnectionClosedError: It closed while waiting for the pong.
         """
         if self._pool is not None:
-            self._check_usable()
-        return await self._ping()
-
-    async def _ping(self) -> float:
-        websocket = self.websocket
-        if websocket is None or not self.is_connected:
-            raise ConnectionUnavailableError("Websocket is not connected")
-        try:
-            async with asyncio.timeout(self._pong_timeout):
-                latency = await (await websocket.ping())
-        except ConnectionClosed as exc:
-            error = ConnectionClosedError(f"{self.id} closed during ping: {describe_close(exc)}")
-            raise_from(error, exc)
-        except TimeoutError as exc:
-            raise ConnectionUnavailableError(
-                f"{self.id}: no pong within {self._pong_timeout:g}s"
-            ) from exc
-        self._last_activity = time.monotonic()
-        return latency
+            _talk.usable_websocket(self)
+        return await _talk.ping(self)
 
     # -- plumbing -----------------------------------------------------------------
 

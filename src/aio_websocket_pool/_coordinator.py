@@ -12,7 +12,7 @@ Rules of this module:
 * **Counters are derived.** Every transition of every connection reaches
   :meth:`Coordinator.on_transition`, which files the connection under its new
   state in a :class:`~aio_websocket_pool._stats.StateIndex`. Each figure the
-  pool decides by is defined once, below, from that index.
+  pool decides by is defined once, from that index, in :mod:`._figures`.
 * **Waiters are served in order** (:mod:`._waiting`). Whenever something comes
   free, a dispatch is scheduled for the next loop iteration, so that a step
   that opens and claims a connection in two transitions finishes before anyone
@@ -34,14 +34,15 @@ import random
 import sys
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Final, Generic
+from typing import TYPE_CHECKING, Final
 
 from ._backoff import Backoff
 from ._exceptions import ConnectionPoolUnavailableError, WebsocketError
-from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, IDLE, TransitionRecord
+from ._figures import Figures
+from ._fsm import BUSY, CLOSED, CONNECTING, IDLE, TransitionRecord
 from ._ports import C, ConnectionFactory, Driver, Grant
 from ._redact import describe_error
-from ._stats import PoolStats, StateIndex, Totals, snapshot
+from ._stats import StateIndex, Totals
 from ._waiting import WaitingLine
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ SERVER_GOING_AWAY: Final = frozenset({1001, 1012})
 TRY_AGAIN_LATER: Final = 1013
 
 
-class Coordinator(Generic[C]):
+class Coordinator(Figures[C]):
     """The pool's state and decisions: counters, the waiting line, grants, retirements.
 
     Args:
@@ -96,48 +97,6 @@ class Coordinator(Generic[C]):
         self._above_new_limit = False  # a resize left more connections than max_connections
         self.closing = False  # a graceful close waits for borrowers
         self.closed = False
-
-    # -- the figures the pool decides by, each defined here once ----------------------
-
-    @property
-    def slots_in_use(self) -> int:
-        """Connections holding a slot, plus sockets still closing: what ``max_connections``
-        bounds, since it bounds what the server sees."""
-        return self.index.total + len(self.sockets_closing)
-
-    @property
-    def missing_minimum(self) -> int:
-        """How many ``min_connections`` lacks, counting what holds a slot."""
-        return max(0, self.config.min_connections - self.index.total)
-
-    @property
-    def in_use(self) -> int:
-        """Busy or draining: held by, or being cleaned after, a borrower."""
-        index = self.index
-        return index.count(BUSY) + index.count(DRAINING)
-
-    @property
-    def open_connections(self) -> int:
-        """Holding a slot with the handshake done (what ``wait()`` waits for)."""
-        index = self.index
-        return index.total - index.count(CONNECTING)
-
-    def over_limit(self) -> bool:
-        """Whether more connections hold a slot than ``max_connections`` (after a resize).
-
-        Sockets still closing do not count here: they are on their way out,
-        and counting them would retire more than the resize asked for.
-        """
-        over = self.index.total > self.config.max_connections
-        self._above_new_limit = over  # until a resize leaves it over again: the hot path skips it
-        return over
-
-    def stats(self) -> PoolStats:
-        """A frozen snapshot of the counters and running totals."""
-        return snapshot(
-            self.index, self.totals, waiting=self.waiting.count(),
-            max_connections=self.config.max_connections, name=self.name,
-        )  # fmt: skip
 
     # -- granting -----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import warnings
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _talk
 from ._connection import WebsocketConnection
 from ._exceptions import ConnectionBusyError, LeaseEndedError
 from ._fsm import BUSY, State, TransitionRecord
@@ -154,7 +155,7 @@ class ConnectionLease(WebsocketConnection):
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         self._live()
-        return self._messages()
+        return _talk.messages(self)
 
     # -- what it is (each read through the live connection) -----------------------------
 

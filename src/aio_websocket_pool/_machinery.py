@@ -5,17 +5,20 @@ modules built here (opening, cleaning, maintenance, background tasks), to
 which :class:`Machinery`, the coordinator's
 :class:`~aio_websocket_pool._ports.Driver`, hands each decision. It is also
 what every pooled connection knows of its pool (the
-:class:`~aio_websocket_pool._connection.ConnectionOwner`): its transitions
+:class:`~aio_websocket_pool._connection_base.ConnectionOwner`): its transitions
 go straight to the coordinator's index, and a close its user asks for comes
-here. The public pool class is left with its API.
+here. It also carries out the pool's own lifecycle (the warm-up, a resize,
+the graceful and the hard close), so that the public pool class is left with
+its API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._cleaning import Cleaning
 from ._connection import WebsocketConnection
@@ -28,6 +31,8 @@ from ._tasks import BackgroundTasks
 if TYPE_CHECKING:
     from ._config import PoolConfig
     from ._ports import Grant
+
+logger: Final = logging.getLogger("aio_websocket_pool")
 
 
 class Machinery:
@@ -63,6 +68,68 @@ class Machinery:
             generation=generation,
             lifetime=lifetime,
         )
+
+    # -- the pool's own lifecycle ---------------------------------------------------------
+
+    def warm_up(self) -> asyncio.Task[None] | None:
+        """Start the upkeep and the warm-up handshakes; return the task that reports on them."""
+        self.maintenance.start()
+        config = self.core.config
+        warm_up = min(config.warmup_connections, config.max_connections)
+        openings = [self.opening.for_nobody() for _ in range(warm_up)]
+        if not openings:
+            return None
+        return self.tasks.spawn(self.opening.report(openings, "warm-up"), "warm-up")
+
+    def resize(
+        self, max_connections: int | None, min_connections: int | None, *, running: bool
+    ) -> None:
+        """Take new size limits (``None`` keeps one); ``running``: the pool has started.
+
+        Raises:
+            TypeError, ValueError: As the constructor raises for these arguments.
+        """
+        core = self.core
+        config = core.config
+        core.resize(
+            config.resized(
+                max_connections=config.max_connections
+                if max_connections is None
+                else max_connections,
+                min_connections=config.min_connections
+                if min_connections is None
+                else min_connections,
+            )
+        )
+        if running and not (core.closed or core.closing):
+            self.maintenance.ensure_keeper()
+
+    async def close(self, timeout: float | None) -> None:  # noqa: ASYNC109  (the pool's close)
+        """The graceful close: wait up to ``timeout`` for the borrowers, then :meth:`close_all`."""
+        core = self.core
+        if not core.closed and not core.closing:
+            core.begin_closing()
+            self.opening.cancel_for_nobody()
+        if not core.closed:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.quiescent.wait()
+            except asyncio.CancelledError:
+                await self.close_all()  # a caller that gives up must not leave the pool half-shut
+                raise
+            except TimeoutError:
+                logger.warning(
+                    "%s: close(timeout=%g): %d connections still in use; closing them",
+                    self._name, timeout, core.in_use,
+                )  # fmt: skip
+        await self.close_all()
+
+    async def close_all(self) -> None:
+        """The hard close: retire everything, cancel the pool's tasks, wait for every socket."""
+        if not self.core.closed:
+            self.core.shut()
+            self.tasks.cancel_workers()
+        await self.tasks.wait_all()
 
     # -- what its connections ask of it (ConnectionOwner) -----------------------------------
 

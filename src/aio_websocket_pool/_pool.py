@@ -3,7 +3,8 @@
 Theory of operation. Every decision (who gets which connection, which
 connections open, retire or wait) is a synchronous step of the
 :class:`~aio_websocket_pool._coordinator.Coordinator`; the I/O it asks for is
-carried out by small modules, wired to it in :mod:`._machinery`:
+carried out by small modules, wired to it in :mod:`._machinery` (which also
+carries out the pool's own warm-up, resize and closes):
 
 * :mod:`._lending`: where every acquire starts (its fast path) and every lease ends;
 * :mod:`._handout`: the slow path of an acquire (waiting in line, checks);
@@ -11,6 +12,9 @@ carried out by small modules, wired to it in :mod:`._machinery`:
 * :mod:`._cleaning`: messages nobody asked for, and the cleaning after a release;
 * :mod:`._maintenance`: the idle sweep, ``min_connections``, health checks;
 * :mod:`._tasks`: the background tasks themselves.
+
+:mod:`._multiplexing` builds what :meth:`WebsocketConnectionPool.multiplexed` and
+:meth:`WebsocketConnectionPool.json_rpc` return.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import logging
 import warnings
 from collections.abc import Callable, Hashable
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 from ._borrow import AcquireTimeout, Acquiring, Borrowed, PoolTimeout, checked
 from ._config import (
@@ -38,13 +42,16 @@ from ._config import (
 from ._connection import DEFAULT_HISTORY_SIZE, WebsocketConnection
 from ._exceptions import WrongEventLoopError
 from ._fsm import BUSY, DRAINING, IDLE, TransitionRecord
-from ._jsonrpc import JsonRpcClient
 from ._lease import ConnectionLease
 from ._lending import Lending
 from ._machinery import Machinery
-from ._mux import Multiplexer
+from ._multiplexing import json_rpc_client, multiplexer
 from ._redact import redact_uri
 from ._stats import PoolStats
+
+if TYPE_CHECKING:
+    from ._jsonrpc import JsonRpcClient
+    from ._mux import Multiplexer
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 _pool_numbers: Final = itertools.count(1)
@@ -159,12 +166,10 @@ class WebsocketConnectionPool:
         )  # fmt: skip
         self.uri = config.uri
         self.headers = config.headers
-        machinery = Machinery(config, name=name)
+        self._machinery = machinery = Machinery(config, name=name)
         self._core = core = machinery.core
         self._tasks = machinery.tasks
-        self._opening = machinery.opening
         self._maintenance = machinery.maintenance
-        self._quiescent_event = machinery.quiescent
         self._lending = Lending(self, core, machinery.handout)
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it started on
         self._started = False
@@ -239,18 +244,11 @@ class WebsocketConnectionPool:
         Synchronous, so that ``acquire()`` can start the pool and still queue in
         the order acquirers arrived, instead of after the warm-up.
         """
-        core = self._core
-        if self._started or core.closed:
+        if self._started or self._core.closed:
             return None
         self._loop = asyncio.get_running_loop()
         self._started = True
-        self._maintenance.start()
-        config = core.config
-        warm_up = min(config.warmup_connections, config.max_connections)
-        openings = [self._opening.for_nobody() for _ in range(warm_up)]
-        if not openings:
-            return None
-        return self._tasks.spawn(self._opening.report(openings, "warm-up"), "warm-up")
+        return self._machinery.warm_up()
 
     async def close(self, timeout: float | None = None) -> None:  # noqa: ASYNC109  (psycopg_pool's API)
         """Shut down gracefully: let borrowers finish, then close everything.
@@ -268,23 +266,7 @@ class WebsocketConnectionPool:
         """
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be at least 0 or None, got {timeout!r}")
-        core = self._core
-        if not core.closed and not core.closing:
-            core.begin_closing()
-            self._opening.cancel_for_nobody()
-        if not core.closed:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._quiescent_event.wait()
-            except asyncio.CancelledError:
-                await self.close_all()  # a caller that gives up must not leave the pool half-shut
-                raise
-            except TimeoutError:
-                logger.warning(
-                    "%s: close(timeout=%g): %d connections still in use; closing them",
-                    self.name, timeout, core.in_use,
-                )  # fmt: skip
-        await self.close_all()
+        await self._machinery.close(timeout)
 
     async def close_all(self) -> None:
         """Close every connection and shut the pool down. Idempotent.
@@ -293,10 +275,7 @@ class WebsocketConnectionPool:
         drains in flight are cancelled, connections held by borrowers are
         closed under them, and every socket is closed before this returns.
         """
-        if not self._core.closed:
-            self._core.shut()
-            self._tasks.cancel_workers()
-        await self._tasks.wait_all()
+        await self._machinery.close_all()
 
     def expire_connections(self) -> None:
         """Retire every connection opened before this call.
@@ -327,20 +306,7 @@ class WebsocketConnectionPool:
             TypeError, ValueError: As the constructor raises for these
                 arguments; the pool is left as it was.
         """
-        core = self._core
-        config = core.config
-        core.resize(
-            config.resized(
-                max_connections=config.max_connections
-                if max_connections is None
-                else max_connections,
-                min_connections=config.min_connections
-                if min_connections is None
-                else min_connections,
-            )
-        )
-        if self._started and not (core.closed or core.closing):
-            self._maintenance.ensure_keeper()
+        self._machinery.resize(max_connections, min_connections, running=self._started)
 
     async def check(self) -> None:
         """Ping every idle connection now, all at once; retire those that fail.
@@ -511,14 +477,9 @@ class WebsocketConnectionPool:
             ValueError: ``connections`` or ``max_in_flight`` is below 1, or
                 ``connections`` above ``max_connections``.
         """
-        if not callable(key):
-            raise TypeError(f"key must be callable, not {type(key).__name__}")
-        config = self._core.config
-        return Multiplexer(
-            self, parse=lambda message: (key(message), message), connections=connections,
+        return multiplexer(
+            self, self._core.config, key=key, connections=connections,
             max_in_flight=max_in_flight, request_timeout=request_timeout,
-            max_connections=config.max_connections,
-            on_unsolicited=config.on_unsolicited, hook_timeout=config.hook_timeout,
         )  # fmt: skip
 
     def json_rpc(
@@ -538,10 +499,7 @@ class WebsocketConnectionPool:
         Raises:
             TypeError, ValueError: As for :meth:`multiplexed`.
         """
-        config = self._core.config
-        return JsonRpcClient(
-            self, connections=connections, max_in_flight=max_in_flight,
+        return json_rpc_client(
+            self, self._core.config, connections=connections, max_in_flight=max_in_flight,
             request_timeout=request_timeout, resubscribe=resubscribe,
-            max_connections=config.max_connections,
-            on_unsolicited=config.on_unsolicited, hook_timeout=config.hook_timeout,
         )  # fmt: skip

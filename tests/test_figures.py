@@ -1,4 +1,4 @@
-"""The figures the pool decides by, each defined once (see the counters section of _pool.py).
+"""The figures the pool decides by, each defined once (``_figures``), on a real pool.
 
 ``slots in use`` is what ``max_connections`` bounds: connections holding a slot
 plus sockets still finishing their closing handshake. ``missing minimum`` is what
