@@ -291,7 +291,7 @@ class WebsocketConnection(ConnectionBase):
 
     # -- I/O for the borrower (see :mod:`._talk`) --------------------------------
 
-    # What leases, the pool's health checks and multiplexers' channels call.
+    # What leases and the pool's health checks call.
     _send = _talk.send
     _recv = _talk.recv
     _ping = _talk.ping
