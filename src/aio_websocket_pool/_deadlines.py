@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar
@@ -52,6 +53,7 @@ class Deadlines(Generic[T]):
         self._numbers = itertools.count()  # ties broken by age, never by comparing requests
         self._ended = 0  # ends told since the last sweep
         self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = math.inf  # when the alarm rings (its when(), a Python call less)
 
     def __len__(self) -> int:
         """Entries in the heap, ended requests' included."""
@@ -62,11 +64,10 @@ class Deadlines(Generic[T]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         heapq.heappush(self._heap, (deadline, next(self._numbers), request))
-        alarm = self._alarm
-        if alarm is None or deadline < alarm.when():
-            if alarm is not None:
-                alarm.cancel()
-            self._alarm = loop.call_at(deadline, self._ring, loop)
+        if deadline < self._alarm_at:
+            if self._alarm is not None:
+                self._alarm.cancel()
+            self._set_alarm(loop, deadline)
 
     def ended(self) -> None:
         """A request that was added ended; sweep the heap when ended ones are most of it."""
@@ -81,14 +82,17 @@ class Deadlines(Generic[T]):
         """Forget every deadline and stop the timer."""
         if self._alarm is not None:
             self._alarm.cancel()
-            self._alarm = None
+            self._alarm, self._alarm_at = None, math.inf
         self._heap.clear()
 
+    def _set_alarm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self._alarm, self._alarm_at = loop.call_at(deadline, self._ring, loop), deadline
+
     def _ring(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._alarm = None
+        self._alarm, self._alarm_at = None, math.inf
         heap = self._heap
         now = loop.time() + _RESOLUTION
         while heap and heap[0][0] <= now:
             self._expire(heapq.heappop(heap)[2])
         if heap:
-            self._alarm = loop.call_at(heap[0][0], self._ring, loop)
+            self._set_alarm(loop, heap[0][0])
