@@ -32,8 +32,14 @@ from ._fsm import TRANSITIONS, Edge, State, TransitionRecord
 from ._history import write_history_jsonl
 from ._jsonrpc import JsonRpcClient, Subscription
 from ._lease import ConnectionLease
-from ._mux import Multiplexer, MuxStats
-from ._mux_fsm import REQUEST_TRANSITIONS, SUBSCRIPTION_TRANSITIONS, RequestState, SubscriptionState
+from ._mux import Multiplexer
+from ._mux_fsm import (
+    REQUEST_TRANSITIONS,
+    SUBSCRIPTION_TRANSITIONS,
+    MuxStats,
+    RequestState,
+    SubscriptionState,
+)
 from ._pool import WebsocketConnectionPool
 from ._stats import PoolStats, Timing
 

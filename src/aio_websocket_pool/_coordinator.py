@@ -215,14 +215,23 @@ class Coordinator(Figures[C]):
             and self.staleness(connection) is None
         )
 
-    def staleness(self, connection: C) -> str | None:
-        """Why a policy retires this connection instead of keeping it, or ``None``."""
-        if self.closing:
-            return "pool closing"
+    def outdated(self, connection: C) -> str | None:
+        """Why this connection is too old to keep (lifetime, expiry), or ``None``.
+
+        What a multiplexer, which holds its connections for good, retires them for.
+        """
         if connection.generation != self.generation:
             return "expired by expire_connections()"
         if connection._outlived():
             return f"older than max_lifetime={self.config.max_lifetime:g}s (with jitter)"
+        return None
+
+    def staleness(self, connection: C) -> str | None:
+        """Why a policy retires this connection instead of keeping it, or ``None``."""
+        if self.closing:
+            return "pool closing"
+        if (outdated := self.outdated(connection)) is not None:
+            return outdated
         if self._above_new_limit and self.over_limit():
             return f"above max_connections={self.config.max_connections} after a resize"
         return None

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
@@ -41,12 +42,21 @@ from ._exceptions import (
     RequestTimeoutError,
     WebsocketError,
 )
-from ._mux import Multiplexer, MuxStats
+from ._mux import Multiplexer
 from ._mux_channel import Channel, Message, OnAnswer
-from ._mux_fsm import ACTIVE, RESUBSCRIBING, SUB_CLOSED, SubscriptionLifecycle, SubscriptionState
+from ._mux_fsm import (
+    ACTIVE,
+    RESUBSCRIBING,
+    SUB_CLOSED,
+    MuxStats,
+    SubscriptionLifecycle,
+    SubscriptionState,
+)
 
 if TYPE_CHECKING:
     from ._pool import WebsocketConnectionPool
+
+logger: Final = logging.getLogger("aio_websocket_pool")
 
 #: Subscribe requests a reconnect sends at once, at most.
 RESUBSCRIBE_AT_ONCE: Final = 3
@@ -175,6 +185,7 @@ class Subscription:
     # -- what the client tells it -----------------------------------------------------------
 
     def _bind(self, channel: Channel, server_id: Hashable) -> None:
+        self._unbind()  # moved: the old connection's notifications are not its own any more
         self._channel, self.server_id = channel, server_id
         channel.routes[server_id] = self
 
@@ -232,6 +243,7 @@ class JsonRpcClient:
         self._mux = Multiplexer(pool, parse=parse, **multiplexer)
         self._mux.on_keyless = self._notification
         self._mux.on_channel_lost = self._channel_lost
+        self._mux.on_channel_retiring = self._move_subscriptions
         self._resubscribe = resubscribe
         self._ids = itertools.count(1)
         self._subscriptions: set[Subscription] = set()
@@ -375,6 +387,30 @@ class JsonRpcClient:
         while self._resubscribers < min(RESUBSCRIBE_AT_ONCE, len(self._to_resubscribe)):
             self._resubscribers += 1
             self._mux.spawn(self._resubscribe_some(), "resubscribe")
+
+    async def _move_subscriptions(self, old: Channel) -> None:
+        """Subscribe again, elsewhere, what is routed on ``old`` (retiring), then end it there.
+
+        One that cannot be moved stays; it is resubscribed with a gap when ``old`` closes.
+        """
+        at_once = asyncio.Semaphore(RESUBSCRIBE_AT_ONCE)
+
+        async def move(subscription: Subscription) -> None:
+            async with at_once:
+                old_id = subscription.server_id
+                if subscription.state is not ACTIVE or subscription._channel is not old:
+                    return  # left by its user meanwhile
+                try:
+                    await self._subscribe(subscription)
+                except WebsocketError as exc:
+                    logger.warning("%r: not moved, for now: %s", subscription, exc)
+                    return
+                subscription._lifecycle.fire("move")
+                if subscription.unsubscribe is not None:  # else it ends as ``old`` closes
+                    with contextlib.suppress(WebsocketError):
+                        await self._call(subscription.unsubscribe, [old_id], "default", old)
+
+        await asyncio.gather(*(move(subscription) for subscription in tuple(old.routes.values())))
 
     async def _resubscribe_some(self) -> None:
         """Take subscriptions to send again, one at a time, until none is left."""

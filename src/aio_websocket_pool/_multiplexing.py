@@ -43,6 +43,7 @@ def multiplexer(
         max_in_flight=max_in_flight, request_timeout=request_timeout,
         max_connections=config.max_connections,
         on_unsolicited=config.on_unsolicited, hook_timeout=config.hook_timeout,
+        outdated=pool._core.outdated, rotation_interval=config.cleanup_interval,
     )  # fmt: skip
 
 
@@ -65,4 +66,5 @@ def json_rpc_client(
         request_timeout=request_timeout, resubscribe=resubscribe,
         max_connections=config.max_connections,
         on_unsolicited=config.on_unsolicited, hook_timeout=config.hook_timeout,
+        outdated=pool._core.outdated, rotation_interval=config.cleanup_interval,
     )  # fmt: skip

@@ -34,7 +34,8 @@ Rules (the cancellation and failure table):
 States and counts come from the tables of :mod:`._mux_fsm`, through one
 bounded :class:`~._mux_fsm.Journal` per multiplexer. This module runs the
 parts: :mod:`._mux_channel` (a connection and its requests), :mod:`._mux_room`
-(which connection; the line for room), :mod:`._deadlines`, :mod:`._mux_strays`.
+(which connection; the line for room), :mod:`._deadlines`, :mod:`._mux_strays`,
+:mod:`._mux_upkeep` (a lost connection replaced, one too old for the pool retired).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
@@ -61,12 +61,12 @@ from ._exceptions import (
     ConnectionPoolUnavailableError,
     RequestLostError,
     RequestTimeoutError,
-    WebsocketError,
 )
 from ._mux_channel import Channel, Message, OnAnswer, Pending
-from ._mux_fsm import TIMED_OUT, Journal
+from ._mux_fsm import TIMED_OUT, Journal, MuxStats
 from ._mux_room import Room
 from ._mux_strays import Strays
+from ._mux_upkeep import Move, Outdated, replace_lost, rotate
 from ._redact import describe_close, raise_from, secrets_of
 
 if TYPE_CHECKING:
@@ -80,38 +80,7 @@ logger: Final = logging.getLogger("aio_websocket_pool")
 Parse = Callable[[Message], tuple[Hashable | None, Any]]
 
 DEFAULT_HISTORY_SIZE: Final = 1000
-_REPLACE_BACKOFF: Final = (0.05, 2.0)  # first and longest wait between replacement attempts
 _mux_numbers = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class MuxStats:
-    """A snapshot of a multiplexer, from :meth:`Multiplexer.stats`.
-
-    Attributes:
-        connections: Connections it reads from right now.
-        in_flight: Requests sent and waiting for their reply.
-        queued: Requests waiting for room on a connection.
-        sent, answered, timed_out, lost, cancelled: Request transitions so
-            far, by trigger (``send``, ``answer``, ``time_out``, ``lose``, ``cancel``).
-        late_replies: Replies to requests that had ended (timed out,
-            cancelled, lost or answered already): counted, never delivered.
-        unmatched: Messages that matched no request (and no subscription),
-            or could not be parsed: given to ``on_unsolicited``, or dropped.
-        name: The multiplexer's name.
-    """
-
-    connections: int
-    in_flight: int
-    queued: int
-    sent: int
-    answered: int
-    timed_out: int
-    lost: int
-    cancelled: int
-    late_replies: int
-    unmatched: int
-    name: str
 
 
 class Multiplexer:
@@ -135,6 +104,8 @@ class Multiplexer:
         max_connections: int,
         on_unsolicited: UnsolicitedMessageHook | None,
         hook_timeout: float,
+        outdated: Outdated,
+        rotation_interval: float,
         history_size: int = DEFAULT_HISTORY_SIZE,
     ) -> None:
         self._connections_wanted = check_count("connections", connections, minimum=1)
@@ -158,10 +129,13 @@ class Multiplexer:
         self._strays = Strays(on_unsolicited, where=self.name, hook_timeout=hook_timeout,
                               secrets=secrets, spawn=self.spawn)  # fmt: skip
         self._late = 0
+        self._outdated, self._rotation_interval = outdated, rotation_interval
         self._started = False
         self._closed = False
         #: Told of each channel lost while open, before it is replaced (subscriptions).
         self.on_channel_lost: Callable[[Channel], None] | None = None
+        #: Awaited for each channel retired (too old), after its replacement joined.
+        self.on_channel_retiring: Move | None = None
         #: Given each message with no key (JSON-RPC: notifications); default: unmatched.
         self.on_keyless: Callable[[Channel, Message, Any], None] = self.unmatched
 
@@ -207,6 +181,7 @@ class Multiplexer:
             await asyncio.wait(acquiring)
             await self.aclose()
             raise
+        self.spawn(rotate(self, self._outdated, self._rotation_interval), "rotation")
         return self
 
     async def __aexit__(
@@ -221,17 +196,21 @@ class Multiplexer:
     async def _acquire_one(self) -> None:
         await self._adopt(await self._pool.acquire())
 
-    async def _adopt(self, lease: ConnectionLease) -> None:
-        """Start reading a new lease; the room it brings wakes every queued request."""
+    async def _adopt(self, lease: ConnectionLease) -> Channel | None:
+        """Start reading a new lease; the room it brings wakes every queued request.
+
+        Returns its channel; ``None`` if the multiplexer closed (the lease went back).
+        """
         if self._closed:
             await self._pool.release(lease, force_remove=True)
-            return
+            return None
         lease._connection._multiplexed = True
         channel = Channel(lease)
         channel.reader = asyncio.create_task(
             self._read(channel), name=f"aio_websocket_pool {self.name} read {lease.id}"
         )
         self._room.join(channel)
+        return channel
 
     async def aclose(self) -> None:
         """Fail what is in flight, stop the readers, give the leases back (closed)."""
@@ -433,24 +412,9 @@ class Multiplexer:
         channel.fail(f"{channel.lease.id} was lost ({why})")
         if self.on_channel_lost is not None:
             self.on_channel_lost(channel)
-        self.spawn(self._replace(), f"replace {channel.lease.id}")
+        if not channel.replaced:
+            self.spawn(replace_lost(self), f"replace {channel.lease.id}")
         return True
-
-    async def _replace(self) -> None:
-        wait, longest = _REPLACE_BACKOFF
-        while True:
-            try:
-                lease = await self._pool.acquire()
-            except ConnectionPoolUnavailableError as exc:
-                self._room.irreplaceable(f"{self.name}: no connection to replace one lost ({exc})")
-                return
-            except WebsocketError as exc:
-                logger.warning("%s: no replacement connection yet: %s", self.name, exc)
-                await asyncio.sleep(wait)
-                wait = min(longest, wait * 2)
-            else:
-                await self._adopt(lease)
-                return
 
     def spawn(self, work: Any, what: str) -> asyncio.Task[Any]:
         """Run ``work`` in a task of the multiplexer, cancelled when it closes."""

@@ -137,6 +137,8 @@ class Channel:
         self.reader: asyncio.Task[None] | None = None
         #: What a protocol layer routes on this connection (JSON-RPC: server ids).
         self.routes: dict[Hashable, Any] = {}
+        #: Retired with a replacement joined already: losing it needs none.
+        self.replaced = False
 
     def register(self, pending: Pending) -> None:
         """``pending`` goes out on this connection: its reply will be looked for here."""

@@ -10,7 +10,7 @@ Rules of this module, those of :mod:`._fsm`:
   :class:`~aio_websocket_pool.InvalidTransitionError` and changes nothing.
 * Every transition is written to its multiplexer's :class:`Journal`: a bounded
   history (ids, triggers and states, never a payload) and the counts by
-  trigger that the multiplexer's figures are derived from. A request object
+  trigger that the multiplexer's figures (:class:`MuxStats`) are derived from. A request object
   holds no history of its own: a thousand calls in flight cost a thousand small
   objects, not a thousand deques.
 
@@ -23,6 +23,7 @@ import enum
 import logging
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from ._fsm import Edge, LeanModel, TransitionRecord, lean_events
@@ -83,6 +84,8 @@ SUBSCRIPTION_TRANSITIONS: Final[tuple[Edge[SubscriptionState], ...]] = (
          "its connection was lost and resubscribe is on"),
     Edge("restore", (RESUBSCRIBING,), ACTIVE,
          "the subscribe request was answered again, on a healthy connection"),
+    Edge("move", (ACTIVE,), ACTIVE,
+         "its connection was retired: subscribed again on another before it closed, no gap"),
     Edge("close", (SUBSCRIBING, ACTIVE, RESUBSCRIBING), SUB_CLOSED,
          "left by its user, refused by the server, lost without resubscribe, "
          "or the multiplexer closed"),
@@ -162,3 +165,33 @@ class SubscriptionLifecycle(Tracked):
     _by_value: ClassVar[dict[str, enum.StrEnum]] = {
         state.value: state for state in SubscriptionState
     }
+
+
+@dataclass(frozen=True, slots=True)
+class MuxStats:
+    """A snapshot of a multiplexer, from ``Multiplexer.stats()``: counts from its journal.
+
+    Attributes:
+        connections: Connections it reads from right now.
+        in_flight: Requests sent and waiting for their reply.
+        queued: Requests waiting for room on a connection.
+        sent, answered, timed_out, lost, cancelled: Request transitions so
+            far, by trigger (``send``, ``answer``, ``time_out``, ``lose``, ``cancel``).
+        late_replies: Replies to requests that had ended (timed out,
+            cancelled, lost or answered already): counted, never delivered.
+        unmatched: Messages that matched no request (and no subscription),
+            or could not be parsed: given to ``on_unsolicited``, or dropped.
+        name: The multiplexer's name.
+    """
+
+    connections: int
+    in_flight: int
+    queued: int
+    sent: int
+    answered: int
+    timed_out: int
+    lost: int
+    cancelled: int
+    late_replies: int
+    unmatched: int
+    name: str

@@ -10,6 +10,9 @@ Rules:
   swept out in bulk, even while no room ever comes free). A request that leaves
   a connection wakes the next in line; a connection that joins wakes them all
   (each looks again). A waiter woken and cancelled at once passes its turn on.
+* A connection retired (its lifetime is over) leaves the room for new
+  requests; those in flight on it are still answered there, and a request
+  pinned to it still goes out on it, until it closes.
 * Closing fails everyone in line with :class:`~aio_websocket_pool.RequestLostError`;
   the pool closing, once no connection is left, with
   :class:`~aio_websocket_pool.ConnectionPoolUnavailableError`.
@@ -33,6 +36,7 @@ class Room:
 
     def __init__(self, max_in_flight: int) -> None:
         self.channels: list[Channel] = []
+        self.retiring: list[Channel] = []  # retired: pinned requests only, until they close
         self._max_in_flight = max_in_flight
         self._line: WaitingLine[bool] = WaitingLine()
         self._room_free = False  # set by wake_one while it serves the line
@@ -41,7 +45,7 @@ class Room:
     @property
     def in_flight(self) -> int:
         """Requests sent and not ended, on every connection."""
-        return sum(len(channel.pending) for channel in self.channels)
+        return sum(len(channel.pending) for channel in self.channels + self.retiring)
 
     @property
     def queued(self) -> int:
@@ -55,7 +59,7 @@ class Room:
             RequestLostError: ``pinned`` is lost.
         """
         if pinned is not None:
-            if pinned not in self.channels:
+            if pinned not in self.channels and pinned not in self.retiring:
                 raise RequestLostError(f"{pinned.lease.id} was lost")
             return pinned if len(pinned.pending) < self._max_in_flight else None
         best, least = None, self._max_in_flight
@@ -105,11 +109,17 @@ class Room:
         self._line.serve(_room_for_all)
 
     def leave(self, channel: Channel) -> bool:
-        """A connection leaves; returns whether it was one of these."""
-        if channel not in self.channels:
-            return False
+        """A connection leaves; returns whether it was one of these (retiring ones included)."""
+        for channels in (self.channels, self.retiring):
+            if channel in channels:
+                channels.remove(channel)
+                return True
+        return False
+
+    def retire(self, channel: Channel) -> None:
+        """No new request goes out on ``channel``; those pinned to it still do."""
         self.channels.remove(channel)
-        return True
+        self.retiring.append(channel)
 
     def irreplaceable(self, why: str) -> None:
         """A connection lost is not replaced (the pool closes): once none is left, none comes."""
@@ -120,7 +130,8 @@ class Room:
     def close(self, why: str) -> list[Channel]:
         """Fail everyone in line; return the connections, which leave."""
         self._line.fail_all(why, RequestLostError)
-        channels, self.channels = self.channels, []
+        channels = self.channels + self.retiring
+        self.channels, self.retiring = [], []
         return channels
 
 

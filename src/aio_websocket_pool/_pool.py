@@ -94,7 +94,8 @@ class WebsocketConnectionPool:
         hook_timeout: Seconds each hook call may take. A hook that raises or
             times out gets its connection discarded.
         max_lifetime: Seconds (±10 % jitter) after which a connection is
-            retired when next released or found idle. ``None``: no limit.
+            retired when next released or found idle (a multiplexer's are
+            replaced by it). ``None``: no limit.
         min_connections: Connections kept open in the background, re-opened
             (with backoff) after idle cleanup or failures.
         max_waiting: The most acquirers queued at once; beyond it ``acquire()``
