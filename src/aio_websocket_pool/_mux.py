@@ -144,7 +144,7 @@ class Multiplexer:
     @property
     def history(self) -> tuple[Any, ...]:
         """Recent request (and subscription) transitions, oldest first; no payloads."""
-        return tuple(self._journal.records)
+        return self._journal.records
 
     def stats(self) -> MuxStats:
         """A frozen snapshot of the counters, derived from the requests' transitions."""

@@ -100,8 +100,16 @@ class Journal:
     """
 
     def __init__(self, size: int) -> None:
-        self.records: deque[TransitionRecord[Any]] = deque(maxlen=size)
+        # Plain tuples, made TransitionRecords as they are read (history): a named tuple
+        # made from the fields' tuple is a second tuple per transition, to pay and to collect.
+        self._records: deque[tuple[Any, ...]] = deque(maxlen=size)
         self.counts: Counter[str] = Counter()
+
+    @property
+    def records(self) -> tuple[TransitionRecord[Any], ...]:
+        """The transitions kept, oldest first."""
+        new = tuple.__new__  # the named tuple's own __new__ costs a Python call more (see _fsm)
+        return tuple(new(TransitionRecord, fields) for fields in self._records)
 
     def record(
         self,
@@ -112,13 +120,11 @@ class Journal:
         reason: str | None,
     ) -> None:
         """Keep one transition of ``subject`` (a request's or subscription's id)."""
-        # tuple.__new__: the named tuple's own __new__ costs a Python call more (see _fsm).
         fields = (time.time(), subject, trigger, source, dest, reason)
-        record: TransitionRecord[Any] = tuple.__new__(TransitionRecord, fields)
-        self.records.append(record)
+        self._records.append(fields)
         self.counts[trigger] += 1
         if logger.isEnabledFor(_DEBUG):
-            logger.debug("%s", record)
+            logger.debug("%s", tuple.__new__(TransitionRecord, fields))
 
 
 class Tracked(LeanModel):
