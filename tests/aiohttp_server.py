@@ -9,7 +9,9 @@ and answers pings itself, as many production servers do.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -73,3 +75,42 @@ class AiohttpServer:
         finally:
             self.sockets.discard(ws)
         return ws
+
+
+class AiohttpJsonRpcServer(AiohttpServer):
+    """A JSON-RPC 2.0 peer on aiohttp: ``echo`` answers its params; ``subscribe`` bursts.
+
+    ``subscribe`` with params ``[n]`` answers a subscription id and sends ``n``
+    notifications for it at once, right behind the answer (results 0 to n-1):
+    aiohttp writes them as it pleases, in one segment or several.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._subscriptions = 0
+
+    async def _handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    await self._answer(ws, json.loads(message.data))
+        finally:
+            self.sockets.discard(ws)
+        return ws
+
+    async def _answer(self, ws: web.WebSocketResponse, call: dict[str, Any]) -> None:
+        params: Any = call.get("params")
+        if call["method"] != "subscribe":
+            await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": call["id"], "result": params}))
+            return
+        self._subscriptions += 1
+        sub_id = f"sub-{self._subscriptions}"
+        await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": call["id"], "result": sub_id}))
+        for n in range(params[0]):
+            notification = {"subscription": sub_id, "result": n}
+            await ws.send_str(
+                json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": notification})
+            )

@@ -18,6 +18,7 @@ from aio_websocket_pool import (
 )
 from aio_websocket_pool._jsonrpc import RESUBSCRIBE_AT_ONCE
 from aio_websocket_pool.testing import JsonRpcServer
+from aiohttp_server import AiohttpJsonRpcServer
 
 
 def pool_for(server: JsonRpcServer, **kwargs: Any) -> WebsocketConnectionPool:
@@ -290,3 +291,18 @@ async def test_a_subscription_whose_pool_closed_ends_with_unavailable(
         assert sub.state is SubscriptionState.CLOSED
         with pytest.raises(ConnectionPoolUnavailableError):
             await rpc.call("echo", [1])
+
+
+async def test_against_aiohttp_a_burst_right_behind_the_subscribe_answer_is_all_delivered() -> None:
+    """A server that is not websockets: aiohttp frames and batches its writes its own way."""
+    async with (
+        AiohttpJsonRpcServer().running() as server,
+        WebsocketConnectionPool(server.uri, acquire_timeout=1.0) as pool,
+        pool.json_rpc(connections=2) as rpc,
+    ):
+        assert await asyncio.gather(*(rpc.call("echo", [n]) for n in range(100))) == [
+            [n] for n in range(100)
+        ]
+        async with rpc.subscribe("subscribe", [200]) as sub:
+            assert [await anext(sub) for _ in range(200)] == list(range(200))
+        assert rpc.stats().unmatched == 0

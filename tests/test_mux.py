@@ -43,6 +43,28 @@ async def test_concurrent_requests_over_two_connections_get_their_own_replies(
     assert (stats.sent, stats.answered, stats.in_flight, stats.connections) == (200, 200, 0, 2)
 
 
+async def test_strays_pushed_among_the_replies_are_counted_and_never_answer_a_request(
+    any_server: PushingServer,
+) -> None:
+    """Real servers batch what they send: strays land between replies, in one read or not."""
+    async with (
+        pool_for(any_server.uri) as pool,
+        pool.multiplexed(key=tag, connections=2, max_in_flight=64) as mux,
+    ):
+        calls = [
+            asyncio.create_task(mux.request(json.dumps({"tag": n}), key=n, timeout=2.0))
+            for n in range(300)
+        ]
+        await any_server.push("a stray, not JSON", count=50)  # on each connection
+        replies = await asyncio.gather(*calls)
+        async with asyncio.timeout(2.0):
+            while mux.stats().unmatched < 100:  # noqa: ASYNC110  (no event for it)
+                await asyncio.sleep(0.01)
+        stats = mux.stats()
+    assert [json.loads(reply)["tag"] for reply in replies] == list(range(300))
+    assert (stats.answered, stats.unmatched, stats.late_replies) == (300, 100, 0)
+
+
 async def test_a_request_times_out_and_its_late_reply_is_counted_not_delivered(
     server: LoopbackServer,
 ) -> None:
