@@ -68,6 +68,7 @@ from ._mux_room import Room
 from ._mux_strays import Strays
 from ._mux_upkeep import Move, Outdated, replace_lost, rotate
 from ._redact import describe_close, raise_from, secrets_of
+from ._websocket import send_at_once
 
 if TYPE_CHECKING:
     from ._lease import ConnectionLease
@@ -332,7 +333,8 @@ class Multiplexer:
                 channel = room.pick(pinned)
             channel.register(pending)
             pending.fire("send")
-            await channel.websocket.send(message)
+            if not send_at_once(channel.websocket, message):
+                await channel.websocket.send(message)
             reply = await pending.future
             return reply if unwrap is None else unwrap(reply)
         except asyncio.CancelledError:
