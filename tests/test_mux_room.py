@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Hashable
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -15,7 +16,7 @@ from aio_websocket_pool import (
     RequestTimeoutError,
     WebsocketConnectionPool,
 )
-from aio_websocket_pool.testing import JsonRpcServer, LoopbackServer
+from aio_websocket_pool.testing import JsonRpcServer, LoopbackServer, TcpProxy
 from muxing import pool_for, tag, tagged
 
 
@@ -201,3 +202,33 @@ async def test_a_request_granted_room_as_the_multiplexer_closes_fails_at_once(
                     await queued
         finally:
             queued.cancel()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_mux.py:Multiplexer._lost/_mux_room.py:Room.leave: a connection lost wakes nobody in "
+    "line, so a request pinned to it waits until a replacement joins, or its timeout: leaving a "
+    "subscription whose connection died raises RequestTimeoutError after request_timeout "
+    "instead of returning at once (RequestLostError, suppressed)",
+)
+async def test_a_request_pinned_to_a_connection_lost_while_it_waits_fails_at_once(
+    rpc_server: JsonRpcServer,
+) -> None:
+    async with (
+        TcpProxy(urlsplit(rpc_server.uri).port or 0).running() as proxy,
+        WebsocketConnectionPool(proxy.uri, acquire_timeout=5.0) as pool,
+        pool.json_rpc(connections=1, max_in_flight=1, request_timeout=0.5) as rpc,
+    ):
+        subscription = rpc.subscribe("subscribe", unsubscribe="unsubscribe")
+        await subscription.__aenter__()
+        busy = asyncio.create_task(rpc.call("sleep", [5.0, "busy"], timeout=5.0))
+        await asyncio.sleep(0)
+        leaving = asyncio.create_task(subscription.__aexit__(None, None, None))
+        await asyncio.sleep(0.02)
+        assert rpc.stats().queued == 1  # the unsubscribe, pinned to the one connection
+        proxy.delay = 0.6  # the replacement's handshake takes over a second from now
+        proxy.abort()  # the connection is lost: its subscription went with it
+        with pytest.raises(RequestLostError):
+            await busy
+        async with asyncio.timeout(0.3):
+            assert await leaving is False
