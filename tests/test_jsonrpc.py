@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -306,3 +307,76 @@ async def test_against_aiohttp_a_burst_right_behind_the_subscribe_answer_is_all_
         async with rpc.subscribe("subscribe", [200]) as sub:
             assert [await anext(sub) for _ in range(200)] == list(range(200))
         assert rpc.stats().unmatched == 0
+
+
+# -- found in the review of late answers and leaving subscriptions (fixed; docstrings say what)
+
+
+class StallingServer(JsonRpcServer):
+    """A JSON-RPC server whose event loop (the test's own) stalls right after a subscribe answer.
+
+    The stall is scheduled with ``call_soon``: it runs in the next iteration of the
+    loop, before the answer's bytes are handed to the client's protocol, so the
+    client's reader takes the answer in the iteration after, together with every
+    timer that ran out during the stall, and ahead of them: the answer resolves
+    the caller's future first, and an outer timeout then cancels the caller before
+    it has run again (a GC pause or a CPU-bound callback does the same).
+    """
+
+    stall: float = 0.0
+
+    async def _answer(self, conn: Any, request: dict[str, Any]) -> None:
+        await super()._answer(conn, request)
+        if request.get("method") == "subscribe" and self.stall:
+            asyncio.get_running_loop().call_soon(time.sleep, self.stall)
+
+
+@pytest.mark.regression
+async def test_a_subscribe_answered_then_cancelled_before_it_resumed_leaves_no_orphan() -> None:
+    """Before the fix: _jsonrpc.py:Subscription.__aenter__/JsonRpcClient._subscribe: a subscribe
+    answered (bound in the reader) whose caller is cancelled before it runs again ends the
+    subscription without unsubscribing: the server's subscription is left behind
+    """
+    server = StallingServer()
+    server.stall = 0.4
+    async with (
+        server.running(),
+        WebsocketConnectionPool(server.uri, acquire_timeout=1.0) as pool,
+        pool.json_rpc(request_timeout=2.0) as rpc,
+    ):
+        subscription = rpc.subscribe("subscribe", unsubscribe="unsubscribe")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):  # the caller's own deadline, within the stall
+                await subscription.__aenter__()
+        assert subscription.state is SubscriptionState.CLOSED
+        # The order this test is about: answered first, then cancelled (else it proves nothing).
+        assert [r.trigger for r in rpc.history if "/req-" in r.connection_id] == [
+            "send",
+            "answer",
+        ], rpc.history
+        await eventually(lambda: server.subscriptions == {})
+
+
+@pytest.mark.regression
+async def test_leaving_a_subscription_cancelled_while_its_unsubscribe_waits_leaves_no_orphan(
+    rpc_server: JsonRpcServer,
+) -> None:
+    """Before the fix: _jsonrpc.py:Subscription.__aexit__: leaving normally awaits the
+    unsubscribe; cancelled while that request waits for room, it is never sent and nothing
+    sends it later: the server's subscription is left behind, notifying, counted unmatched
+    """
+    async with (
+        pool_for(rpc_server) as pool,
+        pool.json_rpc(connections=1, max_in_flight=1, request_timeout=2.0) as rpc,
+    ):
+        subscription = rpc.subscribe("subscribe", unsubscribe="unsubscribe")
+        await subscription.__aenter__()
+        busy = asyncio.create_task(rpc.call("sleep", [0.2, "busy"]))
+        await asyncio.sleep(0)
+        leaving = asyncio.create_task(subscription.__aexit__(None, None, None))
+        await eventually(lambda: rpc.stats().queued == 1)  # the unsubscribe waits for room
+        leaving.cancel()  # e.g. an asyncio.timeout() around the whole block runs out
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert await busy == "busy"
+        await eventually(lambda: rpc_server.subscriptions == {})

@@ -24,7 +24,7 @@ from aio_websocket_pool import (
     WebsocketError,
 )
 from aio_websocket_pool.testing import LoopbackServer
-from muxing import pool_for, tag
+from muxing import pool_for, tag, tagged
 from servers import PushingServer
 
 
@@ -367,3 +367,24 @@ async def test_requests_that_give_up_while_no_connection_is_open_leave_no_entry(
         # Private, as the pool's own leak tests look at WaitingLine: dead entries must not
         # pile up (the pool sweeps them once they are half its line).
         assert len(mux._room._line) < 150
+
+
+# -- found in the review of late replies, the direct websocket, the pool closing (fixed)
+
+
+@pytest.mark.regression
+async def test_one_callers_unencodable_message_never_loses_another_callers_request(
+    server: LoopbackServer,
+) -> None:
+    """Before the fix: _mux.py:Multiplexer.request/exchange: a str that cannot be UTF-8 encoded (a
+    lone surrogate) fails inside websockets' send_context, which closes the whole connection:
+    every other caller's request in flight on it is lost, and this caller gets RequestLostError
+    """
+    server.reply_delay = 0.1
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
+        other = asyncio.create_task(mux.request(tagged("other"), key="other", timeout=1.0))
+        await asyncio.sleep(0.02)  # sent; its echo is 0.1 s away
+        with pytest.raises((UnicodeEncodeError, ValueError)):  # this caller's own mistake
+            await mux.request('{"tag": 1, "name": "\udcff"}', key=1, timeout=1.0)
+        assert json.loads(await other) == {"tag": "other"}
+        assert pool.stats().connections_lost == 0

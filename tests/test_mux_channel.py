@@ -12,7 +12,8 @@ from collections.abc import Hashable
 
 import pytest
 
-from aio_websocket_pool.testing import LoopbackServer
+from aio_websocket_pool import RequestTimeoutError, WebsocketConnectionPool
+from aio_websocket_pool.testing import JsonRpcServer, LoopbackServer
 from muxing import pool_for, tag
 
 
@@ -99,3 +100,68 @@ async def test_a_reply_is_taken_only_on_the_connection_its_request_went_out_on(
                 await asyncio.sleep(0.005)
         stats = mux.stats()
     assert (stats.answered, stats.unmatched, stats.late_replies) == (1, 1, 0)
+
+
+# -- found in the review of the late replies (fixed; each docstring says what it was)
+
+
+def by_id(message: str | bytes) -> Hashable | None:
+    """The key of a JSON-RPC reply: its ``id``."""
+    return json.loads(message).get("id")  # type: ignore[no-any-return]
+
+
+@pytest.mark.regression
+async def test_a_late_reply_after_the_settled_window_rolled_over_still_pays_its_key(
+    rpc_server: JsonRpcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the real SETTLED_KEYS_KEPT it takes 8,193 calls before the late reply: a second.
+
+    Before the fix: _mux_channel.py:Channel.take_late: a late reply is told late only while its
+    key is in the settled window, though owed keeps it longer: once later requests rolled the
+    window over, the late reply is counted unmatched, its on_answer never runs, and its key
+    stays owed (refused by request()) for good
+    """
+    monkeypatch.setattr("aio_websocket_pool._mux_channel.SETTLED_KEYS_KEPT", 4)
+    async with (
+        WebsocketConnectionPool(rpc_server.uri, acquire_timeout=1.0) as pool,
+        pool.multiplexed(key=by_id) as mux,
+    ):
+        slow = {"jsonrpc": "2.0", "id": "slow", "method": "sleep", "params": [0.2, "late"]}
+        with pytest.raises(RequestTimeoutError):
+            await mux.request(json.dumps(slow), key="slow", timeout=0.05)
+        for n in range(9):  # two generations of settled keys and one more
+            await mux.request(json.dumps({"jsonrpc": "2.0", "id": n, "method": "echo"}), key=n)
+        async with asyncio.timeout(1.0):
+            while mux.stats().late_replies + mux.stats().unmatched == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        stats = mux.stats()
+        assert (stats.late_replies, stats.unmatched) == (1, 0), stats
+        # Its reply came: the key is free again.
+        again = {"jsonrpc": "2.0", "id": "slow", "method": "echo"}
+        assert json.loads(await mux.request(json.dumps(again), key="slow"))["id"] == "slow"
+
+
+@pytest.mark.regression
+async def test_a_late_subscribe_answer_after_busy_traffic_is_still_unsubscribed(
+    rpc_server: JsonRpcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the fix: _mux_channel.py:Channel.take_late: past the settled window a late subscribe
+    answer is a stray: JSON-RPC's on_answer never hears of it and the server's subscription is
+    never unsubscribed (it notifies for as long as the connection lives, counted unmatched)
+    """
+    monkeypatch.setattr("aio_websocket_pool._mux_channel.SETTLED_KEYS_KEPT", 4)
+    rpc_server.subscribe_delay = 0.2
+    async with (
+        WebsocketConnectionPool(rpc_server.uri, acquire_timeout=1.0) as pool,
+        pool.json_rpc(request_timeout=0.05) as rpc,
+    ):
+        with pytest.raises(RequestTimeoutError):
+            async with rpc.subscribe("subscribe", unsubscribe="unsubscribe"):
+                pass
+        for n in range(9):  # calls go on meanwhile, as they do on a busy client
+            assert await rpc.call("echo", [n]) == [n]
+        async with asyncio.timeout(1.0):
+            while rpc_server.subscribe_requests == 0 or rpc.stats().sent < 10:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the late answer is in, and its unsubscribe would be
+        assert rpc_server.subscriptions == {}, "an orphan subscription left on the server"

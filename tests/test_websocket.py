@@ -27,8 +27,8 @@ async def test_send_at_once_writes_text_and_binary_frames_as_send_would() -> Non
     async with serve(echo, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}") as ws:
-            assert send_at_once(ws, "text")
-            assert send_at_once(ws, b"\x00bytes")
+            assert send_at_once(ws, b"text", text=True)
+            assert send_at_once(ws, b"\x00bytes", text=False)
             assert await ws.recv() == "text"
             assert await ws.recv() == b"\x00bytes"
 
@@ -38,7 +38,7 @@ async def test_send_at_once_leaves_a_closed_connection_to_send() -> None:
         port = server.sockets[0].getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}") as ws:
             await ws.close()
-            assert not send_at_once(ws, "late")
+            assert not send_at_once(ws, b"late", text=True)
             with pytest.raises(ConnectionClosed):
                 await ws.send("late")
 
@@ -57,7 +57,7 @@ async def test_send_at_once_waits_its_turn_behind_a_fragmented_message() -> None
 
             fragmented = asyncio.create_task(ws.send(fragments()))
             await middle.wait()
-            assert not send_at_once(ws, "after")  # it would land inside the fragmented one
+            assert not send_at_once(ws, b"after", text=True)  # it would land in the fragments
             await ws.send("after")  # waits for it
             await fragmented
             assert [await ws.recv(), await ws.recv()] == ["fragment", "after"]
@@ -79,7 +79,7 @@ async def test_send_at_once_leaves_a_full_write_buffer_to_send() -> None:
             ws.transport.set_write_buffer_limits(high=64 * 1024)
             chunk = b"x" * (256 * 1024)
             for _ in range(400):  # at most 100 MB: the kernel's buffers hold a few MB
-                if not send_at_once(ws, chunk):
+                if not send_at_once(ws, chunk, text=False):
                     break
                 await asyncio.sleep(0)
             assert ws.paused

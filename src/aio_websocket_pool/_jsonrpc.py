@@ -144,7 +144,8 @@ class Subscription:
         try:
             await self._client._subscribe(self)
         except BaseException:
-            self._end("the subscribe request failed")
+            # Answered, then cancelled before it ran on: bound, so the server has it too.
+            self._leave("the subscribe request failed")
             raise
         self._lifecycle.fire("confirm")
         return self
@@ -155,16 +156,28 @@ class Subscription:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> Literal[False]:
+        if exc_value is not None:  # what the block raised goes on at once, never masked
+            self._leave("left by its user")
+            return False
         channel, server_id = self._channel, self.server_id
         self._end("left by its user")
         if self.unsubscribe is None or channel is None or server_id is None:
             return False  # its connection gone, the server's subscription went with it
-        if exc_value is not None:  # what the block raised goes on at once, never masked
+        try:
+            with contextlib.suppress(RequestLostError, ConnectionPoolUnavailableError):
+                await self._client._call(self.unsubscribe, [server_id], "default", channel)
+        except (asyncio.CancelledError, RequestTimeoutError):
+            # Perhaps never sent (it waited for room): sent again, so that it ends either way.
             self._client._unsubscribe_in_background(self, channel, server_id)
-            return False
-        with contextlib.suppress(RequestLostError, ConnectionPoolUnavailableError):
-            await self._client._call(self.unsubscribe, [server_id], "default", channel=channel)
+            raise
         return False
+
+    def _leave(self, why: str) -> None:
+        """End it, and its server's subscription in the background: nothing is awaited."""
+        channel, server_id = self._channel, self.server_id
+        self._end(why)
+        if channel is not None and server_id is not None:
+            self._client._unsubscribe_in_background(self, channel, server_id)
 
     def __aiter__(self) -> Self:
         return self

@@ -317,6 +317,9 @@ class Multiplexer:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a request must run in a task")
+        # Encoded before anything is registered: a str that is not UTF-8 fails here, its
+        # caller's mistake alone. Inside websockets' send it would close the connection.
+        data, text = (message.encode(), True) if isinstance(message, str) else (message, False)
         pending = Pending(f"{self.name}/req-{next(self._numbers)}", self._journal, key,
                           on_answer, task)  # fmt: skip
         # Not asyncio.timeout(), nor a timer handle per request (see _deadlines). _expire
@@ -329,12 +332,12 @@ class Multiplexer:
         try:
             pinned, channel = channel, room.pick(channel)
             while channel is None:
-                await room.wait()
+                await room.wait(pinned)
                 channel = room.pick(pinned)
             channel.register(pending)
             pending.fire("send")
-            if not send_at_once(channel.websocket, message):
-                await channel.websocket.send(message)
+            if not send_at_once(channel.websocket, data, text=text):
+                await channel.websocket.send(data, text=text)
             reply = await pending.future
             return reply if unwrap is None else unwrap(reply)
         except asyncio.CancelledError:
@@ -350,6 +353,9 @@ class Multiplexer:
         except ConnectionClosed as exc:  # the send failed
             self._end(pending, "lose", describe_close(exc))
             raise_from(RequestLostError(f"{pending.subject}: its connection closed"), exc)
+        except Exception as exc:  # a bug, or what unwrap raised: nothing may stay in flight
+            self._end(pending, "lose", type(exc).__name__)
+            raise
         finally:
             if timeout is not None:
                 self._deadlines.ended()
@@ -366,7 +372,7 @@ class Multiplexer:
     def _end(self, pending: Pending, trigger: str, reason: str | None = None) -> None:
         """End a request its caller stops waiting for; the room it took goes to the next."""
         if pending.end(trigger, reason):
-            self._room.wake_one()
+            self._room.wake_one(pending.channel)
 
     # -- the readers -------------------------------------------------------------------
 
@@ -398,7 +404,7 @@ class Multiplexer:
             return
         if pending is not None:
             pending.answer(channel, payload)
-            self._room.wake_one()
+            self._room.wake_one(channel)
         elif channel.take_late(key, payload):
             self._late += 1
         else:

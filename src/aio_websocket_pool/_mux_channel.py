@@ -171,10 +171,12 @@ class Channel:
         pending = self.pending.get(key)
         if pending is not None:  # its caller was cancelled and has not run to end it yet
             on_answer, pending.on_answer, pending.replied = pending.on_answer, None, True
-        elif key in self._settled or key in self._settled_before:
-            on_answer = self.owed.pop(key, None)
-        else:
+        elif key in self.owed:  # kept longer than the settled keys: a slow server's reply
+            on_answer = self.owed.pop(key)
+        elif not (key in self._settled or key in self._settled_before):
             return False
+        else:
+            on_answer = None
         if on_answer is not None:
             on_answer(self, payload, True)
         return True

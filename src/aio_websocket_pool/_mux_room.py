@@ -7,9 +7,13 @@ Rules:
   server id is valid on that one only), on that one when it has room.
 * Otherwise it waits in line, first come first served (the pool's own
   :class:`~._waiting.WaitingLine`, whose entries of requests that gave up are
-  swept out in bulk, even while no room ever comes free). A request that leaves
-  a connection wakes the next in line; a connection that joins wakes them all
-  (each looks again). A waiter woken and cancelled at once passes its turn on.
+  swept out in bulk, even while no room ever comes free); a pinned request in
+  a line of its connection's own, so that room freed on one connection never
+  wakes a request that can only use another. A request that leaves a
+  connection wakes the next pinned to it, else the next in the shared line; a
+  connection that joins wakes the whole shared line (each looks again); one
+  that leaves wakes those pinned to it (they fail). A waiter woken and
+  cancelled at once passes its turn on.
 * A connection retired (its lifetime is over) leaves the room for new
   requests; those in flight on it are still answered there, and a request
   pinned to it still goes out on it, until it closes.
@@ -41,6 +45,8 @@ class Room:
         self._line: WaitingLine[bool] = WaitingLine()
         self._room_free = False  # set by wake_one while it serves the line
         self._irreplaceable: str | None = None  # why a connection lost is not replaced
+        self._closed: str | None = None  # why the multiplexer closed
+        self._pinned: dict[Channel, WaitingLine[bool]] = {}  # lines of pinned requests
 
     @property
     def in_flight(self) -> int:
@@ -49,8 +55,8 @@ class Room:
 
     @property
     def queued(self) -> int:
-        """Requests waiting in line."""
-        return self._line.count()
+        """Requests waiting in line, those pinned to a connection included."""
+        return self._line.count() + sum(line.count() for line in self._pinned.values())
 
     def pick(self, pinned: Channel | None) -> Channel | None:
         """The connection with the fewest requests in flight (or ``pinned``), if it has room.
@@ -69,30 +75,40 @@ class Room:
                 best, least = channel, in_flight
         return best
 
-    async def wait(self) -> None:
+    async def wait(self, pinned: Channel | None) -> None:
         """Wait in line until woken (then :meth:`pick` again: room may be gone by then).
 
         Raises:
-            RequestLostError: The multiplexer closed meanwhile.
+            RequestLostError: The multiplexer closed (or closes meanwhile).
             ConnectionPoolUnavailableError: No connection is left, and none will come.
         """
+        if self._closed is not None:
+            raise RequestLostError(self._closed)
         if self._irreplaceable is not None and not self.channels:
             raise ConnectionPoolUnavailableError(self._irreplaceable)
-        waiter = self._line.join(False)
+        if pinned is None:
+            line = self._line
+        else:
+            line = self._pinned.get(pinned) or self._pinned.setdefault(pinned, WaitingLine())
+        waiter = line.join(False)
         try:
             await waiter.future
         except asyncio.CancelledError:
             if waiter.was_granted:
-                self.wake_one()  # woken and cancelled at once: the room goes to the next
+                self.wake_one(pinned)  # woken and cancelled at once: the room goes to the next
             raise
         finally:
-            self._line.leave(waiter)
+            line.leave(waiter)
 
-    def wake_one(self) -> None:
-        """Room came free on a connection: the next in line may look."""
-        if self._line:
+    def wake_one(self, channel: Channel | None) -> None:
+        """Room came free on ``channel``: the next pinned to it, else the next in line, may look."""
+        pinned = self._pinned.get(channel) if channel is not None else None
+        if pinned or self._line:
             self._room_free = True
-            self._line.serve(self._take_room)
+            if pinned:
+                pinned.serve(self._take_room)
+            if self._room_free:
+                self._line.serve(self._take_room)
             self._room_free = False
 
     def _take_room(self, fresh: bool) -> bool | None:
@@ -109,10 +125,16 @@ class Room:
         self._line.serve(_room_for_all)
 
     def leave(self, channel: Channel) -> bool:
-        """A connection leaves; returns whether it was one of these (retiring ones included)."""
+        """A connection leaves; returns whether it was one of these (retiring ones included).
+
+        Those pinned to it are woken: it is gone, they fail (:meth:`pick`).
+        """
         for channels in (self.channels, self.retiring):
             if channel in channels:
                 channels.remove(channel)
+                pinned = self._pinned.pop(channel, None)
+                if pinned is not None:
+                    pinned.serve(_room_for_all)
                 return True
         return False
 
@@ -128,8 +150,12 @@ class Room:
             self._line.fail_all(why, ConnectionPoolUnavailableError)
 
     def close(self, why: str) -> list[Channel]:
-        """Fail everyone in line; return the connections, which leave."""
+        """Fail everyone in line, and who joins it from now on; return the connections."""
+        self._closed = why
         self._line.fail_all(why, RequestLostError)
+        for pinned in self._pinned.values():
+            pinned.fail_all(why, RequestLostError)
+        self._pinned.clear()
         channels = self.channels + self.retiring
         self.channels, self.retiring = [], []
         return channels
