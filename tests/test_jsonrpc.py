@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from aio_websocket_pool import (
+    ConnectionBusyError,
     ConnectionPoolUnavailableError,
     JsonRpcError,
     RequestLostError,
@@ -380,3 +381,23 @@ async def test_leaving_a_subscription_cancelled_while_its_unsubscribe_waits_leav
             await leaving
         assert await busy == "busy"
         await eventually(lambda: rpc_server.subscriptions == {})
+
+
+async def test_an_id_that_python_calls_equal_answers_no_call(rpc_server: JsonRpcServer) -> None:
+    async with pool_for(rpc_server) as pool, pool.json_rpc() as rpc:
+        assert await rpc.call("true_id", ["mine"]) == ["mine"]  # call 1; a reply with id true first
+        assert rpc.stats().unmatched == 1
+
+
+async def test_a_second_task_reading_a_subscription_is_refused(rpc_server: JsonRpcServer) -> None:
+    async with (
+        pool_for(rpc_server) as pool,
+        pool.json_rpc() as rpc,
+        rpc.subscribe("subscribe") as sub,
+    ):
+        first = asyncio.create_task(anext(sub))
+        await asyncio.sleep(0.01)
+        with pytest.raises(ConnectionBusyError, match="another task"):
+            await anext(sub)
+        await rpc_server.notify("one")
+        assert await first == "one"

@@ -165,3 +165,22 @@ async def test_a_late_subscribe_answer_after_busy_traffic_is_still_unsubscribed(
                 await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)  # the late answer is in, and its unsubscribe would be
         assert rpc_server.subscriptions == {}, "an orphan subscription left on the server"
+
+
+async def test_a_connection_owing_more_replies_than_it_remembers_is_dropped_and_replaced(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forgetting an owed key would let its reply answer a new request with that key."""
+    monkeypatch.setattr("aio_websocket_pool._mux_channel.SETTLED_KEYS_KEPT", 2)
+    server.reply_delay = 0.5  # every request below times out: its reply is owed
+    async with pool_for(server.uri) as pool, pool.multiplexed(key=tag) as mux:
+        (first,) = (channel.lease.id for channel in mux._room.channels)
+        for n in range(3):
+            with pytest.raises(RequestTimeoutError):
+                await mux.request(json.dumps({"tag": n}), key=n, timeout=0.02)
+        async with asyncio.timeout(2.0):
+            while [channel.lease.id for channel in mux._room.channels] in ([], [first]):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        server.reply_delay = 0.0
+        assert json.loads(await mux.request(json.dumps({"tag": 0}), key=0)) == {"tag": 0}
+        assert pool.stats().multiplexed == 1

@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 from ._exceptions import (
+    ConnectionBusyError,
     ConnectionPoolUnavailableError,
     JsonRpcError,
     RequestLostError,
@@ -78,11 +79,16 @@ def encode(request_id: int, method: str, params: Any) -> str:
 
 
 def parse(message: Message) -> tuple[Hashable | None, Any]:
-    """A reply's id and the reply; no id (``None``) for what the server sends first."""
+    """A reply's id and the reply; no id (``None``) for what the server sends first.
+
+    Our ids are ints; only an int names a request. Python calls ``true`` and
+    ``1.0`` equal to ``1``, as dict keys too: such an id must not answer call 1.
+    """
     data = json.loads(message)
     if type(data) is not dict or "method" in data:
         return None, data
-    return data.get("id"), data
+    request_id = data.get("id")
+    return (request_id if type(request_id) is int else None), data
 
 
 def result_of(reply: Any) -> Any:
@@ -183,6 +189,11 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Any:
+        if self._waiter is not None:
+            raise ConnectionBusyError(
+                f"{self._lifecycle.subject}: another task is reading this subscription; "
+                "read it from one task at a time"
+            )
         while not self._queue:
             if self._lifecycle.state is SUB_CLOSED:
                 if self._error is not None:

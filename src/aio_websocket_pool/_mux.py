@@ -372,7 +372,16 @@ class Multiplexer:
     def _end(self, pending: Pending, trigger: str, reason: str | None = None) -> None:
         """End a request its caller stops waiting for; the room it took goes to the next."""
         if pending.end(trigger, reason):
-            self._room.wake_one(pending.channel)
+            channel = pending.channel
+            self._room.wake_one(channel)
+            if channel is not None and channel.owes_too_much():
+                self._drop(channel, f"{len(channel.owed)} replies owed, more than it remembers")
+
+    def _drop(self, channel: Channel, why: str) -> None:
+        """Give up a connection that is still open, as if it was lost; close it."""
+        if self._lost(channel, why) and channel.reader is not None:
+            channel.reader.cancel()
+            self.spawn(self._give_back(channel, force_remove=True), f"drop {channel.lease.id}")
 
     # -- the readers -------------------------------------------------------------------
 

@@ -132,7 +132,7 @@ class Channel:
         #: Keys of requests sent and ended unanswered (timed out, cancelled), whose
         #: replies may still come: a new request may not take one before it came.
         #: Each with its request's ``on_answer``, for the late reply. Insertion-ordered,
-        #: the oldest forgotten past :data:`SETTLED_KEYS_KEPT`.
+        #: more than :data:`SETTLED_KEYS_KEPT` and the connection is dropped.
         self.owed: dict[Hashable, OnAnswer | None] = {}
         self.reader: asyncio.Task[None] | None = None
         #: What a protocol layer routes on this connection (JSON-RPC: server ids).
@@ -191,10 +191,16 @@ class Channel:
 
     def owe(self, key: Hashable, on_answer: OnAnswer | None) -> None:
         """A request with ``key`` ended unanswered after it was sent: its reply may still come."""
-        owed = self.owed
-        owed[key] = on_answer
-        if len(owed) > SETTLED_KEYS_KEPT:  # a server that never answers: forget the oldest
-            del owed[next(iter(owed))]
+        self.owed[key] = on_answer
+
+    def owes_too_much(self) -> bool:
+        """Whether more replies are owed than it remembers: the connection must go.
+
+        Forgetting one would let its reply, if it ever came, answer a new request
+        with the same key: another caller's message. A server that left this many
+        requests unanswered is not worth keeping a connection to anyway.
+        """
+        return len(self.owed) > SETTLED_KEYS_KEPT
 
     def fail(self, why: str) -> None:
         """Fail every request in flight here with :class:`RequestLostError` (lost, or closed)."""

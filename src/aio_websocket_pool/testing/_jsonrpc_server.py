@@ -13,6 +13,7 @@ request asks for is in its method's name:
 ``unsubscribe``    ``params [id]``: forgets it, answers ``true``
 ``duplicate``      answers ``params`` twice
 ``wrong_id``       answers ``params`` with an id nobody asked for
+``true_id``        answers ``params`` twice: with the id ``true`` first, then its own
 ``junk``           sends a message that is not JSON, then answers ``params``
 ``close``          closes the connection (code 1011) instead of answering
 anything else      answers its ``params`` (an echo)
@@ -160,6 +161,8 @@ class JsonRpcServer:
                 reply["result"] = self.subscriptions.pop(params[0], None) is not None
             elif method == "wrong_id":
                 reply["id"] = request_id + 1_000_000
+            elif method == "true_id":  # true == 1 in Python: it must answer no call 1
+                await conn.send(json.dumps({**reply, "id": True}))
             elif method == "junk":
                 await conn.send("this is not JSON {")
             elif method == "close":
