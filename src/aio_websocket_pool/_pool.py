@@ -260,7 +260,9 @@ class WebsocketConnectionPool:
         cancelled. Connections that borrowers still hold (or that are being
         opened for, or cleaned after, one) are closed as they come back; after
         ``timeout`` seconds the rest are closed under their borrowers, as
-        :meth:`close_all` does. ``None`` waits as long as they take.
+        :meth:`close_all` does. ``None`` waits as long as they take; an open
+        multiplexer (:meth:`json_rpc`, :meth:`multiplexed`) holds its
+        connections until its ``async with`` ends.
 
         Raises:
             ValueError: ``timeout`` is negative.
