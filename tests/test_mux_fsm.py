@@ -79,7 +79,7 @@ def test_lean_events_do_what_the_stock_machine_does(
         assert (record.trigger, record.source, record.dest, record.reason) == (
             trigger, state, expected, "why"
         )  # fmt: skip
-        assert journal.counts == {trigger: 1}
+        assert {name: n for name, n in journal.counts.items() if n} == {trigger: 1}
 
 
 @pytest.mark.parametrize(("model", "states", "table"), TABLES, ids=["request", "subscription"])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -92,6 +92,9 @@ SUBSCRIPTION_TRANSITIONS: Final[tuple[Edge[SubscriptionState], ...]] = (
 )  # fmt: skip
 
 
+_TRIGGERS: Final = tuple(edge.trigger for edge in REQUEST_TRANSITIONS + SUBSCRIPTION_TRANSITIONS)
+
+
 class Journal:
     """A multiplexer's bounded history, and its counts of transitions by trigger.
 
@@ -103,7 +106,9 @@ class Journal:
         # Plain tuples, made TransitionRecords as they are read (history): a named tuple
         # made from the fields' tuple is a second tuple per transition, to pay and to collect.
         self._records: deque[tuple[Any, ...]] = deque(maxlen=size)
-        self.counts: Counter[str] = Counter()
+        # A plain dict, every trigger in it from the start: ``+= 1`` on a Counter (a dict
+        # subclass) misses the interpreter's fast path for a dict.
+        self.counts: dict[str, int] = dict.fromkeys(_TRIGGERS, 0)
 
     @property
     def records(self) -> tuple[TransitionRecord[Any], ...]:
