@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidURI
 
-from ._redact import redact_uri
+from ._redact import redact_uri, secrets_of
 
 if TYPE_CHECKING:
     from ._connection import WebsocketConnection
@@ -309,6 +309,9 @@ class PoolConfig:
     drain_max_messages: int
     drain_max_bytes: int
     connect_kwargs: dict[str, Any] = field(repr=False)
+    #: What no log, report or error may show (:func:`~._redact.secrets_of`), found once per
+    #: pool: every connection of it masks the same ones.
+    secrets: tuple[str, ...] = field(repr=False)
 
     def resized(self, *, max_connections: object, min_connections: object) -> PoolConfig:
         """This config with other size limits, checked as the constructor checks them.
@@ -381,10 +384,11 @@ class PoolConfig:
             )
         if drain_condition is not None and not callable(drain_condition):
             raise TypeError("drain_condition must be callable or None")
-        checked_uri = check_uri(uri)
+        checked_uri, checked_headers = check_uri(uri), check_headers(headers)
         return cls(
             uri=checked_uri,
-            headers=check_headers(headers),
+            headers=checked_headers,
+            secrets=secrets_of(checked_uri, checked_headers),
             idle_timeout=check_number("idle_timeout", idle_timeout),
             max_connections=max_conns,
             max_retries=check_count("max_retries", max_retries, minimum=1),

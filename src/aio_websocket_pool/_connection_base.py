@@ -93,6 +93,7 @@ class ConnectionBase:
         self = cls.__new__(cls)
         self.uri = config.uri
         self.headers = config.headers
+        self._secrets = config.secrets  # the pool's, found once (else found on first use)
         self.idle_timeout = config.idle_timeout
         self.check_server_data_on_release = config.check_server_data_on_release
         self.drain_timeout = config.drain_timeout
