@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 
 class AiohttpServer:
@@ -68,13 +68,16 @@ class AiohttpServer:
         self.sockets.add(ws)
         try:
             async for message in ws:
-                if message.type is WSMsgType.TEXT:
-                    await ws.send_str(message.data)
-                elif message.type is WSMsgType.BINARY:
-                    await ws.send_bytes(message.data)
+                await self._answer(ws, message)
         finally:
             self.sockets.discard(ws)
         return ws
+
+    async def _answer(self, ws: web.WebSocketResponse, message: WSMessage) -> None:
+        if message.type is WSMsgType.TEXT:
+            await ws.send_str(message.data)
+        elif message.type is WSMsgType.BINARY:
+            await ws.send_bytes(message.data)
 
 
 class AiohttpJsonRpcServer(AiohttpServer):
@@ -89,19 +92,10 @@ class AiohttpJsonRpcServer(AiohttpServer):
         super().__init__()
         self._subscriptions = 0
 
-    async def _handler(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        self.sockets.add(ws)
-        try:
-            async for message in ws:
-                if message.type is WSMsgType.TEXT:
-                    await self._answer(ws, json.loads(message.data))
-        finally:
-            self.sockets.discard(ws)
-        return ws
-
-    async def _answer(self, ws: web.WebSocketResponse, call: dict[str, Any]) -> None:
+    async def _answer(self, ws: web.WebSocketResponse, message: WSMessage) -> None:
+        if message.type is not WSMsgType.TEXT:
+            return
+        call: dict[str, Any] = json.loads(message.data)
         params: Any = call.get("params")
         if call["method"] != "subscribe":
             await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": call["id"], "result": params}))
