@@ -123,6 +123,28 @@ class Coordinator(Figures[C]):
             self.discard(victim, "closed to make room for a new connection", abort=True)
         return self.new_grant(abandoned=False)
 
+    def claim_ready(self, now: float) -> C | None:
+        """The fast path of an acquire: the most recently used idle connection, claimed,
+        if it may be handed out with no I/O and no hook; else ``None`` and nothing changed.
+
+        No :class:`Grant` is made: one per warm acquire cost more than the checks.
+        While others wait (they come first), or once the pool is closed or closing
+        (the slow path says so), or when the most recent idle connection is lost or
+        due for a check, the caller takes the slow path, which starts with
+        :meth:`try_grant` and sees to all of that. ``now``: the monotonic clock.
+        """
+        if self.waiting or self.closing or self.closed:
+            return None
+        connection = self.index.most_recent(IDLE)
+        if (
+            connection is None
+            or not connection.is_connected  # no I/O, just the socket's state
+            or not self.ready_at_once(connection, now)
+        ):
+            return None
+        connection._claim()
+        return connection
+
     def new_grant(self, *, abandoned: bool) -> Grant[C]:
         """Open a connection in a free slot; ``abandoned``: for nobody (warm-up, minimum)."""
         config = self.config

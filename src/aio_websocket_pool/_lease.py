@@ -221,7 +221,9 @@ class ConnectionLease(WebsocketConnection):
 
     def __del__(self) -> None:
         connection = self._connection
-        if not self._is_live:
+        if connection._lease_serial != self._serial:  # ended, as nearly every lease has
+            return
+        if connection._lifecycle.state is not BUSY:
             return
         pool, serial = self._lender, self._serial
         loop = pool._loop
