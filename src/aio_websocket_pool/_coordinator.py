@@ -124,26 +124,19 @@ class Coordinator(Figures[C]):
         return self.new_grant(abandoned=False)
 
     def claim_ready(self, now: float) -> C | None:
-        """The fast path of an acquire: the most recently used idle connection, claimed,
-        if it may be handed out with no I/O and no hook; else ``None`` and nothing changed.
+        """The fast path of an acquire (``now``: the monotonic clock): the most recent idle
+        connection, claimed, if it needs no I/O and no hook; else ``None``, nothing changed.
 
-        No :class:`Grant` is made: one per warm acquire cost more than the checks.
-        While others wait (they come first), or once the pool is closed or closing
-        (the slow path says so), or when the most recent idle connection is lost or
-        due for a check, the caller takes the slow path, which starts with
-        :meth:`try_grant` and sees to all of that. ``now``: the monotonic clock.
+        No :class:`Grant` is made: one per warm acquire cost more than the checks. Waiters,
+        a closing pool, a lost or unproven connection: the slow path (:meth:`try_grant`).
         """
         if self.waiting or self.closing or self.closed:
             return None
-        connection = self.index.most_recent(IDLE)
-        if (
-            connection is None
-            or not connection.is_connected  # no I/O, just the socket's state
-            or not self.ready_at_once(connection, now)
-        ):
+        found = self.index.most_recent(IDLE)
+        if found is None or not (found.is_connected and self.ready_at_once(found, now)):
             return None
-        connection._claim()
-        return connection
+        found._claim()
+        return found
 
     def new_grant(self, *, abandoned: bool) -> Grant[C]:
         """Open a connection in a free slot; ``abandoned``: for nobody (warm-up, minimum)."""
