@@ -43,6 +43,8 @@ def checked(timeout: AcquireTimeout) -> AcquireTimeout:
 class Lender(Protocol):
     """What starts and ends a pool's leases (:class:`~aio_websocket_pool._lending.Lending`)."""
 
+    def lend_at_once(self, fresh: bool) -> ConnectionLease | None: ...
+
     async def acquire(self, *, fresh: bool, wait: AcquireTimeout) -> ConnectionLease: ...
 
     def release_now(
@@ -65,15 +67,22 @@ class Acquiring(Coroutine[Any, Any, "ConnectionLease"]):
     (which takes only a coroutine) and ``asyncio.wait_for(pool.acquire(), t)``
     work as in 0.1.0; ``async with pool.acquire() as conn:`` releases on exit,
     as in asyncpg.
+
+    Awaited, it hands a warm connection out with no coroutine at all (the
+    lender's synchronous fast path, run from :meth:`__await__`): the
+    lender's ``acquire`` coroutine is made only when that path does not
+    apply, or when a task runs it. Nothing is claimed until it is awaited.
     """
 
-    __slots__ = ("_coroutine", "_lease", "_lender", "_used")
+    __slots__ = ("_fresh", "_lease", "_lender", "_steps", "_used", "_wait")
 
-    def __init__(self, lender: Lender, coroutine: Coroutine[Any, Any, ConnectionLease]) -> None:
+    def __init__(self, lender: Lender, *, fresh: bool, wait: AcquireTimeout) -> None:
         self._lender = lender
-        self._coroutine = coroutine
+        self._fresh = fresh
+        self._wait = wait
         self._lease: ConnectionLease | None = None
         self._used = False  # awaited, entered, or run by a task already
+        self._steps: Generator[Any, None, ConnectionLease] | None = None  # run by a task
 
     def _claim(self) -> None:
         """One acquire, one borrower: a second task awaiting the same call is refused."""
@@ -83,23 +92,35 @@ class Acquiring(Coroutine[Any, Any, "ConnectionLease"]):
             )
         self._used = True
 
+    def _running(self) -> Generator[Any, None, ConnectionLease]:
+        """The steps a task drives through :meth:`send` and :meth:`throw`, made on first use."""
+        if self._steps is None:
+            self._steps = self.__await__()
+        return self._steps
+
     def send(self, value: Any) -> Any:
-        self._used = True  # a task runs it (create_task, wait_for)
-        return self._coroutine.send(value)
+        return self._running().send(value)  # a task runs it (create_task, wait_for)
 
     def throw(self, *args: Any) -> Any:
-        return self._coroutine.throw(*args)
+        return self._running().throw(*args)
 
     def close(self) -> None:
-        self._coroutine.close()
+        if self._steps is not None:
+            self._steps.close()
 
     def __await__(self) -> Generator[Any, None, ConnectionLease]:
+        # A generator, not a coroutine: the fast path returns before it would
+        # need one, and a warm acquire makes no other frame but the lender's.
         self._claim()
-        return self._coroutine.__await__()
+        lender = self._lender
+        lease = lender.lend_at_once(self._fresh)
+        if lease is None:
+            lease = yield from lender.acquire(fresh=self._fresh, wait=self._wait).__await__()
+        return lease
 
     async def __aenter__(self) -> ConnectionLease:
         self._claim()
-        self._lease = await self._coroutine
+        self._lease = await self._lender.acquire(fresh=self._fresh, wait=self._wait)
         return self._lease
 
     async def __aexit__(
@@ -132,12 +153,17 @@ class Borrowed:
                 "this get_connection() is in use already: call get_connection() per block"
             )
         self._entered = True
+        lender = self._lender
         try:
-            self._lease = await self._lender.acquire(fresh=self._fresh, wait=self._timeout)
+            # The fast path first: a warm hand-out makes no coroutine.
+            lease = lender.lend_at_once(self._fresh)
+            if lease is None:
+                lease = await lender.acquire(fresh=self._fresh, wait=self._timeout)
         except BaseException:
             self._entered = False
             raise
-        return self._lease
+        self._lease = lease
+        return lease
 
     async def __aexit__(
         self,

@@ -24,8 +24,6 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
-from websockets.protocol import State as ProtocolState
-
 from . import _standalone, _talk
 from ._config import (
     DrainConditionCallback,
@@ -42,15 +40,13 @@ from ._fsm import BUSY, CLOSED, CONNECTING, DRAINING, State, TransitionRecord
 from ._handshake import open_websocket
 from ._hooks import run_hook
 from ._redact import describe_error, redact_uri
+from ._websocket import is_open
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
     from ._config import ConnectionHook
 
-#: A module constant: reading an enum member off its class costs as much as the
-#: rest of :attr:`WebsocketConnection.is_connected` (Python 3.11).
-_OPEN: Final = ProtocolState.OPEN
 _ids: Final = itertools.count(1)
 
 DEFAULT_HISTORY_SIZE: Final = 32
@@ -135,11 +131,8 @@ class WebsocketConnection(ConnectionBase):
     @property
     def is_connected(self) -> bool:
         """Whether the lifecycle is live and the WebSocket is open (no I/O)."""
-        return (
-            self._lifecycle.state is not CLOSED
-            and self.websocket is not None
-            and self.websocket.state is _OPEN
-        )
+        websocket = self.websocket
+        return self._lifecycle.state is not CLOSED and websocket is not None and is_open(websocket)
 
     @property
     def last_activity(self) -> float:

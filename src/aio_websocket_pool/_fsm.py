@@ -54,6 +54,9 @@ from ._exceptions import InvalidTransitionError
 
 logger: Final = logging.getLogger("aio_websocket_pool")
 _DEBUG: Final = logging.DEBUG
+# Bound once: each transition would otherwise look up a module and an attribute for each.
+_wall_clock: Final = time.time
+_new_tuple: Final = tuple.__new__
 
 
 class State(enum.StrEnum):
@@ -243,8 +246,8 @@ class ConnectionLifecycle(LeanModel):
         self.state = dest = _STATE_BY_VALUE[self._machine_state]
         # tuple.__new__, not TransitionRecord(...): the named tuple's own __new__ is a Python
         # function around this same call, and costs 0.1 µs more per record.
-        fields = (time.time(), self.connection_id, trigger, source, dest, reason)
-        record = tuple.__new__(TransitionRecord, fields)
+        fields = (_wall_clock(), self.connection_id, trigger, source, dest, reason)
+        record = _new_tuple(TransitionRecord, fields)
         self.history.append(record)
         if logger.isEnabledFor(_DEBUG):
             logger.debug("%s", record)

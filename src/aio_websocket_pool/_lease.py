@@ -52,6 +52,12 @@ class ConnectionLease(WebsocketConnection):
             borrower is receiving on the same lease.
     """
 
+    # What the borrower is doing with it; class defaults, set on the instance
+    # once they change: one lease is made per hand-out.
+    _receiving = False
+    _sending = 0
+    _cut_off: str | None = None  # what was cut off, that a reply may still answer
+
     # Not WebsocketConnection.__init__: a lease owns no socket and no state
     # machine; it borrows the pooled connection's.
     def __init__(self, connection: WebsocketConnection, lender: WebsocketConnectionPool) -> None:
@@ -59,9 +65,6 @@ class ConnectionLease(WebsocketConnection):
         self._lender = lender  # the pool: a release goes back to it
         self._serial = connection._lease_serial
         self.id = connection.id
-        self._receiving = False
-        self._sending = 0
-        self._cut_off: str | None = None  # what was cut off, that a reply may still answer
 
     # -- is it still ours ---------------------------------------------------------------
 
@@ -221,7 +224,9 @@ class ConnectionLease(WebsocketConnection):
 
     def __del__(self) -> None:
         connection = self._connection
-        if not self._is_live:
+        if connection._lease_serial != self._serial:  # ended, as nearly every lease has
+            return
+        if connection._lifecycle.state is not BUSY:
             return
         pool, serial = self._lender, self._serial
         loop = pool._loop

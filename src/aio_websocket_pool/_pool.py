@@ -381,8 +381,7 @@ class WebsocketConnectionPool:
             WrongEventLoopError: The pool started on another event loop.
             ConnectionUnavailableError: A new connection could not be opened.
         """
-        lending = self._lending
-        return Acquiring(lending, lending.acquire(fresh=False, wait=checked(timeout)))
+        return Acquiring(self._lending, fresh=False, wait=checked(timeout))
 
     def acquire_new(self, *, timeout: AcquireTimeout = PoolTimeout.ACQUIRE_TIMEOUT) -> Acquiring:
         """Like :meth:`acquire`, but always a newly opened connection.
@@ -390,8 +389,7 @@ class WebsocketConnectionPool:
         When every slot is taken, the least recently used idle connection is
         closed to make room; when none is idle, it waits like :meth:`acquire`.
         """
-        lending = self._lending
-        return Acquiring(lending, lending.acquire(fresh=True, wait=checked(timeout)))
+        return Acquiring(self._lending, fresh=True, wait=checked(timeout))
 
     async def release(self, connection: WebsocketConnection, *, force_remove: bool = False) -> None:
         """Give a connection back, ending its lease. Returns at once; I/O runs in the background.

@@ -26,7 +26,9 @@ from typing import Final
 
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
-from websockets.protocol import OPEN, Event
+from websockets.protocol import Event, State
+
+OPEN: Final = State.OPEN
 
 #: The opcodes of frames that carry a message (or a piece of one).
 DATA_OPCODES: Final = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
@@ -71,7 +73,17 @@ def pooled_class(connection_class: type[ClientConnection]) -> type[PooledWebSock
 
 def buffered_frames(websocket: ClientConnection) -> int:
     """Frames received that nobody has read yet (no I/O)."""
-    return len(websocket.recv_messages.frames)
+    # The queue's deque, not the queue: its __len__ is a Python call, on every release.
+    return len(websocket.recv_messages.frames.queue)
+
+
+def is_open(websocket: ClientConnection) -> bool:
+    """Whether the WebSocket is open (no I/O).
+
+    The protocol's own field: ``websocket.state`` reads it through two
+    Python properties, and this runs on every hand-out and release.
+    """
+    return websocket.protocol._state is OPEN
 
 
 def take_buffered_frames(websocket: ClientConnection) -> list[Frame]:
