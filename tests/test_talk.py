@@ -39,6 +39,19 @@ async def test_send_refuses_what_is_neither_str_nor_bytes(
 
 
 @pytest.mark.regression
+async def test_a_str_utf8_cannot_encode_is_refused_and_the_connection_stays_open(
+    server: LoopbackServer,
+) -> None:
+    """Inside websockets' send the encode error would close the connection (an internal error)."""
+    async with make_pool(server) as pool:
+        async with pool.get_connection() as conn:
+            with pytest.raises(UnicodeEncodeError):
+                await conn.send("a lone surrogate: \udcff")
+            await round_trip(conn, "still open")
+        stats = assert_consistent(pool)
+        assert (stats.idle, stats.closed, stats.connections_lost) == (1, 0, 0)
+
+
 async def test_send_accepts_a_bytearray_as_in_0_1_0(server: LoopbackServer) -> None:
     async with make_pool(server) as pool, pool.get_connection() as conn:
         # 0.1.0 passed it to websockets, which sends any bytes-like as a binary frame.

@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from ._exceptions import ConnectionBusyError, ConnectionClosedError, ConnectionUnavailableError
 from ._fsm import BUSY, CLOSED
 from ._redact import describe_close, raise_from
+from ._websocket import send_at_once
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -68,12 +69,21 @@ async def send(
 
     Raises:
         TypeError: ``message`` is neither ``str`` nor bytes-like.
+        UnicodeEncodeError: ``message`` is a ``str`` that UTF-8 cannot encode.
         ConnectionClosedError: It closed before or while sending.
     """
-    if not isinstance(message, str | bytes | bytearray | memoryview):
+    data: bytes | bytearray | memoryview
+    if isinstance(message, str):
+        # Encoded here: a str that is not UTF-8 fails as the caller's error, where inside
+        # websockets' send it would close the connection.
+        data, text = message.encode(), True
+    elif isinstance(message, bytes | bytearray | memoryview):
+        data, text = message, False
+    else:
         raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
     try:
-        await websocket.send(message)
+        if not send_at_once(websocket, data, text=text):  # no coroutine when none is needed
+            await websocket.send(data, text=text)
     except ConnectionClosed as exc:
         error = ConnectionClosedError(
             f"{connection.id} closed while sending: {describe_close(exc)}"
