@@ -316,12 +316,12 @@ async def test_against_aiohttp_a_burst_right_behind_the_subscribe_answer_is_all_
 class StallingServer(JsonRpcServer):
     """A JSON-RPC server whose event loop (the test's own) stalls right after a subscribe answer.
 
-    The stall is scheduled with ``call_soon``: it runs in the next iteration of the
-    loop, before the answer's bytes are handed to the client's protocol, so the
-    client's reader takes the answer in the iteration after, together with every
-    timer that ran out during the stall, and ahead of them: the answer resolves
-    the caller's future first, and an outer timeout then cancels the caller before
-    it has run again (a GC pause or a CPU-bound callback does the same).
+    The stall blocks the loop right after the answer is written, in the same
+    iteration: in the next one, the answer's bytes and every timer that ran out
+    during the stall are ready together, the bytes first. The client's reader
+    takes the answer inside ``data_received`` and resolves the caller's future;
+    the outer timeout then cancels the caller before it has run again (a GC
+    pause or a CPU-bound callback does the same).
     """
 
     stall: float = 0.0
@@ -329,7 +329,7 @@ class StallingServer(JsonRpcServer):
     async def _answer(self, conn: Any, request: dict[str, Any]) -> None:
         await super()._answer(conn, request)
         if request.get("method") == "subscribe" and self.stall:
-            asyncio.get_running_loop().call_soon(time.sleep, self.stall)
+            time.sleep(self.stall)  # noqa: ASYNC251  (the stall is the point)
 
 
 @pytest.mark.regression

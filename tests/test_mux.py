@@ -8,9 +8,10 @@ for room in ``test_mux_room.py``, messages nobody asked for in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -388,3 +389,67 @@ async def test_one_callers_unencodable_message_never_loses_another_callers_reque
             await mux.request('{"tag": 1, "name": "\udcff"}', key=1, timeout=1.0)
         assert json.loads(await other) == {"tag": "other"}
         assert pool.stats().connections_lost == 0
+
+
+# -- the reader takes frames inside websockets' data_received (the frame sink)
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Callable[[ServerConnection], Awaitable[None]]) -> AsyncIterator[str]:
+    async with serve(handler, "127.0.0.1", 0) as server:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+
+
+async def test_a_reply_sent_in_fragments_is_assembled_whole() -> None:
+    async def fragmenting_echo(connection: ServerConnection) -> None:
+        async for message in connection:
+            assert isinstance(message, str)
+            await connection.send([message[:3], message[3:-1], message[-1:]])
+
+    async with (
+        serving(fragmenting_echo) as uri,
+        pool_for(uri) as pool,
+        pool.multiplexed(key=tag) as mux,
+    ):
+        replies = await asyncio.gather(*(mux.request(tagged(n), key=n) for n in range(20)))
+    assert [json.loads(reply) for reply in replies] == [{"tag": n} for n in range(20)]
+
+
+async def test_a_text_reply_that_is_not_utf8_drops_the_connection_and_fails_its_requests() -> None:
+    async def bad_text(connection: ServerConnection) -> None:
+        async for message in connection:
+            if message == tagged("bad"):
+                await connection.send(b'{"tag": "bad", "x": "\xff"}', text=True)
+            else:
+                await connection.send(message)
+
+    async with (
+        serving(bad_text) as uri,
+        pool_for(uri) as pool,
+        pool.multiplexed(key=tag) as mux,
+    ):
+        (first,) = (channel.lease.id for channel in mux._room.channels)
+        with pytest.raises(RequestLostError, match="UTF-8"):
+            await mux.request(tagged("bad"), key="bad", timeout=1.0)
+        assert json.loads(await mux.request(tagged(1), key=1, timeout=1.0)) == {"tag": 1}
+        assert [channel.lease.id for channel in mux._room.channels] != [first]
+
+
+async def test_a_message_the_server_sent_before_the_multiplexer_took_the_connection_is_seen() -> (
+    None
+):
+    """A greeting right after the handshake is kept for the first borrower: here, the reader."""
+
+    async def greeting_echo(connection: ServerConnection) -> None:
+        await connection.send("hello, not JSON")
+        async for message in connection:
+            await connection.send(message)
+
+    async with serving(greeting_echo) as uri, pool_for(uri) as pool:
+        await asyncio.sleep(0)
+        async with pool.multiplexed(key=tag) as mux:
+            assert json.loads(await mux.request(tagged(1), key=1, timeout=1.0)) == {"tag": 1}
+            async with asyncio.timeout(1.0):
+                while mux.stats().unmatched < 1:  # noqa: ASYNC110  (no event for it)
+                    await asyncio.sleep(0.01)
+            assert mux.stats().unmatched == 1

@@ -30,6 +30,56 @@ if TYPE_CHECKING:
     import asyncio
 
 
+class Assembler:
+    """Data frames in, whole messages out: what websockets' ``recv()`` does, for a frame sink.
+
+    Shared by the :class:`Inbox` and a multiplexer's channels, which both take
+    frames inside websockets' ``data_received``.
+    """
+
+    __slots__ = ("_fragments", "_opcode")
+
+    def __init__(self) -> None:
+        self._fragments: list[bytes] = []
+        self._opcode: Opcode | None = None  # of the message being assembled
+
+    @property
+    def partial(self) -> bool:
+        """Whether a fragmented message has begun and not ended."""
+        return self._opcode is not None
+
+    def add(self, frame: Frame) -> str | bytes | None:
+        """The message ``frame`` completes (``str`` for text), or ``None`` for a fragment.
+
+        Raises:
+            ValueError: The frames break the protocol's order, or a text
+                message is not valid UTF-8 (``UnicodeDecodeError``); what was
+                assembled is dropped.
+        """
+        if frame.opcode is Opcode.CONT:
+            if self._opcode is None:
+                raise ValueError("a continuation frame came without the start of its message")
+        elif self._opcode is not None:
+            self.clear()
+            raise ValueError("a message began before the previous one ended")
+        elif frame.fin:  # a whole message in one frame, as nearly every one is
+            return str(frame.data, "utf-8") if frame.opcode is Opcode.TEXT else bytes(frame.data)
+        else:
+            self._opcode = frame.opcode
+        self._fragments.append(bytes(frame.data))
+        if not frame.fin:
+            return None
+        payload = b"".join(self._fragments)
+        text = self._opcode is Opcode.TEXT
+        self.clear()
+        return payload.decode() if text else payload
+
+    def clear(self) -> None:
+        """Drop what was assembled."""
+        self._fragments.clear()
+        self._opcode = None
+
+
 class Inbox:
     """Takes a connection's data frames while it is lent to nobody.
 
@@ -54,12 +104,11 @@ class Inbox:
     """
 
     __slots__ = (
-        "_fragments",
+        "_assembler",
         "_max_bytes",
         "_max_messages",
         "_on_failure",
         "_on_message",
-        "_opcode",
         "delivery",
         "failed",
         "keeping",
@@ -85,8 +134,7 @@ class Inbox:
         self._on_failure = on_failure
         self.keeping = keeping
         self.kept: list[Frame] = []
-        self._fragments: list[bytes] = []
-        self._opcode: Opcode | None = None  # of the message being assembled
+        self._assembler = Assembler()
         self.messages = 0
         self.size = 0
         self.last_arrival = -math.inf  # monotonic clock
@@ -99,7 +147,7 @@ class Inbox:
     @property
     def partial(self) -> bool:
         """Whether a fragmented message has begun and not ended (taking mode)."""
-        return self._opcode is not None
+        return self._assembler.partial
 
     def restart_count(self) -> None:
         """Start counting against the caps again: the connection was just handed out."""
@@ -133,34 +181,19 @@ class Inbox:
         if self.keeping:
             self.kept.append(frame)
             return
-        if frame.opcode is Opcode.CONT:
-            if self._opcode is None:
-                self._fail("a continuation frame came without the start of its message")
-                return
-        elif self._opcode is not None:
-            self._fail("a message began before the previous one ended")
+        try:
+            message = self._assembler.add(frame)
+        except UnicodeDecodeError:
+            self._fail("a text message was not valid UTF-8")
             return
-        else:
-            self._opcode = frame.opcode
-        self._fragments.append(bytes(frame.data))
-        if not frame.fin:
+        except ValueError as exc:
+            self._fail(str(exc))
             return
-        payload = b"".join(self._fragments)
-        text = self._opcode is Opcode.TEXT
-        self._fragments.clear()
-        self._opcode = None
-        if text:
-            try:
-                message: str | bytes = payload.decode()
-            except UnicodeDecodeError:
-                self._fail("a text message was not valid UTF-8")
-                return
-        else:
-            message = payload
-        self._on_message(message)
+        if message is not None:
+            self._on_message(message)
 
     def _fail(self, reason: str) -> None:
         self.failed = True
         self.kept.clear()
-        self._fragments.clear()
+        self._assembler.clear()
         self._on_failure(reason)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._exceptions import RequestLostError
 from ._mux_fsm import QUEUED, SENT, Journal, RequestLifecycle
+from ._websocket import PooledWebSocket
 
 if TYPE_CHECKING:
     from ._lease import ConnectionLease
@@ -112,7 +113,8 @@ class Channel:
     connection's own send and receive, a coroutine more each way, for the
     last-traffic clock that only a hand-out reads (a multiplexed connection is
     never handed out again: it is closed as it is given back). Its reader
-    keeps that clock for ``idle_for``, as replies come. It holds the lease
+    takes messages through the websocket's frame sink and keeps that clock for
+    ``idle_for``, as replies come. It holds the lease
     for the channel's whole life and gives it back only once the reader has
     stopped and the requests have failed; and the websocket, taken as the
     channel is made, belongs to that one session of the connection, never to
@@ -122,8 +124,11 @@ class Channel:
     def __init__(self, lease: ConnectionLease) -> None:
         self.lease = lease
         #: Its pooled connection and that one's websocket, to talk on (websockets'
-        #: ``send``/``recv``: they raise websockets' ``ConnectionClosed``).
-        self.connection, self.websocket = lease._live_websocket()
+        #: ``send``, which raises websockets' ``ConnectionClosed``; and its frame sink).
+        self.connection, websocket = lease._live_websocket()
+        if not isinstance(websocket, PooledWebSocket):  # pragma: no cover  (open_websocket's)
+            raise TypeError(f"{lease.id}: not a pooled websocket: {type(websocket).__name__}")
+        self.websocket = websocket
         self.pending: dict[Hashable, Pending] = {}
         # Two generations of settled keys, the older dropped whole when the newer is full:
         # O(1) per key (dropping a dict's oldest key one at a time scans its dead slots).
