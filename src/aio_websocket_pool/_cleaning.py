@@ -12,8 +12,10 @@ period, and parks the connection through the coordinator.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -30,24 +32,24 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 
-def _weakly(
-    method: Callable[[WebsocketConnection, _T], None], connection: WebsocketConnection
-) -> Callable[[_T], None]:
-    """``method(connection, argument)``, holding neither the pool nor the connection.
+def _call_weakly(
+    method: Callable[[Cleaning, WebsocketConnection, _T], None],
+    cleaning: weakref.ref[Cleaning],
+    connection: weakref.ref[WebsocketConnection],
+    argument: _T,
+) -> None:
+    """``method(cleaning, connection, argument)``, if both are still alive.
 
-    For the inbox's callbacks: a socket keeps its websocket, and so its
-    inbox, alive; through strong callbacks it would keep an abandoned pool
-    alive too, which then could never warn that it was left open.
+    For the inbox's callbacks (bound by :func:`functools.partial`): a socket
+    keeps its websocket, and so its inbox, alive; through strong callbacks it
+    would keep an abandoned pool alive too, which then could never warn that
+    it was left open. One weak reference to the cleaning serves every
+    connection, one to each connection serves both its callbacks: a
+    ``WeakMethod`` and a closure per callback cost about 1 KiB per connection.
     """
-    bound_method = weakref.WeakMethod(method)
-    connection_ref = weakref.ref(connection)
-
-    def call(argument: _T) -> None:
-        bound, target = bound_method(), connection_ref()
-        if bound is not None and target is not None:
-            bound(target, argument)
-
-    return call
+    owner, target = cleaning(), connection()
+    if owner is not None and target is not None:
+        method(owner, target, argument)
 
 
 class Cleaning:
@@ -56,15 +58,20 @@ class Cleaning:
     def __init__(self, core: Coordinator[WebsocketConnection], tasks: BackgroundTasks) -> None:
         self._core = core
         self._tasks = tasks
+        self._weak_self = weakref.ref(self)
 
     def adopt(self, connection: WebsocketConnection) -> None:
         """Give a newly opened connection its inbox: its messages are the pool's until lent."""
-        config = self._core.config
+        config, weak_connection = self._core.config, weakref.ref(connection)
         connection._inbox = Inbox(
             max_messages=config.drain_max_messages,
             max_bytes=config.drain_max_bytes,
-            on_message=_weakly(self.take_message, connection),
-            on_failure=_weakly(self._inbox_failed, connection),
+            on_message=functools.partial(
+                _call_weakly, Cleaning.take_message, self._weak_self, weak_connection
+            ),
+            on_failure=functools.partial(
+                _call_weakly, Cleaning._inbox_failed, self._weak_self, weak_connection
+            ),
             keeping=self._core.keeps_for_first_borrower(connection),
         )
         connection._lend_to_nobody()
@@ -97,6 +104,8 @@ class Cleaning:
             return
         inbox = connection._inbox
         assert inbox is not None  # noqa: S101  (it is what called us)
+        if inbox.undelivered is None:
+            inbox.undelivered = deque()
         inbox.undelivered.append(message)
         if inbox.delivery is None:
             inbox.delivery = self._tasks.spawn(
