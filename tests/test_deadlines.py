@@ -1,8 +1,9 @@
 """The requests' deadlines on one timer (``_deadlines``), on a real event loop.
 
 No socket: the multiplexer's own tests time requests out against servers;
-these pin down the heap's rules, which those cannot see: the order, never
-early, an earlier deadline that comes later, the sweep and the closing.
+these pin down the rules of its queues, which those cannot see: the order,
+never early, an earlier deadline that comes later, ended requests leaving at
+once, and the closing.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from aio_websocket_pool._deadlines import SWEEP_SLACK, Deadlines
+from aio_websocket_pool._deadlines import Deadlines
 
 
 @dataclass(eq=False)
 class Request:
-    """A stand-in request: its name, whether it still waits, and when it expired."""
+    """A stand-in request: its name, and when it expired."""
 
     name: str
-    waiting: bool = True
     expired_at: list[float] = field(default_factory=list)
 
 
@@ -34,7 +34,7 @@ class Recorder:
 
 
 def deadlines_for(recorder: Recorder) -> Deadlines[Request]:
-    return Deadlines(recorder, lambda request: request.waiting)
+    return Deadlines(recorder)
 
 
 async def test_deadlines_pass_in_order_and_never_early() -> None:
@@ -52,39 +52,60 @@ async def test_deadlines_pass_in_order_and_never_early() -> None:
     assert len(deadlines) == 0
 
 
-async def test_every_entry_is_given_to_expire_which_tells_the_ended_apart() -> None:
+async def test_a_request_never_told_ended_is_given_to_expire() -> None:
+    """Whether it still waits is for ``expire`` to tell (the multiplexer asks its state)."""
     recorder = Recorder()
     deadlines = deadlines_for(recorder)
-    answered = Request("answered", waiting=False)
+    answered = Request("answered")
     deadlines.add(0.01, answered)
     await asyncio.sleep(0.03)
     assert recorder.expired == [answered]
 
 
-async def test_ended_requests_are_swept_so_the_heap_stays_bounded() -> None:
-    deadlines = deadlines_for(Recorder())
-    waiting = Request("waiting")
-    deadlines.add(30.0, waiting)
-    for n in range(10 * SWEEP_SLACK):
-        request = Request(str(n))
-        deadlines.add(30.0, request)
-        request.waiting = False
-        deadlines.ended()
-        assert len(deadlines) <= 1 + 2 * SWEEP_SLACK
-    deadlines.close()
-
-
-async def test_a_sweep_keeps_the_requests_still_waiting() -> None:
+async def test_an_ended_request_leaves_at_once_and_so_does_its_duration() -> None:
     recorder = Recorder()
     deadlines = deadlines_for(recorder)
-    kept = [Request(f"kept-{n}") for n in range(3)]
-    for request in kept:
-        deadlines.add(0.02, request)
-    for _ in range(SWEEP_SLACK + 1):  # enough ends for a sweep, none of them in the heap
-        deadlines.ended()
-    assert len(deadlines) == len(kept)
+    waiting = Request("waiting")
+    deadlines.add(0.02, waiting)
+    for n in range(1000):
+        request = Request(str(n))
+        deadlines.add(30.0, request)
+        deadlines.ended(30.0, request)
+        assert len(deadlines) == 1
+    assert list(deadlines._queues) == [0.02]  # no queue left behind for 30 s
+    deadlines.ended(30.0, waiting)  # not the duration it was added with: nothing happens
     await asyncio.sleep(0.05)
-    assert recorder.expired == kept
+    assert recorder.expired == [waiting]
+    assert deadlines._queues == {}
+
+
+async def test_a_shorter_duration_added_later_expires_first() -> None:
+    recorder = Recorder()
+    deadlines = deadlines_for(recorder)
+    slow, fast, slow_too = Request("slow"), Request("fast"), Request("slow too")
+    deadlines.add(0.06, slow)
+    deadlines.add(0.01, fast)
+    deadlines.add(0.06, slow_too)
+    await asyncio.sleep(0.1)  # however late the loop runs the timer, the order is by deadline
+    assert recorder.expired == [fast, slow, slow_too]
+
+
+async def test_expire_may_end_other_requests_due_at_the_same_time() -> None:
+    """As the multiplexer's does, through the callers it wakes: each leaves its queue once."""
+    first, second, third = Request("first"), Request("second"), Request("third")
+    expired: list[Request] = []
+
+    def expire(request: Request) -> None:
+        expired.append(request)
+        if request is first:
+            deadlines.ended(0.01, second)
+
+    deadlines: Deadlines[Request] = Deadlines(expire)
+    for request in (first, second, third):
+        deadlines.add(0.01, request)
+    await asyncio.sleep(0.03)
+    assert expired == [first, third]
+    assert len(deadlines) == 0
 
 
 async def test_closing_stops_the_timer_and_forgets_every_deadline() -> None:

@@ -127,7 +127,7 @@ class Multiplexer:
         self._room = Room(self._max_in_flight)
         self._workers: set[asyncio.Task[Any]] = set()  # replacements, deliveries
         self._requested: set[Hashable] = set()  # keys of request() in flight or queued
-        self._deadlines = Deadlines(self._expire, Pending.is_waiting)
+        self._deadlines = Deadlines(self._expire)
         secrets = secrets_of(pool.uri, pool.headers)  # masked in on_unsolicited's reports
         self._strays = Strays(on_unsolicited, where=self.name, hook_timeout=hook_timeout,
                               secrets=secrets, spawn=self.spawn)  # fmt: skip
@@ -360,7 +360,7 @@ class Multiplexer:
             raise
         finally:
             if timeout is not None:
-                self._deadlines.ended()
+                self._deadlines.ended(timeout, pending)
 
     def _expire(self, pending: Pending) -> None:
         """A request's deadline passed: end it now (a reply from here on is late), wake its caller.
