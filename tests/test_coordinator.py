@@ -234,7 +234,7 @@ def test_at_the_limit_nothing_is_granted_and_a_waiter_is_served_in_order(rig: Ri
         assert not second.future.done()
         assert first.future.result().connection is rig.made[0]
         assert rig.counts() == (0, 0, 2, 0, 2)
-        assert rig.core.waiting.count() == 1
+        assert rig.core.waiting.live_count() == 1
     finally:
         loop.close()
 

@@ -70,6 +70,6 @@ class Figures(Generic[C]):
     def stats(self) -> PoolStats:
         """A frozen snapshot of the counters and running totals."""
         return snapshot(
-            self.index, self.totals, waiting=self.waiting.count(),
+            self.index, self.totals, waiting=self.waiting.live_count(),
             max_connections=self.config.max_connections, name=self.name,
         )  # fmt: skip

@@ -107,7 +107,7 @@ class HandOut:
             raise self.exhausted(wait)
         core = self._core
         limit = core.config.max_waiting
-        if limit is not None and core.waiting.count() >= limit:
+        if limit is not None and core.waiting.live_count() >= limit:
             raise TooManyWaitersError(
                 f"{limit} acquirers already wait for a connection to "
                 f"{redact_uri(core.config.uri)} (max_waiting={limit})"

@@ -106,6 +106,10 @@ def result_of(reply: Any) -> Any:
     raise JsonRpcError(_INTERNAL_ERROR, "the reply has neither a result nor a valid error")
 
 
+#: The types of ``params`` a call takes without a look at subclasses.
+_PLAIN_PARAMS: Final = frozenset({list, tuple, dict, type(None)})
+
+
 def _checked_call(method: object, params: object) -> None:
     if not isinstance(method, str):
         raise TypeError(f"method must be a str, not {type(method).__name__}")
@@ -324,7 +328,8 @@ class JsonRpcClient:
             ConnectionPoolUnavailableError: The client is not open, or its pool closed.
             TypeError: ``method`` is not a str, or ``params`` not a list or dict.
         """
-        _checked_call(method, params)
+        if type(method) is not str or type(params) not in _PLAIN_PARAMS:  # else no call to check
+            _checked_call(method, params)
         return self._exchange(method, params, timeout, unwrap=result_of)
 
     def subscribe(

@@ -56,7 +56,7 @@ class Room:
     @property
     def queued(self) -> int:
         """Requests waiting in line, those pinned to a connection included."""
-        return self._line.count() + sum(line.count() for line in self._pinned.values())
+        return self._line.live_count() + sum(line.live_count() for line in self._pinned.values())
 
     def pick(self, pinned: Channel | None) -> Channel | None:
         """The connection with the fewest requests in flight (or ``pinned``), if it has room.

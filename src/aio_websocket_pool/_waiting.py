@@ -45,20 +45,20 @@ class Waiter(Generic[G]):
         return future.done() and not future.cancelled() and future.exception() is None
 
 
-class WaitingLine(Generic[G]):
-    """The FIFO of :class:`Waiter` s, with dead entries swept out in amortised O(1)."""
+class WaitingLine(deque[Waiter[G]], Generic[G]):
+    """The FIFO of :class:`Waiter` s, with dead entries swept out in amortised O(1).
+
+    A deque itself, so that "is anyone in line?" (``bool(line)``, asked on every
+    acquire and every reply of a multiplexer) and ``len(line)`` are the deque's
+    own, with no Python call; its entries include dead ones (what a newcomer
+    queues behind). Change it only through the methods below.
+    """
+
+    __slots__ = ("_departed",)
 
     def __init__(self) -> None:
-        self._entries: deque[Waiter[G]] = deque()
+        super().__init__()
         self._departed = 0  # entries whose acquirer left unserved
-
-    def __bool__(self) -> bool:
-        """Whether anyone is in line, dead entries included (what a newcomer queues behind)."""
-        return bool(self._entries)
-
-    def __len__(self) -> int:
-        """Entries in line, dead ones included."""
-        return len(self._entries)
 
     @property
     def departed(self) -> int:
@@ -68,17 +68,17 @@ class WaitingLine(Generic[G]):
     def join(self, fresh: bool) -> Waiter[G]:
         """Queue a new acquirer at the back."""
         waiter: Waiter[G] = Waiter(fresh)
-        self._entries.append(waiter)
+        self.append(waiter)
         return waiter
 
-    def count(self) -> int:
+    def live_count(self) -> int:
         """Acquirers in line now, exactly (one cancelled this very step is not).
 
         O(n): for stats() and the max_waiting check of an acquirer about to
         queue, never on the fast path. ``tuple()`` copies the line in one
         step, so that an OpenTelemetry reader on another thread can call this.
         """
-        return sum(not waiter.future.done() for waiter in tuple(self._entries))
+        return sum(not waiter.future.done() for waiter in tuple(self))
 
     def leave(self, waiter: Waiter[G]) -> None:
         """Note that ``waiter`` left; called by its acquirer on every way out.
@@ -96,24 +96,23 @@ class WaitingLine(Generic[G]):
             return
         waiter.departed = True
         self._departed += 1
-        if self._departed * 2 > len(self._entries):
+        if self._departed * 2 > len(self):
             live = []
-            for entry in self._entries:
+            for entry in self:
                 if entry.future.done():
                     entry.queued = False
                 else:
                     live.append(entry)
-            self._entries.clear()
-            self._entries.extend(live)
+            self.clear()
+            self.extend(live)
             self._departed = 0
 
     def serve(self, grant: Callable[[bool], G | None]) -> None:
         """Hand grants to the waiters at the front while ``grant(fresh)`` finds one."""
-        entries = self._entries
-        while entries:
-            waiter = entries[0]
+        while self:
+            waiter = self[0]
             if waiter.future.done():
-                entries.popleft()
+                self.popleft()
                 waiter.queued = False
                 if waiter.departed:  # else its acquirer has yet to notice, and won't count it
                     self._departed -= 1
@@ -121,7 +120,7 @@ class WaitingLine(Generic[G]):
             granted = grant(waiter.fresh)
             if granted is None:
                 return
-            entries.popleft()
+            self.popleft()
             waiter.queued = False
             waiter.future.set_result(granted)
 
@@ -129,9 +128,8 @@ class WaitingLine(Generic[G]):
         self, why: str, error: Callable[[str], Exception] = ConnectionPoolUnavailableError
     ) -> None:
         """Empty the line: each waiter in it gets ``error(why)`` (the pool's: unavailable)."""
-        entries = self._entries
-        while entries:
-            waiter = entries.popleft()
+        while self:
+            waiter = self.popleft()
             waiter.queued = False
             if not waiter.future.done():
                 waiter.future.set_exception(error(why))
