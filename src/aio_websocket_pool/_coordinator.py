@@ -437,7 +437,8 @@ class Coordinator(Figures[C]):
         self.index.move(connection, record)
         dest = record.dest
         if dest is IDLE:
-            self.schedule_dispatch()
+            if self.waiting:  # the deque's own test: most releases find nobody waiting
+                self.schedule_dispatch()
         elif dest is CLOSED:
             self.schedule_dispatch()
             if self.closing:
