@@ -196,3 +196,14 @@ async def send_in_two_fragments(
 
     (server_side,) = server.connections
     return asyncio.create_task(server_side.send(fragments()))
+
+
+#: The environment variables websockets (through urllib) reads a proxy from.
+PROXY_VARIABLES = ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY",
+                   "https_proxy", "WS_PROXY", "ws_proxy", "ALL_PROXY", "all_proxy")  # fmt: skip
+
+
+def clear_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variable set, whatever the machine running the tests has (for this test)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

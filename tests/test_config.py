@@ -24,6 +24,7 @@ from websockets.headers import build_authorization_basic
 
 import aio_websocket_pool
 from aio_websocket_pool import WebsocketConnection, WebsocketConnectionPool, WebsocketError
+from helpers import clear_proxy_environment
 
 URI = "ws://example.com/feed"
 NAN = float("nan")
@@ -276,20 +277,49 @@ ACCEPTED_CONNECT_KWARGS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize(
     "kwargs", ACCEPTED_CONNECT_KWARGS.values(), ids=ACCEPTED_CONNECT_KWARGS.keys()
 )
-def test_known_websockets_kwargs_are_accepted(build: Build, kwargs: dict[str, Any]) -> None:
-    built = build(**kwargs)
-    passed_on = (
-        built._core.config.connect_kwargs
-        if isinstance(built, WebsocketConnectionPool)
-        else getattr(built, "_connect_kwargs", None)
-    )
-    assert passed_on == kwargs
+def test_known_websockets_kwargs_are_accepted(
+    build: Build, kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_proxy_environment(monkeypatch)
+    assert passed_on(build(**kwargs)) == {**kwargs, "proxy": None}  # no proxy in the environment
 
 
-def test_ssl_context_is_accepted_with_a_wss_uri() -> None:
+def passed_on(built: object) -> Any:
+    """What a pool or a connection gives websockets' ``connect()``."""
+    if isinstance(built, WebsocketConnectionPool):
+        return built._core.config.connect_kwargs
+    return getattr(built, "_connect_kwargs", None)
+
+
+@BOTH
+def test_the_environments_proxy_is_found_once_at_construction(
+    build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As websockets' default (proxy=True) would find it, but not again for every handshake."""
+    clear_proxy_environment(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    built = build()
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.invalid:3128")
+    assert passed_on(built)["proxy"] == "http://proxy.invalid:3128"
+    monkeypatch.setenv("NO_PROXY", "example.com")  # websockets' own bypass rules apply
+    assert passed_on(build())["proxy"] is None
+
+
+@BOTH
+@pytest.mark.parametrize("proxy", [None, "http://chosen.invalid:8080"])
+def test_a_proxy_given_is_kept_whatever_the_environment_says(
+    build: Build, proxy: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_proxy_environment(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert passed_on(build(proxy=proxy))["proxy"] == proxy
+
+
+def test_ssl_context_is_accepted_with_a_wss_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_proxy_environment(monkeypatch)
     context = ssl.create_default_context()
     pool = build_pool("wss://example.com/feed", ssl=context)
-    assert pool._core.config.connect_kwargs == {"ssl": context}
+    assert pool._core.config.connect_kwargs == {"ssl": context, "proxy": None}
 
 
 GOOD_URIS = [

@@ -42,7 +42,7 @@ from aio_websocket_pool import (
     write_history_jsonl,
 )
 from aio_websocket_pool.testing import FAST_RECOVERY, Chaos, TcpProxy, tagged_workload
-from helpers import BOUND, exception_chain, pool_maker, round_trip
+from helpers import BOUND, clear_proxy_environment, exception_chain, pool_maker, round_trip
 from loopback import LoopbackServer
 
 USER = "alice"
@@ -491,9 +491,7 @@ async def test_a_proxy_from_the_environment_shows_no_credential(
 ) -> None:
     """A proxy URI websockets refuses (InvalidProxy quotes it), or one that is not there."""
     caplog.set_level(logging.DEBUG)
-    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
-                 "WS_PROXY", "ws_proxy", "ALL_PROXY", "all_proxy"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
+    clear_proxy_environment(monkeypatch)
     proxy = f"http://{USER}:{PASSWORD}@127.0.0.1:1"
     monkeypatch.setenv(variable, f"{proxy}/path?{QUERY}" if where == "path" else proxy)
     evidence = Evidence()

@@ -26,6 +26,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidURI
 
 from ._redact import redact_uri, secrets_of
+from ._websocket import find_proxy
 
 if TYPE_CHECKING:
     from ._connection import WebsocketConnection
@@ -232,6 +233,11 @@ def check_connect_kwargs(
     with a line break or control character is refused here, without quoting
     it: websockets 17 refuses it at the handshake (quoting it), websockets 15
     sends it, splitting the request.
+
+    The proxy websockets would take from the environment (its default,
+    ``proxy=True``) is found here, once: a change to ``HTTPS_PROXY`` and the
+    like after construction is not seen, as in httpx's clients. websockets
+    would read the whole environment again for every handshake.
     """
     for name in kwargs:
         if name in _RESERVED:
@@ -263,7 +269,10 @@ def check_connect_kwargs(
     # Both quote the URI, or the user-info that failed to decode, secrets and all.
     except (InvalidURI, UnicodeError):
         raise ValueError(f"uri {redact_uri(uri)!r} is not a valid WebSocket URI") from None
-    return dict(kwargs)
+    checked = dict(kwargs)
+    if checked.get("proxy", True) is True:  # websockets' default: the environment's proxy
+        checked["proxy"] = find_proxy(uri)
+    return checked
 
 
 def _check_minimum(min_connections: object, max_connections: int) -> int:
