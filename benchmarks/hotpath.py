@@ -5,6 +5,7 @@
     .venv/bin/python -m benchmarks.hotpath               # W5: acquire + release
     .venv/bin/python -m benchmarks.hotpath sequential    # W1: request/response
     .venv/bin/python -m benchmarks.hotpath concurrent    # W2: 50 tasks, 50 connections
+    .venv/bin/python -m benchmarks.hotpath oversubscribed  # W3: 200 tasks, 20 connections
 
 It runs the suite's own workload for ours against the echo server (in its own
 process, as in the suite): unprofiled first (median of 3 rounds), then once
@@ -35,6 +36,11 @@ PROFILES = {
     "concurrent": (
         "concurrent",
         Params(connections=50, workers=50, requests=100, repeats=3),
+        "us_per_request",
+    ),
+    "oversubscribed": (
+        "concurrent",
+        Params(connections=20, workers=200, requests=25, repeats=3),
         "us_per_request",
     ),
 }
