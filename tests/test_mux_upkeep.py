@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 
 from aio_websocket_pool import (
+    Multiplexer,
     State,
     SubscriptionState,
     WebsocketConnectionPool,
@@ -31,23 +32,37 @@ def lease_ids(mux: object) -> set[str]:
     return {channel.lease.id for channel in mux._room.channels}  # type: ignore[attr-defined]
 
 
+def retiring_pool(uri: str, *, max_connections: int) -> WebsocketConnectionPool:
+    """A pool whose connections are retired 0.3 s after they opened (looked at every 0.05 s)."""
+    return WebsocketConnectionPool(
+        uri, max_connections=max_connections, max_lifetime=0.3, cleanup_interval=0.05,
+        acquire_timeout=1.0,
+    )  # fmt: skip
+
+
+async def request_until_replaced(mux: Multiplexer) -> set[str]:
+    """Request after request, each of which must succeed, until the first connections are gone.
+
+    Returns the leases the multiplexer started with.
+    """
+    first = lease_ids(mux)
+    n = 0
+    async with asyncio.timeout(5.0):
+        while lease_ids(mux) & first or not lease_ids(mux):
+            n += 1  # sent while they retire: in flight, or queued until a replacement joins
+            assert json.loads(await mux.request(tagged(n), key=n)) == {"tag": n}
+    return first
+
+
 async def test_a_connection_past_max_lifetime_is_replaced_without_failing_a_request(
     server: LoopbackServer,
 ) -> None:
     async with (
-        WebsocketConnectionPool(
-            server.uri, max_connections=2, max_lifetime=0.3, cleanup_interval=0.05,
-            acquire_timeout=1.0,
-        ) as pool,
+        retiring_pool(server.uri, max_connections=2) as pool,
         pool.multiplexed(key=tag, request_timeout=2.0) as mux,
-    ):  # fmt: skip
-        first = lease_ids(mux)
+    ):
         server.reply_delay = 0.05  # requests are in flight as the connection retires
-        n = 0
-        async with asyncio.timeout(5.0):
-            while lease_ids(mux) & first or not lease_ids(mux):  # each request must succeed
-                n += 1
-                assert json.loads(await mux.request(tagged(n), key=n)) == {"tag": n}
+        first = await request_until_replaced(mux)
         assert json.loads(await mux.request(tagged("after"), key="after")) == {"tag": "after"}
         stats = mux.stats()
         await eventually(lambda: pool.stats().total == 1)  # the old one closed
@@ -62,18 +77,10 @@ async def test_without_a_free_slot_the_old_connection_closes_first_and_requests_
     server: LoopbackServer,
 ) -> None:
     async with (
-        WebsocketConnectionPool(
-            server.uri, max_connections=1, max_lifetime=0.3, cleanup_interval=0.05,
-            acquire_timeout=1.0,
-        ) as pool,
+        retiring_pool(server.uri, max_connections=1) as pool,
         pool.multiplexed(key=tag, request_timeout=3.0) as mux,
-    ):  # fmt: skip
-        first = lease_ids(mux)
-        n = 0
-        async with asyncio.timeout(5.0):
-            while lease_ids(mux) & first or not lease_ids(mux):
-                n += 1  # sent while it retires: queued until the replacement joins
-                assert json.loads(await mux.request(tagged(n), key=n)) == {"tag": n}
+    ):
+        await request_until_replaced(mux)
         stats = mux.stats()
     assert (stats.lost, stats.timed_out) == (0, 0)
 
@@ -98,13 +105,10 @@ async def test_a_subscription_moves_to_the_replacement_with_no_gap(
     rpc_server: JsonRpcServer,
 ) -> None:
     async with (
-        WebsocketConnectionPool(
-            rpc_server.uri, max_connections=2, max_lifetime=0.3, cleanup_interval=0.05,
-            acquire_timeout=1.0,
-        ) as pool,
+        retiring_pool(rpc_server.uri, max_connections=2) as pool,
         pool.json_rpc(request_timeout=2.0) as rpc,
         rpc.subscribe("subscribe", unsubscribe="unsubscribe") as sub,
-    ):  # fmt: skip
+    ):
         old_id = sub.server_id
         await rpc_server.notify("before")
         assert await anext(sub) == "before"
@@ -123,13 +127,10 @@ async def test_without_a_free_slot_a_subscription_is_resubscribed_with_a_gap(
     rpc_server: JsonRpcServer,
 ) -> None:
     async with (
-        WebsocketConnectionPool(
-            rpc_server.uri, max_connections=1, max_lifetime=0.3, cleanup_interval=0.05,
-            acquire_timeout=1.0,
-        ) as pool,
+        retiring_pool(rpc_server.uri, max_connections=1) as pool,
         pool.json_rpc(request_timeout=2.0) as rpc,
         rpc.subscribe("subscribe", unsubscribe="unsubscribe") as sub,
-    ):  # fmt: skip
+    ):
         await eventually(lambda: len(sub.gaps) == 1 and sub.state is SubscriptionState.ACTIVE)
         await rpc_server.notify("after")
         assert await anext(sub) == "after"
