@@ -7,10 +7,12 @@ and lose requests against any server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Hashable
+from typing import Any
 
-from aio_websocket_pool import WebsocketConnectionPool
+from aio_websocket_pool import JsonRpcClient, WebsocketConnectionPool
 
 
 def tag(message: str | bytes) -> Hashable | None:
@@ -26,3 +28,23 @@ def tagged(key: Hashable) -> str:
 def pool_for(uri: str, **kwargs: object) -> WebsocketConnectionPool:
     """A pool that fails fast (an acquire within a second) and cleans up often."""
     return WebsocketConnectionPool(uri, acquire_timeout=1.0, cleanup_interval=0.2, **kwargs)  # type: ignore[arg-type]
+
+
+async def leave_behind_a_busy_call(
+    rpc: JsonRpcClient, seconds: float
+) -> tuple[asyncio.Task[Any], asyncio.Task[bool]]:
+    """Subscribe, start a call of ``seconds`` that takes the only room, and leave the subscription.
+
+    For a client of one connection with ``max_in_flight=1``: the unsubscribe
+    waits in line behind the call. Returns the call (its result: ``"busy"``)
+    and the leaving.
+    """
+    subscription = rpc.subscribe("subscribe", unsubscribe="unsubscribe")
+    await subscription.__aenter__()
+    call = asyncio.create_task(rpc.call("sleep", [seconds, "busy"]))
+    await asyncio.sleep(0)  # sent first
+    leaving = asyncio.create_task(subscription.__aexit__(None, None, None))
+    async with asyncio.timeout(1.0):
+        while rpc.stats().queued < 1:  # noqa: ASYNC110  (no event for it)
+            await asyncio.sleep(0.005)
+    return call, leaving

@@ -21,6 +21,7 @@ from aio_websocket_pool import (
 from aio_websocket_pool._jsonrpc import RESUBSCRIBE_AT_ONCE
 from aio_websocket_pool.testing import JsonRpcServer
 from aiohttp_server import AiohttpJsonRpcServer
+from muxing import leave_behind_a_busy_call
 
 
 def pool_for(server: JsonRpcServer, **kwargs: Any) -> WebsocketConnectionPool:
@@ -370,12 +371,7 @@ async def test_leaving_a_subscription_cancelled_while_its_unsubscribe_waits_leav
         pool_for(rpc_server) as pool,
         pool.json_rpc(connections=1, max_in_flight=1, request_timeout=2.0) as rpc,
     ):
-        subscription = rpc.subscribe("subscribe", unsubscribe="unsubscribe")
-        await subscription.__aenter__()
-        busy = asyncio.create_task(rpc.call("sleep", [0.2, "busy"]))
-        await asyncio.sleep(0)
-        leaving = asyncio.create_task(subscription.__aexit__(None, None, None))
-        await eventually(lambda: rpc.stats().queued == 1)  # the unsubscribe waits for room
+        busy, leaving = await leave_behind_a_busy_call(rpc, 0.2)
         leaving.cancel()  # e.g. an asyncio.timeout() around the whole block runs out
         with pytest.raises(asyncio.CancelledError):
             await leaving

@@ -17,7 +17,7 @@ from aio_websocket_pool import (
     WebsocketConnectionPool,
 )
 from aio_websocket_pool.testing import JsonRpcServer, LoopbackServer, TcpProxy
-from muxing import pool_for, tag, tagged
+from muxing import leave_behind_a_busy_call, pool_for, tag, tagged
 
 
 async def test_requests_beyond_max_in_flight_wait_for_room_within_their_timeout(
@@ -113,15 +113,10 @@ async def test_a_request_pinned_to_a_full_connection_waits_for_room_there(
         WebsocketConnectionPool(rpc_server.uri, acquire_timeout=1.0) as pool,
         pool.json_rpc(connections=1, max_in_flight=1, request_timeout=2.0) as rpc,
     ):
-        subscription = rpc.subscribe("subscribe", unsubscribe="unsubscribe")
-        await subscription.__aenter__()
-        slow = asyncio.create_task(rpc.call("sleep", [0.5, "slow"]))
-        await asyncio.sleep(0)
-        leaving = asyncio.create_task(subscription.__aexit__(None, None, None))
-        await asyncio.sleep(0.02)
+        slow, leaving = await leave_behind_a_busy_call(rpc, 0.5)
         assert (rpc.stats().in_flight, rpc.stats().queued) == (1, 1)
         assert rpc_server.subscriptions  # not unsubscribed yet
-        assert await slow == "slow"
+        assert await slow == "busy"
         await leaving
         assert rpc_server.subscriptions == {}
 
