@@ -27,6 +27,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from transitions import EventData, Machine, MachineError
 
 from aio_websocket_pool import TRANSITIONS, Edge, InvalidTransitionError, State, TransitionRecord
@@ -189,6 +191,21 @@ def test_history_is_bounded_and_drops_oldest_first(history_size: int) -> None:
     kept = LONG_WALK[-history_size:]
     assert [record.trigger for record in lifecycle.history] == list(kept)
     assert lifecycle.history[-1].dest is State.CLOSED
+
+
+@given(history_size=st.integers(1, 12), cycles=st.integers(0, 40))
+def test_history_keeps_the_last_records_in_order_however_often_it_wraps(
+    history_size: int, cycles: int
+) -> None:
+    """The ring keeps what a ``deque(maxlen=history_size)`` of the same records would."""
+    lifecycle = ConnectionLifecycle(CONNECTION_ID, history_size=history_size)
+    model: deque[tuple[str, str]] = deque(maxlen=history_size)
+    for number, trigger in enumerate(("open", *("acquire", "release") * cycles)):
+        lifecycle.fire(trigger, reason=str(number))  # the reason numbers each record
+        model.append((trigger, str(number)))
+        assert [(record.trigger, record.reason) for record in lifecycle.history] == list(model)
+    stamps = [record.at for record in lifecycle.history]
+    assert stamps == sorted(stamps)
 
 
 def test_history_records_chain_source_to_previous_dest() -> None:

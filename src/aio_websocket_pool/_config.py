@@ -216,7 +216,7 @@ def check_count(name: str, value: object, *, minimum: int, maximum: int | None =
 
 
 def check_history_size(value: object) -> int:
-    """``history_size``: the length of a deque, so at most ``sys.maxsize`` (found by fuzzing)."""
+    """``history_size``: the length of a list, so at most ``sys.maxsize`` (found by fuzzing)."""
     return check_count("history_size", value, minimum=1, maximum=sys.maxsize)
 
 

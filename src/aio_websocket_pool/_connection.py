@@ -111,7 +111,7 @@ class WebsocketConnection(ConnectionBase):
     @property
     def history(self) -> tuple[TransitionRecord, ...]:
         """The most recent transitions, oldest first (at most ``history_size``)."""
-        return tuple(self._lifecycle.history)
+        return self._lifecycle.history
 
     @property
     def is_busy(self) -> bool:

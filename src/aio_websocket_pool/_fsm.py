@@ -42,7 +42,6 @@ import enum
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -236,9 +235,20 @@ class ConnectionLifecycle(LeanModel):
         self.connection_id = connection_id
         self.state = INITIAL_STATE
         self._machine_state = INITIAL_STATE.value
-        self.history: deque[TransitionRecord] = deque(maxlen=history_size)
+        # A ring in a plain list, not a deque(maxlen=...): a deque is 760 bytes from the
+        # start (one 64-slot block), a list grows with what it keeps, and most
+        # connections keep a few records (W7: memory per idle pooled connection).
+        self._records: list[TransitionRecord] = []
+        self._history_size = history_size
+        self._oldest = 0  # where the ring starts, once full
         self.observer = observer
         self.subject = self if subject is None else subject
+
+    @property
+    def history(self) -> tuple[TransitionRecord, ...]:
+        """The transitions kept, oldest first (at most ``history_size``)."""
+        records, oldest = self._records, self._oldest
+        return tuple(records[oldest:] + records[:oldest])
 
     def _after_state_change(self, trigger: str, reason: str | None) -> None:
         # Called by _LeanEvent once it moved _machine_state; ``state`` still holds the source.
@@ -248,7 +258,13 @@ class ConnectionLifecycle(LeanModel):
         # function around this same call, and costs 0.1 µs more per record.
         fields = (_wall_clock(), self.connection_id, trigger, source, dest, reason)
         record = _new_tuple(TransitionRecord, fields)
-        self.history.append(record)
+        records = self._records
+        if len(records) < self._history_size:
+            records.append(record)
+        else:  # full: the oldest record makes way
+            oldest = self._oldest
+            records[oldest] = record
+            self._oldest = (oldest + 1) % self._history_size
         if logger.isEnabledFor(_DEBUG):
             logger.debug("%s", record)
         if self.observer is not None:
