@@ -10,7 +10,7 @@ websockets' buffer, stop the reading, and stall a health check's pong behind
 it, and nothing that arrived while idle is left for the next borrower.
 
 Synchronous and free of I/O: the pool decides what a message or a flood
-means (see ``WebsocketConnectionPool._take_message``); this only assembles
+means (see :meth:`._cleaning.Cleaning.take_message`); this only assembles
 messages, counts them and tells. It runs inside websockets' protocol
 callback, so it must never raise there: anything unexpected becomes a
 failure the pool acts on.
