@@ -23,7 +23,7 @@ from websockets.datastructures import Headers
 from websockets.headers import build_authorization_basic
 
 import aio_websocket_pool
-from aio_websocket_pool import WebsocketConnection, WebsocketConnectionPool, WebsocketError
+from aio_websocket_pool import WebsocketConnection, WebsocketConnectionPool
 from helpers import clear_proxy_environment
 
 URI = "ws://example.com/feed"
@@ -606,10 +606,3 @@ def test_0_1_0_name_is_still_exported(name: str) -> None:
 def test_every_0_1_0_exception_is_exported_as_an_exception() -> None:
     old_exceptions = {name for name in NAMES_0_1_0 if name.endswith("Error")}
     assert old_exceptions <= set(EXCEPTION_NAMES)
-
-
-@pytest.mark.parametrize("name", EXCEPTION_NAMES)
-def test_every_exception_is_a_websocket_error(name: str) -> None:
-    exception: object = getattr(aio_websocket_pool, name)
-    assert isinstance(exception, type)
-    assert issubclass(exception, WebsocketError)
