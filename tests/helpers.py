@@ -207,3 +207,56 @@ def clear_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No proxy variable set, whatever the machine running the tests has (for this test)."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+def assert_closed(
+    conn: WebsocketConnection, source: State | tuple[State, ...], *reason_parts: str
+) -> None:
+    """``conn`` was retired from ``source`` (or one of them) with a reason naming every part."""
+    assert conn.is_closed
+    record = conn.history[-1]
+    sources = source if isinstance(source, tuple) else (source,)
+    assert (record.trigger, record.dest) == ("close", State.CLOSED)
+    assert record.source in sources, record
+    assert record.reason is not None
+    for part in reason_parts:
+        assert part in record.reason, f"{part!r} not in {record.reason!r}"
+
+
+async def shut_down(pool: WebsocketConnectionPool, server: LoopbackServer | None = None) -> None:
+    """close_all(), then nothing is left: no slot, no waiter, no task, no socket."""
+    await pool.close_all()
+    stats = assert_consistent(pool)
+    counters = (stats.connecting, stats.idle, stats.busy, stats.draining, stats.total)
+    assert counters == (0, 0, 0, 0, 0), stats
+    assert stats.waiting == 0
+    assert not pool._tasks.workers
+    assert not pool._tasks.closers
+    if server is not None:
+        await wait_until(lambda: server.open_connections == 0, "the server saw every close")
+
+
+async def idle_connections(pool: WebsocketConnectionPool, count: int) -> list[WebsocketConnection]:
+    """Open ``count`` connections, use each, and give them back in order (the last is newest).
+
+    Returns:
+        The pooled connections (the leases have ended), to inspect and to compare.
+    """
+    leases = [await pool.acquire() for _ in range(count)]
+    for n, lease in enumerate(leases):
+        await round_trip(lease, f"request {n}")
+    for lease in leases:
+        await pool.release(lease)
+    assert pool.available_connections == count
+    return [pooled(lease) for lease in leases]
+
+
+async def use_once(pool: WebsocketConnectionPool) -> WebsocketConnection:
+    """Borrow a connection for one round trip and give it back; the pooled connection.
+
+    Unlike :func:`idle_connections`, it does not require the connection to be kept.
+    """
+    lease = await pool.acquire()
+    await round_trip(lease, "request")
+    await pool.release(lease)
+    return pooled(lease)

@@ -1,4 +1,4 @@
-"""What the server tells the pool, and how much it may send: close codes, 503s, floods, max_size.
+"""What the server tells the pool: close codes, 503s and 429s, and messages over max_size.
 
 Every test talks to the real loopback echo server (``tests/loopback.py``), or
 to a tiny ``websockets`` server of its own where the loopback one cannot say
@@ -8,8 +8,8 @@ it (a 503 with ``Retry-After``). The signals:
   so the pool retires that connection's idle siblings at once;
 * close code 1013 and HTTP 503 or 429: the server is overloaded, so every new
   handshake of the pool waits behind one gate (``pool._core.backoff``);
-* a flood during a drain or while a connection sits idle, and a message over
-  ``max_size``: the connection is discarded, never handed to a borrower.
+* a message over ``max_size``: the connection is discarded, never handed to a
+  borrower. (Floods, during a drain or while idle, are ``tests/test_cleaning.py``'s.)
 
 Timing is checked only from below (a handshake request reached the server no
 earlier than the gate opened, on the event loop's clock), which holds however
@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import http
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -38,11 +37,21 @@ from aio_websocket_pool import (
     HandshakeRejectedError,
     State,
     WebsocketConnection,
-    WebsocketConnectionPool,
 )
 from aio_websocket_pool._backoff import BASE_DELAY, MAX_DELAY
 from aio_websocket_pool._retry import server_says_not_now
-from helpers import BOUND, assert_consistent, pool_maker, pooled, round_trip, triggers, wait_until
+from helpers import (
+    BOUND,
+    assert_closed,
+    assert_consistent,
+    idle_connections,
+    pool_maker,
+    pooled,
+    round_trip,
+    shut_down,
+    triggers,
+    wait_until,
+)
 from loopback import LoopbackServer
 
 # -- helpers -----------------------------------------------------------------------------
@@ -87,59 +96,6 @@ async def close_from_server(server: LoopbackServer, conn: WebsocketConnection, c
     [peer] = [peer for peer in server.connections if peer.remote_address == local]
     await peer.close(code)
     await wait_until(lambda: not conn.is_connected, "the client saw the close")
-
-
-async def idle_connections(pool: WebsocketConnectionPool, count: int) -> list[WebsocketConnection]:
-    """Open ``count`` connections, use each, and give them back in order (the last is newest).
-
-    Returns:
-        The pooled connections (the leases have ended), to inspect and to compare.
-    """
-    leases = [await pool.acquire() for _ in range(count)]
-    for n, lease in enumerate(leases):
-        await round_trip(lease, f"request {n}")
-    for lease in leases:
-        await pool.release(lease)
-    assert pool.available_connections == count
-    return [pooled(lease) for lease in leases]
-
-
-async def use_once(pool: WebsocketConnectionPool) -> WebsocketConnection:
-    """Borrow a connection for one round trip and give it back; the pooled connection.
-
-    Unlike :func:`idle_connections`, it does not require the connection to be kept.
-    """
-    lease = await pool.acquire()
-    await round_trip(lease, "request")
-    await pool.release(lease)
-    return pooled(lease)
-
-
-def assert_closed(
-    conn: WebsocketConnection, source: State | tuple[State, ...], *reason_parts: str
-) -> None:
-    """``conn`` was retired from ``source`` (or one of them) with a reason naming every part."""
-    assert conn.is_closed
-    record = conn.history[-1]
-    sources = source if isinstance(source, tuple) else (source,)
-    assert (record.trigger, record.dest) == ("close", State.CLOSED)
-    assert record.source in sources, record
-    assert record.reason is not None
-    for part in reason_parts:
-        assert part in record.reason, f"{part!r} not in {record.reason!r}"
-
-
-async def shut_down(pool: WebsocketConnectionPool, server: LoopbackServer | None = None) -> None:
-    """close_all(), then nothing is left: no slot, no waiter, no task, no socket."""
-    await pool.close_all()
-    stats = assert_consistent(pool)
-    counters = (stats.connecting, stats.idle, stats.busy, stats.draining, stats.total)
-    assert counters == (0, 0, 0, 0, 0), stats
-    assert stats.waiting == 0
-    assert not pool._tasks.workers
-    assert not pool._tasks.closers
-    if server is not None:
-        await wait_until(lambda: server.open_connections == 0, "the server saw every close")
 
 
 @contextlib.asynccontextmanager
@@ -422,219 +378,6 @@ async def test_gate_honours_retry_after_up_to_max_delay_and_close_all_does_not_w
         with pytest.raises(ConnectionPoolUnavailableError):
             await waiting
         assert pool.stats().failed_connects == 2
-
-
-# -- floods ----------------------------------------------------------------------------------
-
-
-def draining_pool(server: LoopbackServer, **options: Any) -> WebsocketConnectionPool:
-    """A pool that drains each released connection until 0.1 s of silence."""
-    return make_pool(
-        server,
-        check_server_data_on_release=True,
-        drain_quiet_period=0.1,
-        drain_timeout=2.0,
-        **options,
-    )
-
-
-async def assert_drain_outcome(
-    pool: WebsocketConnectionPool,
-    conn: WebsocketConnection,
-    *,
-    drained: int,
-    flood: str | None,
-) -> None:
-    """Once the drain of ``conn`` ends: it took ``drained`` messages, and settled or flooded."""
-    await wait_until(lambda: not conn.is_draining, "the drain ended")
-    assert pool.stats().messages_drained == drained
-    if flood is None:
-        assert conn.state is State.IDLE
-        assert triggers(conn) == ["open", "acquire", "drain", "settle"]
-        assert conn.history[-1].reason == f"{drained} messages drained"
-    else:
-        assert_closed(conn, State.DRAINING, flood)
-        assert triggers(conn) == ["open", "acquire", "drain", "close"]
-    assert_consistent(pool)
-
-
-async def assert_next_borrower_is_served_cleanly(
-    pool: WebsocketConnectionPool, server: LoopbackServer, previous: WebsocketConnection
-) -> None:
-    """The next acquire gets ``previous`` back if it is still live, else a new one; it works."""
-    server.stray_messages = 0
-    conn = await pool.acquire()
-    assert (pooled(conn) is previous) is (not previous.is_closed)
-    await round_trip(conn, "next request")
-    await pool.release(conn)
-
-
-@pytest.mark.parametrize(
-    ("strays", "drained", "flood"),
-    [
-        (5, 5, None),  # at the cap: drained, and kept
-        (6, 5, "flooded: 6 messages, 42 bytes"),
-        (50, 5, "flooded: 6 messages, 42 bytes"),
-    ],
-    ids=["at-cap", "one-over", "flood"],
-)
-async def test_drain_discards_a_connection_sent_more_than_drain_max_messages(
-    server: LoopbackServer, strays: int, drained: int, flood: str | None
-) -> None:
-    """Taking stops at the message past the cap, however many more the server sends."""
-    server.stray_messages = strays  # "stray 0", "stray 1", ...: 7 characters each
-    async with draining_pool(server, drain_max_messages=5) as pool:
-        conn = await use_once(pool)
-        await assert_drain_outcome(pool, conn, drained=drained, flood=flood)
-        await assert_next_borrower_is_served_cleanly(pool, server, conn)
-        await shut_down(pool, server)
-
-
-@pytest.mark.parametrize("payload", ["x" * 500, b"x" * 500], ids=["text", "binary"])
-@pytest.mark.parametrize(
-    ("replies", "flood"),
-    [(3, None), (4, "flooded: 4 messages, 2000 bytes")],
-    ids=["at-cap", "over"],
-)
-async def test_drain_discards_a_connection_sent_more_than_drain_max_bytes(
-    server: LoopbackServer, payload: str | bytes, replies: int, flood: str | None
-) -> None:
-    """A few big messages flood as surely as many small ones: the bytes on the wire count."""
-    async with draining_pool(server, drain_max_bytes=1500) as pool:
-        lease = await pool.acquire()
-        for _ in range(replies):  # a borrower that never reads its replies: the drain does
-            await lease.send(payload)
-        await pool.release(lease)
-
-        conn = pooled(lease)
-        drained = replies if flood is None else replies - 1  # the one past the cap is not
-        await assert_drain_outcome(pool, conn, drained=drained, flood=flood)
-        await assert_next_borrower_is_served_cleanly(pool, server, conn)
-        await shut_down(pool, server)
-
-
-async def test_messages_that_arrive_while_idle_never_reach_the_next_borrower(
-    server: LoopbackServer,
-) -> None:
-    """Without draining, strays that came while idle go to on_unsolicited, not to recv().
-
-    As they arrive, while the connection sits idle: no acquire is needed for it.
-    """
-    seen: list[str | bytes] = []
-    states: list[State] = []
-
-    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
-        states.append(conn.state)
-        seen.append(message)
-
-    server.stray_messages = 3
-    async with make_pool(server, on_unsolicited=on_unsolicited) as pool:
-        [conn] = await idle_connections(pool, 1)
-        await wait_until(lambda: len(seen) == 3, "the strays went to on_unsolicited while idle")
-        assert states == [State.IDLE] * 3  # given at once, not at the next hand-out
-        assert pool.stats().unsolicited_messages == 3
-        assert conn._buffered_frames() == 0
-
-        again = await pool.acquire()
-
-        assert pooled(again) is conn
-        assert seen == ["stray 0", "stray 1", "stray 2"]
-        await round_trip(again, "second request")  # its own echo, not "stray 0"
-        stats = assert_consistent(pool)
-        assert (stats.unsolicited_messages, stats.messages_drained, stats.reused) == (3, 0, 1)
-        await pool.release(again)
-        await shut_down(pool, server)
-
-
-@pytest.mark.parametrize(("strays", "kept"), [(5, True), (6, False), (12, False)])
-async def test_a_flood_while_idle_beyond_drain_max_messages_discards_the_connection(
-    server: LoopbackServer, strays: int, kept: bool
-) -> None:
-    """The pool takes at most drain_max_messages strays, then gives up on the connection.
-
-    At once, as the one past the cap arrives: no acquire is needed to notice the flood.
-    """
-    server.stray_messages = strays
-    async with make_pool(server, drain_max_messages=5) as pool:
-        conn = await use_once(pool)
-        if kept:
-            await wait_until(lambda: pool.stats().unsolicited_messages == 5, "the strays came")
-        else:
-            await wait_until(lambda: conn.is_closed, "the flood closed it with no acquire")
-            # The strays may have come before the release (left unread) or after.
-            assert_closed(conn, (State.BUSY, State.IDLE), "flooded: 6 messages")
-        server.stray_messages = 0
-
-        again = await pool.acquire()
-
-        assert (pooled(again) is conn) is kept
-        await round_trip(again, "second request")
-        stats = assert_consistent(pool)
-        assert stats.unsolicited_messages == 5  # never the one past the cap
-        if not kept:
-            assert (stats.closed, stats.opened, stats.connections_lost) == (1, 2, 0)
-        await pool.release(again)
-        await shut_down(pool, server)
-
-
-@pytest.mark.parametrize(("cap", "kept"), [(21, True), (20, False), (7, False)])
-async def test_a_flood_while_idle_beyond_drain_max_bytes_discards_the_connection(
-    server: LoopbackServer, cap: int, kept: bool
-) -> None:
-    """What arrived while idle counts against drain_max_bytes, the message that crosses it too."""
-    server.stray_messages = 3  # "stray 0", "stray 1", "stray 2": 21 bytes
-    async with make_pool(server, drain_max_bytes=cap) as pool:
-        conn = await use_once(pool)
-        if kept:
-            await wait_until(lambda: pool.stats().unsolicited_messages == 3, "the strays came")
-        else:
-            await wait_until(lambda: conn.is_closed, "the flood closed it with no acquire")
-            crossing = cap // 7 + 1  # the message that crosses the cap
-            assert_closed(conn, (State.BUSY, State.IDLE), f"flooded: {crossing} messages")
-            assert pool.stats().unsolicited_messages == crossing - 1
-        server.stray_messages = 0
-
-        again = await pool.acquire()
-
-        assert (pooled(again) is conn) is kept
-        await round_trip(again, "second request")
-        assert_consistent(pool)
-        await pool.release(again)
-        await shut_down(pool, server)
-
-
-@pytest.mark.parametrize("where", ["drain", "idle"])
-async def test_a_flooded_connection_frees_its_slot_at_once(
-    server: LoopbackServer, where: str
-) -> None:
-    """A hostile server cannot pin a slot by flooding: the flooded socket is dropped, not closed."""
-    server.stray_messages = 50  # more than websockets buffers before it stops reading
-    async with make_pool(
-        server,
-        max_connections=1,
-        acquire_timeout=0.5,
-        close_timeout=1.0,  # what the slot is held for with the bug (keeps the test short)
-        drain_max_messages=5,
-        check_server_data_on_release=where == "drain",
-        drain_quiet_period=0.1,
-        drain_timeout=2.0,
-    ) as pool:
-        conn = await use_once(pool)
-        # Drained or idle, the flood is noticed as it arrives: no acquire is needed.
-        await wait_until(lambda: conn.is_closed, "the pool gave up on the connection")
-        server.stray_messages = 0
-
-        fresh = await pool.acquire()  # the only slot: free at once if the socket was dropped
-
-        assert pooled(fresh) is not conn
-        if where == "drain":
-            assert_closed(conn, State.DRAINING, "flooded: 6 messages")
-        else:
-            # The flood may have begun before the release (left unread) or after.
-            assert_closed(conn, (State.BUSY, State.IDLE), "flooded: 6 messages")
-        await round_trip(fresh, "next request")
-        await pool.release(fresh)
-        await shut_down(pool, server)
 
 
 # -- max_size --------------------------------------------------------------------------------
