@@ -260,3 +260,17 @@ async def use_once(pool: WebsocketConnectionPool) -> WebsocketConnection:
     await round_trip(lease, "request")
     await pool.release(lease)
     return pooled(lease)
+
+
+async def queue_acquirers(
+    pool: WebsocketConnectionPool, count: int
+) -> list[asyncio.Task[ConnectionLease]]:
+    """Start ``count`` more acquirers and wait until they all queue."""
+    queued = pool.stats().waiting
+    tasks = [spawn(pool.acquire()) for _ in range(count)]
+    await wait_until(lambda: pool.stats().waiting == queued + count, f"{count} more queued")
+    return tasks
+
+
+async def server_closed_all(server: LoopbackServer) -> None:
+    await wait_until(lambda: server.open_connections == 0, "the server saw every socket close")
