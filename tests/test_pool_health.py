@@ -3,9 +3,10 @@
 Every test talks to the loopback echo server (``tests/loopback.py``) and
 injects one fault through its knobs: a peer close while a connection sits
 idle, a frozen peer that never answers pings, refused handshakes, stray
-messages after a reply, a borrower that leaves on an error, an idle timeout,
-a warm-up against a server that refuses. Each checks what the borrower sees,
-what the pool's counters say, and why each connection left (its history).
+messages after a reply, a borrower that leaves on an error, an idle timeout
+(a warm-up against a server that refuses is ``tests/test_opening.py``'s). Each
+checks what the borrower sees, what the pool's counters say, and why each
+connection left (its history).
 
 Waits poll a condition in a bounded loop (:func:`wait_until`); no test
 asserts how long anything took.
@@ -14,7 +15,6 @@ asserts how long anything took.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import time
 from collections.abc import Callable
@@ -604,51 +604,3 @@ async def test_idle_sweep_removes_a_connection_the_peer_closed(
         stats = pool.stats()
         assert (stats.total, stats.closed) == (0, 1)
         assert_consistent(pool)
-
-
-# -- warm-up -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("refusals", "status", "opened"),
-    [
-        (2, 401, 0),  # not retried: both fail at once
-        (4, 503, 0),  # retried: two attempts each, all refused
-        (1, 401, 1),
-    ],
-)
-async def test_warmup_failures_are_logged_not_raised(
-    server: LoopbackServer,
-    caplog: pytest.LogCaptureFixture,
-    refusals: int,
-    status: int,
-    opened: int,
-) -> None:
-    caplog.set_level(logging.WARNING, logger="aio_websocket_pool")
-    server.refuse(refusals, status)
-    pool = make_pool(server.uri, warmup_connections=2, max_retries=2)
-    try:
-        await pool.start()  # does not raise
-
-        warnings = [
-            record
-            for record in caplog.records
-            if record.name == "aio_websocket_pool" and record.levelno == logging.WARNING
-        ]
-        assert len(warnings) == 1
-        message = warnings[0].getMessage()
-        assert f"warm-up opened {opened} of 2" in message
-        assert f"HTTP {status}" in message
-        assert len(server.request_headers) == refusals + opened
-        stats = pool.stats()
-        assert (stats.opened, stats.failed_connects, stats.idle) == (opened, 2 - opened, opened)
-        assert_consistent(pool)
-
-        # The server accepts now: the pool works on demand.
-        conn = await pool.acquire()
-        await round_trip(conn, "after warm-up")
-        assert server.handshakes == 1  # the warm one, or one opened on demand
-        await pool.release(conn)
-    finally:
-        await pool.close_all()
-    assert server.open_connections == 0
