@@ -61,6 +61,15 @@ def pool_maker(**defaults: Any) -> PoolMaker:
     return make_pool
 
 
+#: Bounded acquires; no health-check pings unless a test asks for them.
+unpinged_pool = pool_maker(health_check_interval=None, acquire_timeout=BOUND)
+#: No pings (a ping is traffic, and would read what the tests leave buffered),
+#: a slow sweep unless a test wants one, bounded acquires and closes.
+quiet_pool = pool_maker(
+    health_check_interval=None, cleanup_interval=60.0, acquire_timeout=BOUND, close_timeout=0.5
+)
+
+
 # -- waiting -----------------------------------------------------------------------------
 
 

@@ -15,11 +15,9 @@ import pytest
 
 from aio_websocket_pool import State, WebsocketConnection, WebsocketConnectionPool
 from helpers import (
-    BOUND,
     assert_closed,
     assert_consistent,
     idle_connections,
-    pool_maker,
     pooled,
     round_trip,
     shut_down,
@@ -27,14 +25,10 @@ from helpers import (
     use_once,
     wait_until,
 )
-from loopback import LoopbackServer
-
-#: No pings (a ping is traffic, and would read what the tests leave buffered),
-#: a slow sweep unless a test wants one, bounded acquires and closes.
-make_pool = pool_maker(
-    health_check_interval=None, cleanup_interval=60.0, acquire_timeout=BOUND, close_timeout=0.5
+from helpers import (
+    quiet_pool as make_pool,
 )
-
+from loopback import LoopbackServer
 
 # -- floods, during a drain and while idle -------------------------------------------------
 

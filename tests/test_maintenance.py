@@ -16,20 +16,17 @@ from aio_websocket_pool import (
     WebsocketConnectionPool,
 )
 from helpers import (
-    BOUND,
     assert_closed,
     assert_consistent,
-    pool_maker,
     pooled,
     server_closed_all,
     triggers,
     wait_until,
 )
+from helpers import (
+    unpinged_pool as make_pool,
+)
 from loopback import LoopbackServer
-
-#: Bounded acquires; no health-check pings unless a test asks for them.
-make_pool = pool_maker(health_check_interval=None, acquire_timeout=BOUND)
-
 
 # -- the sweep ---------------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ from helpers import (
     BOUND,
     assert_closed,
     assert_consistent,
-    pool_maker,
     pooled,
     queue_acquirers,
     round_trip,
@@ -37,11 +36,10 @@ from helpers import (
     spawn,
     wait_until,
 )
+from helpers import (
+    unpinged_pool as make_pool,
+)
 from loopback import LoopbackServer
-
-#: Bounded acquires; no health-check pings unless a test asks for them.
-make_pool = pool_maker(health_check_interval=None, acquire_timeout=BOUND)
-
 
 # -- max_lifetime -------------------------------------------------------------------------
 

@@ -45,23 +45,18 @@ from helpers import (
     assert_closed,
     assert_consistent,
     idle_connections,
-    pool_maker,
     pooled,
     round_trip,
     shut_down,
     triggers,
     wait_until,
 )
+from helpers import (
+    quiet_pool as make_pool,
+)
 from loopback import LoopbackServer
 
 # -- helpers -----------------------------------------------------------------------------
-
-
-#: No pings (a ping is traffic, and would read what the tests leave buffered),
-#: a slow sweep unless a test wants one, bounded acquires and closes.
-make_pool = pool_maker(
-    health_check_interval=None, cleanup_interval=60.0, acquire_timeout=BOUND, close_timeout=0.5
-)
 
 
 class ArrivalTimes(list[Headers]):
