@@ -108,6 +108,32 @@ async def test_expire_may_end_other_requests_due_at_the_same_time() -> None:
     assert len(deadlines) == 0
 
 
+async def test_an_expire_that_raises_leaves_the_other_deadlines_running() -> None:
+    """A bug in one expiry must not leave every later request without a timeout."""
+    broken, after, later = Request("broken"), Request("after"), Request("later")
+    expired: list[Request] = []
+
+    def expire(request: Request) -> None:
+        expired.append(request)
+        if request is broken:
+            raise RuntimeError("a bug in expire")
+
+    loop = asyncio.get_running_loop()
+    reported: list[object] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["exception"]))
+    try:
+        deadlines: Deadlines[Request] = Deadlines(expire)
+        deadlines.add(0.01, broken)
+        deadlines.add(0.01, after)
+        deadlines.add(0.03, later)
+        await asyncio.sleep(0.08)
+    finally:
+        loop.set_exception_handler(None)
+    assert expired == [broken, after, later]
+    assert [type(error) for error in reported] == [RuntimeError]
+    assert len(deadlines) == 0
+
+
 async def test_closing_stops_the_timer_and_forgets_every_deadline() -> None:
     recorder = Recorder()
     deadlines = deadlines_for(recorder)

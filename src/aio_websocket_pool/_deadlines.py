@@ -24,6 +24,8 @@ Rules:
   deadline first.
 * A duration's dict goes when its last request does, so the durations kept
   are at most the requests waiting.
+* An ``expire`` that raises (a bug) is the loop's to report; the timer is
+  set again all the same, so every other request still runs out in time.
 """
 
 from __future__ import annotations
@@ -102,13 +104,19 @@ class Deadlines(Generic[T]):
                     break
                 due.append((deadline, seconds, request))
         due.sort(key=_deadline_of)  # stable: in the order added, among equal deadlines
-        for _, seconds, request in due:
-            left = queues.get(seconds)
-            if left is None or left.pop(request, None) is None:  # expire ended it meanwhile
-                continue
-            if not left:
-                del queues[seconds]
-            self._expire(request)
+        try:
+            for _, seconds, request in due:
+                left = queues.get(seconds)
+                if left is None or left.pop(request, None) is None:  # expire ended it meanwhile
+                    continue
+                if not left:
+                    del queues[seconds]
+                self._expire(request)
+        finally:  # even if expire raised (the loop reports it): the rest must still run out
+            self._rearm(loop)
+
+    def _rearm(self, loop: asyncio.AbstractEventLoop) -> None:
+        queues = self._queues
         earliest = min((next(iter(queue.values())) for queue in queues.values()), default=None)
         if earliest is not None and earliest < self._alarm_at:  # expire may have added one
             if self._alarm is not None:
