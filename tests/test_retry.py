@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
 from aio_websocket_pool import HandshakeRejectedError, WebsocketConnectionPool
+from aio_websocket_pool._retry import FIRST_RETRY_DELAY, RETRY_JITTER
 from loopback import LoopbackServer
+
+
+def retry_delay(line: str) -> float:
+    """The seconds a "retrying in 0.27s" log line announces."""
+    found = re.search(r"retrying in ([0-9.]+)s", line)
+    assert found, line
+    return float(found[1])
 
 
 def retry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -31,8 +40,10 @@ async def test_a_first_attempt_that_fails_hands_tenacity_the_failure_as_attempt_
         "connect attempt 1",
         "connect attempt 2",
     ]
-    assert "retrying in 0.1" in lines[0]  # tenacity's first wait: 0.1 s, plus up to 0.1 of jitter
-    assert "retrying in 0.2" in lines[1] or "retrying in 0.3" in lines[1]
+    # tenacity's waits: 0.1 s, then 0.2 s, each plus up to RETRY_JITTER (the log rounds to 0.01)
+    first, second = (retry_delay(line) for line in lines)
+    assert FIRST_RETRY_DELAY <= first <= FIRST_RETRY_DELAY + RETRY_JITTER + 0.005
+    assert 2 * FIRST_RETRY_DELAY <= second <= 2 * FIRST_RETRY_DELAY + RETRY_JITTER + 0.005
 
 
 async def test_a_first_attempt_refused_for_good_is_not_retried(
