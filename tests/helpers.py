@@ -9,6 +9,7 @@ by :data:`BOUND`, so a test fails instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
@@ -283,3 +284,37 @@ async def queue_acquirers(
 
 async def server_closed_all(server: LoopbackServer) -> None:
     await wait_until(lambda: server.open_connections == 0, "the server saw every socket close")
+
+
+# -- plain HTTP on loopback --------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def http_server(answer: Callable[[bytes], bytes]) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A one-shot HTTP server on loopback: each request gets ``answer(request)``, then EOF.
+
+    Yields its port and the requests it received (to prove what was sent).
+    """
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            request = await reader.readuntil(b"\r\n\r\n")
+            requests.append(request)
+            writer.write(answer(request))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1], requests
+
+
+def redirect_to(location: str) -> Callable[[bytes], bytes]:
+    """An answer for :func:`http_server`: a 302 to ``location``."""
+
+    def answer(request: bytes) -> bytes:
+        del request
+        return f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode()
+
+    return answer

@@ -281,7 +281,11 @@ def test_known_websockets_kwargs_are_accepted(
     build: Build, kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clear_proxy_environment(monkeypatch)
-    assert passed_on(build(**kwargs)) == {**kwargs, "proxy": None}  # no proxy in the environment
+    assert passed_on(build(**kwargs)) == {**kwargs, **NO_PROXY_FOUND}
+
+
+#: What the pool adds to the connect arguments when the environment names no proxy.
+NO_PROXY_FOUND = {"proxy": None, "proxy_found_for_uri": True}
 
 
 def passed_on(built: object) -> Any:
@@ -312,14 +316,14 @@ def test_a_proxy_given_is_kept_whatever_the_environment_says(
 ) -> None:
     clear_proxy_environment(monkeypatch)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    assert passed_on(build(proxy=proxy))["proxy"] == proxy
+    assert passed_on(build(proxy=proxy)) == {"proxy": proxy}  # for a redirect's target too
 
 
 def test_ssl_context_is_accepted_with_a_wss_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     clear_proxy_environment(monkeypatch)
     context = ssl.create_default_context()
     pool = build_pool("wss://example.com/feed", ssl=context)
-    assert pool._core.config.connect_kwargs == {"ssl": context, "proxy": None}
+    assert pool._core.config.connect_kwargs == {"ssl": context, **NO_PROXY_FOUND}
 
 
 GOOD_URIS = [

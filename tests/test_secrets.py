@@ -12,7 +12,6 @@ the secrets did travel: they were sent, just never shown.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import io
@@ -42,7 +41,15 @@ from aio_websocket_pool import (
     write_history_jsonl,
 )
 from aio_websocket_pool.testing import FAST_RECOVERY, Chaos, TcpProxy, tagged_workload
-from helpers import BOUND, clear_proxy_environment, exception_chain, pool_maker, round_trip
+from helpers import (
+    BOUND,
+    clear_proxy_environment,
+    exception_chain,
+    http_server,
+    pool_maker,
+    redirect_to,
+    round_trip,
+)
 from loopback import LoopbackServer
 
 USER = "alice"
@@ -377,35 +384,6 @@ async def test_a_standalone_connection_shows_no_secret(
 
 
 # -- websockets' own errors, which quote their input ---------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def http_server(answer: Callable[[bytes], bytes]) -> AsyncIterator[tuple[int, list[bytes]]]:
-    """A one-shot HTTP server on loopback: each request gets ``answer(request)``, then EOF.
-
-    Yields its port and the requests it received (to prove the secrets were sent).
-    """
-    requests: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            request = await reader.readuntil(b"\r\n\r\n")
-            requests.append(request)
-            writer.write(answer(request))
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    async with server:
-        yield server.sockets[0].getsockname()[1], requests
-
-
-def redirect_to(location: str) -> Callable[[bytes], bytes]:
-    def answer(request: bytes) -> bytes:
-        del request
-        return f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode()
-
-    return answer
 
 
 def echo_with(status: str) -> Callable[[bytes], bytes]:

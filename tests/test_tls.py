@@ -92,4 +92,4 @@ async def test_a_certificate_verification_failure_is_not_retried(
 def test_the_pool_never_turns_verification_off() -> None:
     """The only TLS setting the pool passes on is the application's own ``ssl=``."""
     pool = WebsocketConnectionPool("wss://127.0.0.1:9/")
-    assert pool._core.config.connect_kwargs.keys() == {"proxy"}  # the environment's, found once
+    assert pool._core.config.connect_kwargs.keys() == {"proxy", "proxy_found_for_uri"}  # found once

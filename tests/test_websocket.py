@@ -8,6 +8,7 @@ here, not in a user's process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +16,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from aio_websocket_pool import WebsocketConnectionPool
 from aio_websocket_pool._websocket import send_at_once
+from helpers import clear_proxy_environment, http_server, redirect_to, round_trip
+from loopback import LoopbackServer
 
 
 async def echo(conn: ServerConnection) -> None:
@@ -90,3 +94,80 @@ async def test_send_at_once_leaves_a_full_write_buffer_to_send() -> None:
 async def close_quietly(ws: ClientConnection) -> None:
     ws.transport.abort()  # what is buffered would take the server a while to read
     await ws.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def connect_proxy() -> AsyncIterator[tuple[str, list[str]]]:
+    """An HTTP CONNECT proxy on loopback, to loopback only.
+
+    Yields its URI and the targets it tunnelled to, in order.
+    """
+    targets: list[str] = []
+    tunnels: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+        writer.close()
+
+    async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tunnels.add(asyncio.current_task())  # type: ignore[arg-type]
+        request = await reader.readuntil(b"\r\n\r\n")
+        target = request.split(b" ", 2)[1].decode()
+        targets.append(target)
+        host, _, port = target.rpartition(":")
+        assert host == "127.0.0.1", target
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    server = await asyncio.start_server(tunnel, "127.0.0.1", 0)
+    try:
+        async with server:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", targets
+    finally:
+        for task in tunnels:
+            task.cancel()
+        await asyncio.gather(*tunnels, return_exceptions=True)
+
+
+@pytest.mark.parametrize("proxied", ["first-hop", "redirect-target"])
+async def test_a_redirect_target_goes_through_the_proxy_the_environment_names_for_it(
+    proxied: str, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool finds the environment's proxy for its URI once; a redirect's target gets its own.
+
+    ``NO_PROXY`` exempts one of the two hops (by port), so exactly one goes
+    through the proxy: the first one found in advance, the redirect's looked up
+    when it is followed (``PooledConnect``), as websockets alone would.
+    """
+    clear_proxy_environment(monkeypatch)
+    async with (
+        connect_proxy() as (proxy, tunnelled),
+        http_server(redirect_to(server.uri)) as (port, redirects),
+    ):
+        first_hop, target = f"127.0.0.1:{port}", f"127.0.0.1:{server.port}"
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", target if proxied == "first-hop" else first_hop)
+        async with WebsocketConnectionPool(f"ws://{first_hop}/") as pool, pool.acquire() as conn:
+            await round_trip(conn, "redirected")
+        assert len(redirects) == 1
+    assert tunnelled == [first_hop if proxied == "first-hop" else target]
+
+
+async def test_a_proxy_given_is_kept_for_a_redirect_target(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``proxy=`` is the user's choice for every hop, as in websockets: not looked up again."""
+    clear_proxy_environment(monkeypatch)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the environment would bypass it
+    async with (
+        connect_proxy() as (proxy, tunnelled),
+        http_server(redirect_to(server.uri)) as (port, _),
+        WebsocketConnectionPool(f"ws://127.0.0.1:{port}/", proxy=proxy) as pool,
+        pool.acquire() as conn,
+    ):
+        await round_trip(conn, "redirected")
+    assert tunnelled == [f"127.0.0.1:{port}", f"127.0.0.1:{server.port}"]

@@ -237,7 +237,9 @@ def check_connect_kwargs(
     The proxy websockets would take from the environment (its default,
     ``proxy=True``) is found here, once: a change to ``HTTPS_PROXY`` and the
     like after construction is not seen, as in httpx's clients. websockets
-    would read the whole environment again for every handshake.
+    would read the whole environment again for every handshake. A redirect's
+    target gets its own proxy, looked up when it is followed (see
+    :class:`~aio_websocket_pool._websocket.PooledConnect`).
     """
     for name in kwargs:
         if name in _RESERVED:
@@ -272,6 +274,7 @@ def check_connect_kwargs(
     checked = dict(kwargs)
     if checked.get("proxy", True) is True:  # websockets' default: the environment's proxy
         checked["proxy"] = find_proxy(uri)
+        checked["proxy_found_for_uri"] = True  # for PooledConnect: not for a redirect's target
     return checked
 
 

@@ -17,12 +17,12 @@ import functools
 import logging
 from typing import Any, Final
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from ._backoff import Backoff
 from ._redact import RedactingLogger, redact_uri
 from ._retry import open_with_retries, server_says_not_now
-from ._websocket import pooled_class
+from ._websocket import PooledConnect, pooled_class
 
 _websockets_logger: Final = logging.getLogger("websockets.client")
 
@@ -60,10 +60,10 @@ async def open_websocket(
 
 async def _attempt(uri: str, kwargs: dict[str, Any], gate: Backoff | None) -> ClientConnection:
     if gate is None:
-        return await connect(uri, **kwargs)
+        return await PooledConnect(uri, **kwargs)
     await gate.wait()
     try:
-        websocket = await connect(uri, **kwargs)
+        websocket = await PooledConnect(uri, **kwargs)
     except Exception as exc:
         if (not_now := server_says_not_now(exc)) is not None:
             gate.trip(retry_after=not_now)

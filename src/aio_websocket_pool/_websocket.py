@@ -23,9 +23,9 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event, State
 from websockets.uri import parse_uri
@@ -177,6 +177,29 @@ def find_proxy(uri: str) -> str | None:
 
     websockets looks it up on every connect, reading every environment
     variable (about 40 µs of a handshake's 350 µs of client CPU in W4); a
-    pool, whose connections all go to one URI, looks it up once.
+    pool, whose connections all go to one URI, looks it up once and opens
+    them with :class:`PooledConnect`.
     """
     return get_proxy(parse_uri(uri))
+
+
+class PooledConnect(connect):
+    """websockets' ``connect``, which may be given the environment's proxy found in advance.
+
+    With ``proxy_found_for_uri=True``, ``proxy`` is what :func:`find_proxy`
+    found for ``uri``: right for ``uri`` only. A redirect leads to another
+    URI, which the environment may send through another proxy or none (a host
+    in ``NO_PROXY``, a move from ws:// to wss://, which reads ``HTTPS_PROXY``),
+    so after one, websockets looks the proxy up again for each new target, as
+    it does by default.
+    """
+
+    def __init__(self, uri: str, *, proxy_found_for_uri: bool = False, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self._proxy_found_for_uri = proxy_found_for_uri
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        target = super().process_redirect(exc)
+        if isinstance(target, str) and self._proxy_found_for_uri:
+            self.proxy = True  # websockets' default: the environment's proxy for each URI
+        return target
