@@ -9,8 +9,12 @@ once, and the closing.
 from __future__ import annotations
 
 import asyncio
+import random
+import sys
 from dataclasses import dataclass, field
+from types import FrameType
 
+from aio_websocket_pool import _deadlines
 from aio_websocket_pool._deadlines import Deadlines
 
 
@@ -142,3 +146,75 @@ async def test_closing_stops_the_timer_and_forgets_every_deadline() -> None:
     await asyncio.sleep(0.03)
     assert recorder.expired == []
     assert len(deadlines) == 0
+
+
+async def test_many_durations_expire_in_deadline_order_and_never_early() -> None:
+    """A timeout per call, as a caller may give: the heap of durations keeps the order."""
+    recorder = Recorder()
+    deadlines = deadlines_for(recorder)
+    loop = asyncio.get_running_loop()
+    shuffle = random.Random(11)
+    durations = [0.001 * k for k in range(1, 121)]
+    shuffle.shuffle(durations)
+    added: dict[str, float] = {}
+    for seconds in durations:
+        request = Request(f"{seconds:.3f}")
+        added[request.name] = loop.time() + seconds
+        deadlines.add(seconds, request)
+        if shuffle.random() < 0.25:  # answered in time: never expires
+            deadlines.ended(seconds, request)
+            del added[request.name]
+    await asyncio.sleep(0.2)
+    assert [request.name for request in recorder.expired] == sorted(added, key=added.__getitem__)
+    assert all(request.expired_at[0] >= added[request.name] for request in recorder.expired)
+    assert len(deadlines) == 0
+    assert deadlines._heads == []
+
+
+async def test_a_request_expire_adds_with_a_duration_being_rung_still_runs_out() -> None:
+    recorder = Recorder()
+    first, again = Request("first"), Request("again")
+
+    def expire(request: Request) -> None:
+        recorder(request)
+        if request is first:
+            deadlines.add(0.01, again)  # the duration whose queue the ring is emptying
+
+    deadlines: Deadlines[Request] = Deadlines(expire)
+    deadlines.add(0.01, first)
+    await asyncio.sleep(0.06)
+    assert recorder.expired == [first, again]
+    assert len(deadlines) == 0
+
+
+async def ring_work(waiting_durations: int) -> int:
+    """Calls the deadlines' code makes while one deadline rings, ``waiting_durations`` waiting.
+
+    Counted, not timed: every Python call into ``_deadlines`` and every C call
+    made from it, through ``sys.setprofile``, on the real loop.
+    """
+    deadlines = deadlines_for(Recorder())
+    for n in range(waiting_durations):
+        deadlines.add(30.0 + n, Request(str(n)))
+    deadlines.add(0.005, Request("due"))
+    calls = 0
+
+    def count(frame: FrameType, event: str, _: object) -> None:
+        nonlocal calls
+        if event in ("call", "c_call") and frame.f_code.co_filename == _deadlines.__file__:
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        await asyncio.sleep(0.03)
+    finally:
+        sys.setprofile(None)
+    deadlines.close()
+    return calls
+
+
+async def test_a_ring_costs_what_is_due_not_every_duration_that_waits() -> None:
+    """With a timeout per call, a ring that looked at every duration made each call O(n)."""
+    few, many = await ring_work(10), await ring_work(3000)
+    assert few > 0
+    assert many <= few + 5, (few, many)

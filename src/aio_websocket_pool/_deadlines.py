@@ -7,23 +7,29 @@ walk while the request waits, and every handle cancelled stays in the loop's
 heap until the loop sweeps it. Here a request's deadline is one entry of a
 dict of the multiplexer's own, and one loop timer is set for the earliest.
 
-Why dicts and not a heap: requests given the same number of seconds reach
-their deadlines in the order they were added (the loop's clock never goes
-back), so one insertion-ordered dict per duration is a queue already sorted,
-from which an ended request is taken out at once (``del``), where a heap
-kept it until a sweep that asked each entry whether it still waits (two
-Python calls per request, on top of the push: about 1 µs a call in M1).
-Most multiplexers see one duration, their ``request_timeout``.
+Why dicts and not one heap of requests: requests given the same number of
+seconds reach their deadlines in the order they were added (the loop's clock
+never goes back), so one insertion-ordered dict per duration is a queue
+already sorted, from which an ended request is taken out at once (``del``),
+where a heap kept it until a sweep that asked each entry whether it still
+waits (two Python calls per request, on top of the push: about 1 µs a call
+in M1). Most multiplexers see one duration, their ``request_timeout``; a
+caller may give each call a timeout of its own, so the queues' first
+deadlines are kept in a small heap (one entry per duration, pushed when its
+queue is made): a timer that rings looks at the durations that are due, not
+at every one that waits.
 
 Rules:
 
-* The timer is set for the earliest deadline, exactly: a request's time runs
-  out when a timer of its own would have fired, never later.
+* The timer is set for the earliest deadline: a request's time runs out when
+  a timer of its own would have fired, never later. (It may ring for a
+  request that ended since; it then finds nothing due and is set again.)
 * When it fires, every request whose deadline has passed and that was not
   told :meth:`Deadlines.ended` is taken out and given to ``expire``, earliest
   deadline first.
-* A duration's dict goes when its last request does, so the durations kept
-  are at most the requests waiting.
+* A duration's dict goes when its last request does, and its heap entry
+  when that entry comes to the top: both are bounded by the durations used
+  within the longest of them.
 * An ``expire`` that raises (a bug) is the loop's to report; the timer is
   set again all the same, so every other request still runs out in time.
 """
@@ -31,6 +37,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import time
 from collections.abc import Callable, Hashable
@@ -57,6 +64,10 @@ class Deadlines(Generic[T]):
         self._expire = expire
         #: By duration: each request's deadline (the loop's clock), in the order they come.
         self._queues: dict[float, dict[T, float]] = {}
+        #: (no later than the first deadline of its queue, duration): a heap, one per duration
+        #: in ``_headed``; an entry whose queue went stays until it comes to the top.
+        self._heads: list[tuple[float, float]] = []
+        self._headed: set[float] = set()
         self._alarm: asyncio.TimerHandle | None = None
         self._alarm_at = math.inf  # when the alarm rings (its when(), a Python call less)
 
@@ -71,6 +82,9 @@ class Deadlines(Generic[T]):
         queue = self._queues.get(seconds)
         if queue is None:
             queue = self._queues[seconds] = {}
+            if seconds not in self._headed:  # else its entry is earlier still: a bound all the same
+                self._headed.add(seconds)
+                heapq.heappush(self._heads, (deadline, seconds))
         queue[request] = deadline
         if deadline < self._alarm_at:
             if self._alarm is not None:
@@ -89,6 +103,8 @@ class Deadlines(Generic[T]):
             self._alarm.cancel()
             self._alarm, self._alarm_at = None, math.inf
         self._queues.clear()
+        self._heads.clear()
+        self._headed.clear()
 
     def _set_alarm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         self._alarm, self._alarm_at = loop.call_at(deadline, self._ring, loop), deadline
@@ -96,10 +112,13 @@ class Deadlines(Generic[T]):
     def _ring(self, loop: asyncio.AbstractEventLoop) -> None:
         self._alarm, self._alarm_at = None, math.inf
         now = loop.time() + _RESOLUTION
-        queues = self._queues
+        queues, heads = self._queues, self._heads
         due: list[tuple[float, float, T]] = []
-        for seconds, queue in queues.items():
-            for request, deadline in queue.items():  # oldest first: stop at the first not due
+        rung: list[float] = []  # durations whose entry left the heap: still in _headed
+        while heads and heads[0][0] <= now:
+            seconds = heapq.heappop(heads)[1]
+            rung.append(seconds)
+            for request, deadline in queues.get(seconds, {}).items():  # oldest first
                 if deadline > now:
                     break
                 due.append((deadline, seconds, request))
@@ -113,12 +132,28 @@ class Deadlines(Generic[T]):
                     del queues[seconds]
                 self._expire(request)
         finally:  # even if expire raised (the loop reports it): the rest must still run out
+            for seconds in rung:  # requests expire added to these durations are in them
+                queue = queues.get(seconds)
+                if queue:
+                    heapq.heappush(heads, (next(iter(queue.values())), seconds))
+                else:
+                    self._headed.discard(seconds)
             self._rearm(loop)
 
     def _rearm(self, loop: asyncio.AbstractEventLoop) -> None:
-        queues = self._queues
-        earliest = min((next(iter(queue.values())) for queue in queues.values()), default=None)
-        if earliest is not None and earliest < self._alarm_at:  # expire may have added one
+        """Set the timer for the earliest deadline, first bringing the heap's top up to date."""
+        queues, heads = self._queues, self._heads
+        while heads:
+            at, seconds = heads[0]
+            queue = queues.get(seconds)
+            if queue is None:
+                heapq.heappop(heads)
+                self._headed.discard(seconds)
+            elif (first := next(iter(queue.values()))) != at:
+                heapq.heapreplace(heads, (first, seconds))
+            else:
+                break
+        if heads and heads[0][0] < self._alarm_at:  # expire may have set it, adding one
             if self._alarm is not None:
                 self._alarm.cancel()
-            self._set_alarm(loop, earliest)
+            self._set_alarm(loop, heads[0][0])
