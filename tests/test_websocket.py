@@ -17,7 +17,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from aio_websocket_pool import WebsocketConnectionPool
-from aio_websocket_pool._websocket import send_at_once
+from aio_websocket_pool._websocket import PooledWebSocket, pooled_class, send_at_once, send_in_turn
 from helpers import clear_proxy_environment, http_server, redirect_to, round_trip
 from loopback import LoopbackServer
 
@@ -171,3 +171,58 @@ async def test_a_proxy_given_is_kept_for_a_redirect_target(
     ):
         await round_trip(conn, "redirected")
     assert tunnelled == [f"127.0.0.1:{port}", f"127.0.0.1:{server.port}"]
+
+
+@contextlib.asynccontextmanager
+async def pooled_echo() -> AsyncIterator[PooledWebSocket]:
+    """A pooled websocket (what a pool's connections are) to a websockets echo server."""
+    async with serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        create = pooled_class(ClientConnection)
+        async with connect(f"ws://127.0.0.1:{port}", create_connection=create) as ws:
+            assert isinstance(ws, PooledWebSocket)
+            yield ws
+
+
+async def test_send_in_turn_writes_the_first_frame_at_once_and_the_rest_together() -> None:
+    async with pooled_echo() as ws:
+        assert [send_in_turn(ws, f"m{n}".encode(), text=True) for n in range(5)] == [True] * 5
+        assert len(ws.protocol.writes) == 4  # the first went out; four wait for the turn's end
+        await asyncio.sleep(0)
+        assert ws.protocol.writes == []
+        assert [await ws.recv() for _ in range(5)] == [f"m{n}" for n in range(5)]
+        assert send_in_turn(ws, b"next turn", text=False)  # a new turn writes at once again
+        assert ws.protocol.writes == []
+        assert await ws.recv() == b"next turn"
+
+
+async def test_a_send_that_writes_itself_writes_the_turns_frames_first() -> None:
+    """A ``send()``, a ping or the close writes websockets' buffer: the wire keeps the order."""
+    async with pooled_echo() as ws:
+        for message in ("a", "b", "c"):
+            send_in_turn(ws, message.encode(), text=True)
+        await ws.send("d")
+        pong = await ws.ping()
+        assert [await ws.recv() for _ in range(4)] == ["a", "b", "c", "d"]
+        await asyncio.wait_for(pong, 5.0)
+
+
+async def test_send_in_turn_refuses_what_send_at_once_refuses() -> None:
+    async with pooled_echo() as ws:
+        await ws.close()
+        assert not send_in_turn(ws, b"late", text=True)
+        assert ws.protocol.writes == []
+
+
+async def test_frames_of_a_connection_lost_in_the_turn_are_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No write to a closed transport (asyncio warns of those): the frames went with it."""
+    async with pooled_echo() as ws:
+        send_in_turn(ws, b"first", text=True)
+        send_in_turn(ws, b"second", text=True)
+        ws.transport.abort()
+        await asyncio.sleep(0)
+        assert not ws.writing_in_turn
+        await ws.wait_closed()
+    assert not [r for r in caplog.records if r.name == "asyncio"]

@@ -70,7 +70,7 @@ from ._mux_room import Room
 from ._mux_strays import Strays
 from ._mux_upkeep import Move, Outdated, replace_lost, rotate
 from ._redact import describe_close, raise_from, secrets_of
-from ._websocket import loss_reason, send_at_once, take_buffered_frames
+from ._websocket import loss_reason, send_in_turn, take_buffered_frames
 
 if TYPE_CHECKING:
     from ._lease import ConnectionLease
@@ -338,7 +338,7 @@ class Multiplexer:
                 channel = room.pick(pinned)
             channel.register(pending)
             pending.fire("send")
-            if not send_at_once(channel.websocket, data, text=text):
+            if not send_in_turn(channel.websocket, data, text=text):
                 await channel.websocket.send(data, text=text)
             reply = await pending.future
             return reply if unwrap is None else unwrap(reply)

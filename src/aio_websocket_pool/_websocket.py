@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event, State
+from websockets.protocol import SEND_EOF, Event, State
 from websockets.uri import parse_uri
 
 try:
@@ -53,10 +53,13 @@ class PooledWebSocket(ClientConnection):
             of its keepalive proves the peer alive as well as the pool's own
             health check, so the pool can skip a check the keepalive did.
         sink: While set, data frames go here instead of to ``recv()``.
+        writing_in_turn: A write of the frames :func:`send_in_turn` queued
+            is due at the end of this loop turn.
     """
 
     pong_at: float = -math.inf
     sink: FrameSink | None = None
+    writing_in_turn: bool = False
 
     def acknowledge_pings(self, data: bytes) -> None:
         super().acknowledge_pings(data)
@@ -155,6 +158,49 @@ def send_at_once(
     websocket.send(data, text=text)`` then waits, or raises
     ``ConnectionClosed``, as it should.
     """
+    if not _frame(websocket, data, text=text):
+        return False
+    websocket.send_data()
+    return True
+
+
+def send_in_turn(
+    websocket: PooledWebSocket, data: bytes | bytearray | memoryview, *, text: bool
+) -> bool:
+    """:func:`send_at_once`, but the frames sent after it in the same loop turn share one write.
+
+    The first frame of a turn is written at once; the others wait in
+    websockets' outgoing buffer, in order, for one socket write when the turn
+    ends. A multiplexer's callers send many requests on a connection in one
+    turn, and a write each was a system call each (about 8 µs of a call's 26
+    in M1). Whatever else writes on the connection meanwhile (a ping, a
+    ``send()`` that had to wait, the close) writes the buffer first, so the
+    order on the wire is the order of the sends.
+    """
+    if not _frame(websocket, data, text=text):
+        return False
+    if not websocket.writing_in_turn:
+        websocket.send_data()
+        websocket.writing_in_turn = True
+        websocket.loop.call_soon(_write_the_turns_frames, websocket)
+    return True
+
+
+def _write_the_turns_frames(websocket: PooledWebSocket) -> None:
+    websocket.writing_in_turn = False
+    protocol = websocket.protocol
+    frames = protocol.writes  # what data_to_send() would take
+    if not frames or websocket.transport.is_closing():  # written, or lost with the connection
+        return
+    if len(frames) > 1 and SEND_EOF not in frames:
+        protocol.writes = [b"".join(frames)]
+    websocket.send_data()
+
+
+def _frame(
+    websocket: ClientConnection, data: bytes | bytearray | memoryview, *, text: bool
+) -> bool:
+    """Queue ``data`` as a frame for the socket, if ``send()`` would write it at once."""
     attributes = websocket.__dict__
     if (
         websocket.protocol._state is not OPEN  # the field, not its property (see is_open)
@@ -168,7 +214,6 @@ def send_at_once(
         websocket.protocol.send_text(data)
     else:
         websocket.protocol.send_binary(data)
-    websocket.send_data()
     return True
 
 
