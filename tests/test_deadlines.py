@@ -218,3 +218,61 @@ async def test_a_ring_costs_what_is_due_not_every_duration_that_waits() -> None:
     few, many = await ring_work(10), await ring_work(3000)
     assert few > 0
     assert many <= few + 5, (few, many)
+
+
+async def test_durations_ended_in_time_leave_a_bounded_heap_behind() -> None:
+    """A timeout per call, every call answered: the heap kept one entry per duration ever used.
+
+    The review measured 200k entries after 200k calls, and one re-arm that
+    then stalled the loop for a second sweeping them.
+    """
+    recorder = Recorder()
+    deadlines = deadlines_for(recorder)
+    waiting = Request("waiting")
+    deadlines.add(0.05, waiting)
+    allowed = _deadlines._STALE_HEADS_ALLOWED + 1  # the entry of the duration just ended
+    for n in range(5000):
+        request = Request(str(n))
+        deadlines.add(10.0 + n / 1000, request)
+        deadlines.ended(10.0 + n / 1000, request)
+        assert len(deadlines._heads) <= 2 * len(deadlines._queues) + allowed
+    assert deadlines._headed >= {seconds for _, seconds in deadlines._heads}
+    await asyncio.sleep(0.1)
+    assert recorder.expired == [waiting]  # the rebuilt heap still rings on time
+    assert deadlines._heads == []
+
+
+async def test_a_rebuild_inside_a_ring_keeps_every_deadline() -> None:
+    """``expire`` ending many requests of other durations makes the heap again mid-ring."""
+    recorder = Recorder()
+    loop = asyncio.get_running_loop()
+    others = [(0.03 + n / 10_000, Request(f"other {n}")) for n in range(200)]
+    due_now = [Request(f"due {n}") for n in range(3)]
+    later = Request("later")
+
+    def expire(request: Request) -> None:
+        recorder(request)
+        if request is due_now[0]:
+            for seconds, other in others:
+                deadlines.ended(seconds, other)
+            deadlines.add(0.01, Request("added mid-ring"))  # to a duration being rung
+
+    deadlines: Deadlines[Request] = Deadlines(expire)
+    added = loop.time()
+    for request in due_now:
+        deadlines.add(0.01, request)
+    for seconds, other in others:
+        deadlines.add(seconds, other)
+    deadlines.add(0.05, later)
+    await asyncio.sleep(0.12)
+    assert [request.name for request in recorder.expired] == [
+        "due 0",
+        "due 1",
+        "due 2",
+        "added mid-ring",
+        "later",
+    ]
+    assert later.expired_at[0] >= added + 0.05
+    assert len(deadlines) == 0
+    assert deadlines._heads == []
+    assert deadlines._headed == set()

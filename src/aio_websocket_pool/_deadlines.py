@@ -28,8 +28,10 @@ Rules:
   told :meth:`Deadlines.ended` is taken out and given to ``expire``, earliest
   deadline first.
 * A duration's dict goes when its last request does, and its heap entry
-  when that entry comes to the top: both are bounded by the durations used
-  within the longest of them.
+  when that entry comes to the top, or sooner: when the entries outnumber the
+  live durations twice over (a timeout per call, each answered in time), the
+  heap is made again from the live queues. An ended request never leaves
+  more behind than a bounded share of what still waits.
 * An ``expire`` that raises (a bug) is the loop's to report; the timer is
   set again all the same, so every other request still runs out in time.
 """
@@ -47,6 +49,11 @@ T = TypeVar("T", bound=Hashable)
 
 #: The loop's clock (``time.monotonic``) ticks this finely; asyncio runs a timer this early.
 _RESOLUTION: Final = time.get_clock_info("monotonic").resolution
+
+
+#: Stale heap entries tolerated beyond the live durations' count, so that a
+#: multiplexer with a handful of durations never pays for a rebuild.
+_STALE_HEADS_ALLOWED: Final = 32
 
 
 def _deadline_of(entry: tuple[float, float, object]) -> float:
@@ -68,6 +75,8 @@ class Deadlines(Generic[T]):
         #: in ``_headed``; an entry whose queue went stays until it comes to the top.
         self._heads: list[tuple[float, float]] = []
         self._headed: set[float] = set()
+        #: The durations a running ring took off the heap; it pushes them back when done.
+        self._rung: list[float] = []
         self._alarm: asyncio.TimerHandle | None = None
         self._alarm_at = math.inf  # when the alarm rings (its when(), a Python call less)
 
@@ -96,6 +105,24 @@ class Deadlines(Generic[T]):
         queue = self._queues.get(seconds)
         if queue is not None and queue.pop(request, None) is not None and not queue:
             del self._queues[seconds]
+            if len(self._heads) > 2 * len(self._queues) + _STALE_HEADS_ALLOWED:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Make the heap again, one exact entry per live duration, the stale ones gone.
+
+        In place: a running ring holds the list. The durations it took off
+        the heap stay off (it pushes them back) and stay headed.
+        """
+        rung = set(self._rung)
+        self._heads[:] = [
+            (next(iter(queue.values())), seconds)
+            for seconds, queue in self._queues.items()
+            if seconds not in rung
+        ]
+        heapq.heapify(self._heads)
+        self._headed = {seconds for _, seconds in self._heads}
+        self._headed.update(rung)
 
     def close(self) -> None:
         """Forget every deadline and stop the timer."""
@@ -115,6 +142,7 @@ class Deadlines(Generic[T]):
         queues, heads = self._queues, self._heads
         due: list[tuple[float, float, T]] = []
         rung: list[float] = []  # durations whose entry left the heap: still in _headed
+        self._rung = rung
         while heads and heads[0][0] <= now:
             seconds = heapq.heappop(heads)[1]
             rung.append(seconds)
@@ -138,6 +166,7 @@ class Deadlines(Generic[T]):
                     heapq.heappush(heads, (next(iter(queue.values())), seconds))
                 else:
                     self._headed.discard(seconds)
+            self._rung = []
             self._rearm(loop)
 
     def _rearm(self, loop: asyncio.AbstractEventLoop) -> None:
