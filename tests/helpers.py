@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
 
 import pytest
+import trustme
 
 from aio_websocket_pool import (
     ConnectionLease,
@@ -318,3 +320,20 @@ def redirect_to(location: str) -> Callable[[bytes], bytes]:
         return f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode()
 
     return answer
+
+
+# -- TLS with a throwaway certificate authority ------------------------------------------
+
+
+def server_context(ca: trustme.CA, host: str) -> ssl.SSLContext:
+    """A server's TLS context, with a certificate for ``host`` signed by ``ca``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(context)
+    return context
+
+
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    """A client's TLS context that verifies certificates against ``ca`` (and only it)."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context

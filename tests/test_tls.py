@@ -16,7 +16,7 @@ import trustme
 
 from aio_websocket_pool import ConnectionUnavailableError, WebsocketConnectionPool
 from aio_websocket_pool.testing import LoopbackServer, TcpProxy
-from helpers import pool_maker, round_trip
+from helpers import pool_maker, round_trip, server_context, trusting
 
 make_pool = pool_maker(max_retries=1, connection_timeout=5.0)
 
@@ -24,18 +24,6 @@ make_pool = pool_maker(max_retries=1, connection_timeout=5.0)
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-def server_context(ca: trustme.CA, host: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(host).configure_cert(context)
-    return context
-
-
-def trusting(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 @pytest.fixture

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 
 import pytest
+import trustme
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from aio_websocket_pool import WebsocketConnectionPool
 from aio_websocket_pool._websocket import PooledWebSocket, pooled_class, send_at_once, send_in_turn
-from helpers import clear_proxy_environment, http_server, redirect_to, round_trip
+from helpers import (
+    clear_proxy_environment,
+    http_server,
+    redirect_to,
+    round_trip,
+    server_context,
+    trusting,
+)
 from loopback import LoopbackServer
 
 
@@ -97,8 +106,10 @@ async def close_quietly(ws: ClientConnection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def connect_proxy() -> AsyncIterator[tuple[str, list[str]]]:
-    """An HTTP CONNECT proxy on loopback, to loopback only.
+async def connect_proxy(
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[tuple[str, list[str]]]:
+    """An HTTP CONNECT proxy on loopback, to loopback only; an HTTPS one given ``tls``.
 
     Yields its URI and the targets it tunnelled to, in order.
     """
@@ -123,10 +134,11 @@ async def connect_proxy() -> AsyncIterator[tuple[str, list[str]]]:
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
-    server = await asyncio.start_server(tunnel, "127.0.0.1", 0)
+    server = await asyncio.start_server(tunnel, "127.0.0.1", 0, ssl=tls)
+    scheme = "http" if tls is None else "https"
     try:
         async with server:
-            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", targets
+            yield f"{scheme}://127.0.0.1:{server.sockets[0].getsockname()[1]}", targets
     finally:
         for task in tunnels:
             task.cancel()
@@ -152,6 +164,34 @@ async def test_a_redirect_target_goes_through_the_proxy_the_environment_names_fo
         monkeypatch.setenv("HTTP_PROXY", proxy)
         monkeypatch.setenv("NO_PROXY", target if proxied == "first-hop" else first_hop)
         async with WebsocketConnectionPool(f"ws://{first_hop}/") as pool, pool.acquire() as conn:
+            await round_trip(conn, "redirected")
+        assert len(redirects) == 1
+    assert tunnelled == [first_hop if proxied == "first-hop" else target]
+
+
+@pytest.mark.parametrize("proxied", ["first-hop", "redirect-target"])
+async def test_the_tls_settings_of_an_https_proxy_go_only_to_the_hops_through_it(
+    proxied: str, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``proxy_ssl`` is for the proxy: a hop the environment sends direct must not get it.
+
+    websockets alone hands it to the loop's ``create_connection()`` for a
+    direct hop, which raises ``TypeError``: here on the redirect's target, or
+    on the first hop, whichever ``NO_PROXY`` exempts.
+    """
+    clear_proxy_environment(monkeypatch)
+    ca = trustme.CA()
+    async with (
+        connect_proxy(tls=server_context(ca, "127.0.0.1")) as (proxy, tunnelled),
+        http_server(redirect_to(server.uri)) as (port, redirects),
+    ):
+        first_hop, target = f"127.0.0.1:{port}", f"127.0.0.1:{server.port}"
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", target if proxied == "first-hop" else first_hop)
+        async with (
+            WebsocketConnectionPool(f"ws://{first_hop}/", proxy_ssl=trusting(ca)) as pool,
+            pool.acquire() as conn,
+        ):
             await round_trip(conn, "redirected")
         assert len(redirects) == 1
     assert tunnelled == [first_hop if proxied == "first-hop" else target]

@@ -26,7 +26,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidURI
 
 from ._redact import redact_uri, secrets_of
-from ._websocket import find_proxy
+from ._websocket import PROXY_TLS_PARAMETERS, find_proxy
 
 if TYPE_CHECKING:
     from ._connection import WebsocketConnection
@@ -74,8 +74,7 @@ def _connect_parameters() -> frozenset[str]:
     names = {n for n, p in own.items() if p.kind is p.KEYWORD_ONLY}
     names |= {n for n in loop_side if n not in ("self", "protocol_factory")}
     if "proxy" in names:  # TLS to an HTTPS proxy is configured with proxy_-prefixed names
-        names |= {"proxy_ssl", "proxy_server_hostname", "proxy_ssl_handshake_timeout",
-                  "proxy_ssl_shutdown_timeout"}  # fmt: skip
+        names |= PROXY_TLS_PARAMETERS
     return frozenset(names)
 
 

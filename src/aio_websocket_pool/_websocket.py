@@ -228,6 +228,18 @@ def find_proxy(uri: str) -> str | None:
     return get_proxy(parse_uri(uri))
 
 
+#: websockets' arguments for the TLS to an HTTPS proxy. With no proxy they go
+#: to the loop's ``create_connection()``, which refuses them.
+PROXY_TLS_PARAMETERS: Final = frozenset(
+    {
+        "proxy_ssl",
+        "proxy_server_hostname",
+        "proxy_ssl_handshake_timeout",
+        "proxy_ssl_shutdown_timeout",
+    }
+)
+
+
 class PooledConnect(connect):
     """websockets' ``connect``, which may be given the environment's proxy found in advance.
 
@@ -235,16 +247,38 @@ class PooledConnect(connect):
     found for ``uri``: right for ``uri`` only. A redirect leads to another
     URI, which the environment may send through another proxy or none (a host
     in ``NO_PROXY``, a move from ws:// to wss://, which reads ``HTTPS_PROXY``),
-    so after one, websockets looks the proxy up again for each new target, as
-    it does by default.
+    so after one the proxy is looked up again for the new target, as
+    websockets does by default.
+
+    The environment decides per URI whether a proxy is used, so the TLS
+    settings for it (``proxy_ssl`` and the like) are passed on only for a hop
+    that goes through one: websockets alone would hand them to
+    ``create_connection()`` for a direct hop, a ``TypeError``.
     """
 
     def __init__(self, uri: str, *, proxy_found_for_uri: bool = False, **kwargs: Any) -> None:
         super().__init__(uri, **kwargs)
         self._proxy_found_for_uri = proxy_found_for_uri
+        self._given = kwargs  # kept whole: websockets' own copy is changed per hop
+        if proxy_found_for_uri and self.proxy is None:
+            self._route(None)
 
     def process_redirect(self, exc: Exception) -> Exception | str:
         target = super().process_redirect(exc)
         if isinstance(target, str) and self._proxy_found_for_uri:
-            self.proxy = True  # websockets' default: the environment's proxy for each URI
+            self.proxy = find_proxy(target)
+            self._route(self.proxy)
         return target
+
+    def _route(self, proxy: str | None) -> None:
+        """Give websockets the proxy's TLS settings for a hop through ``proxy``, none without."""
+        attributes = self.__dict__
+        name_of_kwargs = "create_connection_kwargs"  # websockets 16-17
+        connection_kwargs: dict[str, Any] = attributes[
+            name_of_kwargs if name_of_kwargs in attributes else "connection_kwargs"  # 15
+        ]
+        for name in PROXY_TLS_PARAMETERS.intersection(self._given):
+            if proxy is None:
+                connection_kwargs.pop(name, None)
+            else:
+                connection_kwargs[name] = self._given[name]
