@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -128,9 +129,16 @@ async def test_a_subscription_yields_its_notifications_and_unsubscribes_on_exit(
     assert received == [{"number": 0}, {"number": 1}, {"number": 2}]
 
 
-async def test_an_unknown_subscription_notification_is_counted(rpc_server: JsonRpcServer) -> None:
+async def test_an_unknown_subscription_notification_is_counted_and_given_to_on_unsolicited(
+    rpc_server: JsonRpcServer,
+) -> None:
+    seen: list[str | bytes] = []
+
+    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
+        seen.append(message)
+
     async with (
-        pool_for(rpc_server) as pool,
+        pool_for(rpc_server, on_unsolicited=on_unsolicited) as pool,
         pool.json_rpc() as rpc,
         rpc.subscribe("subscribe") as sub,
     ):
@@ -139,6 +147,8 @@ async def test_an_unknown_subscription_notification_is_counted(rpc_server: JsonR
         await rpc_server.notify("mine", subscription=str(sub.server_id))
         assert await anext(sub) == "mine"
         assert rpc.stats().unmatched == 1
+        await eventually(lambda: len(seen) == 1)
+    assert json.loads(seen[0])["params"] == {"subscription": "0xfeed", "result": "stray"}
 
 
 async def test_subscriptions_are_resubscribed_after_a_loss_with_gaps(

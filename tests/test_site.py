@@ -36,7 +36,13 @@ from typing import Any
 
 import pytest
 
-from aio_websocket_pool import TRANSITIONS, State, WebsocketConnectionPool
+from aio_websocket_pool import (
+    REQUEST_TRANSITIONS,
+    SUBSCRIPTION_TRANSITIONS,
+    TRANSITIONS,
+    State,
+    WebsocketConnectionPool,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds the docs build and the browser may take (each takes a few).
@@ -254,16 +260,18 @@ def test_no_page_loads_anything_from_the_network(site: Path) -> None:
 
 
 def test_state_machine_page_has_the_generated_table_and_mermaid_source(site: Path) -> None:
-    html = (site / "state-machine" / "index.html").read_text(encoding="utf-8")
-    for edge in TRANSITIONS:
+    """The connection's table and the multiplexer's two, each row as the machine has it."""
+    page = (site / "state-machine" / "index.html").read_text(encoding="utf-8")
+    for edge in (*TRANSITIONS, *REQUEST_TRANSITIONS, *SUBSCRIPTION_TRANSITIONS):
+        sources = ", ".join(str(source) for source in edge.sources)
         row = (
-            f"<td><code>{edge.trigger}</code></td>\n<td>{', '.join(edge.sources)}</td>\n"
-            f"<td>{edge.dest}</td>\n<td>{edge.cause}</td>"
+            f"<td><code>{edge.trigger}</code></td>\n<td>{sources}</td>\n"
+            f"<td>{edge.dest}</td>\n<td>{html.escape(edge.cause, quote=False)}</td>"
         )
-        assert row in html, edge.trigger
-    assert "stateDiagram-v2" in html
-    assert "<!-- generated:" not in html  # every marker was replaced
-    assert "mermaid.min.js" not in html
+        assert row in page, edge
+    assert "stateDiagram-v2" in page
+    assert "<!-- generated:" not in page  # every marker was replaced
+    assert "mermaid.min.js" not in page
 
 
 def test_api_reference_shows_names_not_sphinx_roles(site: Path) -> None:
