@@ -1,14 +1,18 @@
-"""The README and the configuration reference keep up with the code."""
+"""The README and the docs pages keep up with the code; their examples run as written."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import re
+import subprocess
+import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 import aio_websocket_pool
 from aio_websocket_pool import TRANSITIONS, Edge, WebsocketConnectionPool
@@ -18,6 +22,7 @@ README = (ROOT / "README.md").read_text()
 CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 REFERENCE = (ROOT / "docs" / "reference.md").read_text()
 DEBUGGING = (ROOT / "docs" / "debugging.md").read_text()
+MULTIPLEXING = (ROOT / "docs" / "multiplexing.md").read_text()
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: Link targets in Markdown: inline ``[text](target)``, reference ``[name]: target``, and HTML.
 #: Words about how the project was made rather than about the project: a reader has no
@@ -73,6 +78,49 @@ def test_debugging_guide_example_is_a_real_history() -> None:
         assert list(record) == ["time", "connection_id", "trigger", "source", "dest", "reason"]
         assert (record["trigger"], record["source"], record["dest"]) in edges
     assert [r["time"] for r in records] == sorted(r["time"] for r in records)
+
+
+def _python_block(markdown: str, containing: str) -> str:
+    blocks: list[str] = [
+        b for b in re.findall(r"```python\n(.*?)```", markdown, re.DOTALL) if containing in b
+    ]
+    assert len(blocks) == 1, f"one python block with {containing!r}"
+    return blocks[0]
+
+
+def test_multiplexing_page_json_rpc_example_runs_as_written() -> None:
+    """The page's JSON-RPC example, in a fresh interpreter, against the embedded server."""
+    example = _python_block(MULTIPLEXING, "pool.json_rpc(")
+    ran = subprocess.run(  # noqa: S603  (our own docs, in our interpreter)
+        [sys.executable, "-c", example], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "block 0x0, then a new head: {'number': '0x1'}\n"
+
+
+async def graphql_operations(conn: ServerConnection) -> None:
+    """A graphql-transport-ws style server: a ``next`` with the operation's id, a ``complete``."""
+    async for message in conn:
+        operation = json.loads(message)
+        if operation["type"] == "subscribe":
+            await conn.send(json.dumps({"type": "ka"}))  # a keep-alive: no operation's
+            data = {"hero": {"name": "R2-D2"}}
+            await conn.send(json.dumps({"id": operation["id"], "type": "next",
+                                        "payload": {"data": data}}))  # fmt: skip
+            await conn.send(json.dumps({"id": operation["id"], "type": "complete"}))
+
+
+async def test_multiplexing_page_graphql_example_runs_against_a_graphql_style_server() -> None:
+    example = _python_block(MULTIPLEXING, "pool.multiplexed(")
+    source = f"async def example(pool):\n{textwrap.indent(example, '    ')}\n    return hero\n"
+    namespace: dict[str, object] = {}
+    exec(compile(source, "docs/multiplexing.md", "exec"), namespace)  # noqa: S102  (our docs)
+    async with (
+        serve(graphql_operations, "127.0.0.1", 0) as server,
+        WebsocketConnectionPool(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/") as pool,
+    ):
+        assert await namespace["example"](pool) == "R2-D2"  # type: ignore[operator]
+        assert pool.stats().multiplexed == 0  # given back when the example's block ended
 
 
 def _links(markdown: str) -> list[str]:

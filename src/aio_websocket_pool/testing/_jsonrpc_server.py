@@ -11,6 +11,8 @@ request asks for is in its method's name:
 ``subscribe``      answers a new subscription id; :meth:`JsonRpcServer.notify`
                    then pushes notifications to it (``params.subscription``)
 ``unsubscribe``    ``params [id]``: forgets it, answers ``true``
+``eth_subscribe``, ``eth_unsubscribe``  the same, by an Ethereum node's names
+``eth_blockNumber``  answers :attr:`JsonRpcServer.block_number`, in hex (``"0x0"``)
 ``duplicate``      answers ``params`` twice
 ``wrong_id``       answers ``params`` with an id nobody asked for
 ``true_id``        answers ``params`` twice: with the id ``true`` first, then its own
@@ -33,6 +35,9 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+#: An Ethereum node's names for the methods this server knows by others.
+_ALIASES = {"eth_subscribe": "subscribe", "eth_unsubscribe": "unsubscribe"}
+
 
 @dataclass
 class JsonRpcServer:
@@ -47,6 +52,7 @@ class JsonRpcServer:
         subscribe_delay: Seconds each ``subscribe`` waits before it is answered.
         unsubscribe_delay: Seconds each ``unsubscribe`` waits before it is carried out.
         peak_subscribes_in_flight: The most ``subscribe`` requests ever waiting at once.
+        block_number: What ``eth_blockNumber`` answers.
     """
 
     subscriptions: dict[str, ServerConnection] = field(default_factory=dict)
@@ -57,6 +63,7 @@ class JsonRpcServer:
     subscribe_delay: float = 0.0
     unsubscribe_delay: float = 0.0
     peak_subscribes_in_flight: int = 0
+    block_number: int = 0
     _subscribes_in_flight: int = field(default=0, repr=False)
     _server: Server | None = field(default=None, repr=False)
     _port: int = field(default=0, repr=False)
@@ -114,6 +121,9 @@ class JsonRpcServer:
             async for message in conn:
                 request = json.loads(message)
                 self.requests += 1
+                request["method"] = _ALIASES.get(request.get("method"), request.get("method"))
+                if request["method"] == "eth_blockNumber":  # then answered as an echo
+                    request["params"] = hex(self.block_number)
                 if request.get("method") in ("sleep", "close", "subscribe"):
                     task = asyncio.create_task(self._answer(conn, request))
                     self._tasks.add(task)
