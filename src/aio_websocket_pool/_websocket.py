@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -55,11 +56,13 @@ class PooledWebSocket(ClientConnection):
         sink: While set, data frames go here instead of to ``recv()``.
         writing_in_turn: A write of the frames :func:`send_in_turn` queued
             is due at the end of this loop turn.
+        held_in_turn: Bytes of data :func:`send_in_turn` holds for that write.
     """
 
     pong_at: float = -math.inf
     sink: FrameSink | None = None
     writing_in_turn: bool = False
+    held_in_turn: int = 0
 
     def acknowledge_pings(self, data: bytes) -> None:
         super().acknowledge_pings(data)
@@ -164,6 +167,13 @@ def send_at_once(
     return True
 
 
+#: Bytes of data one loop turn may hold back for its joined write. Past this,
+#: what is held is written at once: a turn of large messages is not copied
+#: once more by the join, and the transport's flow control (``paused``, which
+#: sends later callers through ``send()`` and its drain) sees every byte.
+TURN_BYTES: Final = 65536
+
+
 def send_in_turn(
     websocket: PooledWebSocket, data: bytes | bytearray | memoryview, *, text: bool
 ) -> bool:
@@ -171,25 +181,33 @@ def send_in_turn(
 
     The first frame of a turn is written at once; the others wait in
     websockets' outgoing buffer, in order, for one socket write when the turn
-    ends. A multiplexer's callers send many requests on a connection in one
-    turn, and a write each was a system call each (about 8 µs of a call's 26
-    in M1). Whatever else writes on the connection meanwhile (a ping, a
-    ``send()`` that had to wait, the close) writes the buffer first, so the
-    order on the wire is the order of the sends.
+    ends (or sooner, once they hold :data:`TURN_BYTES`). A multiplexer's
+    callers send many requests on a connection in one turn, and a write each
+    was a system call each (about 8 µs of a call's 26 in M1). Whatever else
+    writes on the connection meanwhile (a ping, a ``send()`` that had to
+    wait, the close) writes the buffer first, so the order on the wire is the
+    order of the sends.
     """
     if not _frame(websocket, data, text=text):
         return False
     if not websocket.writing_in_turn:
         websocket.send_data()
         websocket.writing_in_turn = True
+        websocket.held_in_turn = 0
         websocket.loop.call_soon(_write_the_turns_frames, websocket)
+    else:
+        held = websocket.held_in_turn + len(data)
+        if held > TURN_BYTES:
+            websocket.send_data()
+            held = 0
+        websocket.held_in_turn = held
     return True
 
 
 def _write_the_turns_frames(websocket: PooledWebSocket) -> None:
     websocket.writing_in_turn = False
     protocol = websocket.protocol
-    frames = protocol.writes  # what data_to_send() would take
+    frames = protocol.writes  # what data_to_send() would take: at most TURN_BYTES of data
     if not frames or websocket.transport.is_closing():  # written, or lost with the connection
         return
     if len(frames) > 1 and SEND_EOF not in frames:
@@ -250,18 +268,19 @@ class PooledConnect(connect):
     so after one the proxy is looked up again for the new target, as
     websockets does by default.
 
-    The environment decides per URI whether a proxy is used, so the TLS
-    settings for it (``proxy_ssl`` and the like) are passed on only for a hop
-    that goes through one: websockets alone would hand them to
-    ``create_connection()`` for a direct hop, a ``TypeError``.
+    The environment decides per URI which proxy is used, if any, so the TLS
+    settings for an HTTPS proxy (``proxy_ssl`` and the like) are passed on
+    only for a hop through one: websockets alone would hand them to
+    ``create_connection()`` for a direct hop (a ``TypeError``) and refuse
+    them for an ``http://`` proxy (a ``ValueError``).
     """
 
     def __init__(self, uri: str, *, proxy_found_for_uri: bool = False, **kwargs: Any) -> None:
         super().__init__(uri, **kwargs)
         self._proxy_found_for_uri = proxy_found_for_uri
         self._given = kwargs  # kept whole: websockets' own copy is changed per hop
-        if proxy_found_for_uri and self.proxy is None:
-            self._route(None)
+        if proxy_found_for_uri and not PROXY_TLS_PARAMETERS.isdisjoint(kwargs):
+            self._route(self.proxy)
 
     def process_redirect(self, exc: Exception) -> Exception | str:
         target = super().process_redirect(exc)
@@ -270,15 +289,16 @@ class PooledConnect(connect):
             self._route(self.proxy)
         return target
 
-    def _route(self, proxy: str | None) -> None:
-        """Give websockets the proxy's TLS settings for a hop through ``proxy``, none without."""
+    def _route(self, proxy: str | bool | None) -> None:
+        """Give websockets the proxy's TLS settings for a hop through an HTTPS ``proxy`` only."""
         attributes = self.__dict__
         name_of_kwargs = "create_connection_kwargs"  # websockets 16-17
         connection_kwargs: dict[str, Any] = attributes[
             name_of_kwargs if name_of_kwargs in attributes else "connection_kwargs"  # 15
         ]
+        through_https = isinstance(proxy, str) and urllib.parse.urlsplit(proxy).scheme == "https"
         for name in PROXY_TLS_PARAMETERS.intersection(self._given):
-            if proxy is None:
-                connection_kwargs.pop(name, None)
-            else:
+            if through_https:
                 connection_kwargs[name] = self._given[name]
+            else:
+                connection_kwargs.pop(name, None)
