@@ -40,6 +40,7 @@ from aio_websocket_pool import (
     REQUEST_TRANSITIONS,
     SUBSCRIPTION_TRANSITIONS,
     TRANSITIONS,
+    Edge,
     State,
     WebsocketConnectionPool,
 )
@@ -262,7 +263,8 @@ def test_no_page_loads_anything_from_the_network(site: Path) -> None:
 def test_state_machine_page_has_the_generated_table_and_mermaid_source(site: Path) -> None:
     """The connection's table and the multiplexer's two, each row as the machine has it."""
     page = (site / "state-machine" / "index.html").read_text(encoding="utf-8")
-    for edge in (*TRANSITIONS, *REQUEST_TRANSITIONS, *SUBSCRIPTION_TRANSITIONS):
+    edges: list[Edge[Any]] = [*TRANSITIONS, *REQUEST_TRANSITIONS, *SUBSCRIPTION_TRANSITIONS]
+    for edge in edges:
         sources = ", ".join(str(source) for source in edge.sources)
         row = (
             f"<td><code>{edge.trigger}</code></td>\n<td>{sources}</td>\n"
