@@ -187,6 +187,17 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
         todo.extend(e for e in (link.__cause__, link.__context__) if e is not None)
 
 
+class Unsolicited:
+    """An ``on_unsolicited`` hook that keeps the messages it is given, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | bytes] = []
+
+    async def __call__(self, conn: WebsocketConnection, message: str | bytes) -> None:
+        del conn
+        self.messages.append(message)
+
+
 # -- messages the server sends -------------------------------------------------------
 
 

@@ -16,12 +16,12 @@ from aio_websocket_pool import (
     RequestLostError,
     RequestTimeoutError,
     SubscriptionState,
-    WebsocketConnection,
     WebsocketConnectionPool,
 )
 from aio_websocket_pool._jsonrpc import RESUBSCRIBE_AT_ONCE
 from aio_websocket_pool.testing import JsonRpcServer
 from aiohttp_server import AiohttpJsonRpcServer
+from helpers import Unsolicited
 from muxing import leave_behind_a_busy_call
 
 
@@ -59,10 +59,8 @@ async def test_an_error_reply_raises_json_rpc_error(rpc_server: JsonRpcServer) -
 async def test_duplicate_misaddressed_and_junk_replies_are_counted_never_delivered(
     rpc_server: JsonRpcServer,
 ) -> None:
-    seen: list[str | bytes] = []
-
-    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
-        seen.append(message)
+    on_unsolicited = Unsolicited()
+    seen = on_unsolicited.messages
 
     async with pool_for(rpc_server, on_unsolicited=on_unsolicited) as pool, pool.json_rpc() as rpc:
         assert await rpc.call("duplicate", [1]) == [1]
@@ -132,10 +130,8 @@ async def test_a_subscription_yields_its_notifications_and_unsubscribes_on_exit(
 async def test_an_unknown_subscription_notification_is_counted_and_given_to_on_unsolicited(
     rpc_server: JsonRpcServer,
 ) -> None:
-    seen: list[str | bytes] = []
-
-    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
-        seen.append(message)
+    on_unsolicited = Unsolicited()
+    seen = on_unsolicited.messages
 
     async with (
         pool_for(rpc_server, on_unsolicited=on_unsolicited) as pool,

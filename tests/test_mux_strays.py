@@ -9,16 +9,15 @@ import pytest
 
 from aio_websocket_pool import WebsocketConnection
 from aio_websocket_pool.testing import LoopbackServer
+from helpers import Unsolicited
 from muxing import pool_for, tag
 
 
 async def test_unmatched_messages_go_to_on_unsolicited_and_the_reader_goes_on(
     server: LoopbackServer,
 ) -> None:
-    seen: list[str | bytes] = []
-
-    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
-        seen.append(message)
+    on_unsolicited = Unsolicited()
+    seen = on_unsolicited.messages
 
     async with (
         pool_for(server.uri, on_unsolicited=on_unsolicited) as pool,

@@ -33,6 +33,7 @@ from aio_websocket_pool import (
 )
 from helpers import (
     BOUND,
+    Unsolicited,
     assert_consistent,
     partial_in_inbox,
     pool_maker,
@@ -104,10 +105,8 @@ async def test_on_unsolicited_gets_every_idle_message_as_it_arrives(
     any_server: PushingServer,
 ) -> None:
     """Within moments of arrival, with no acquire to trigger it."""
-    received: list[str | bytes] = []
-
-    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
-        received.append(message)
+    on_unsolicited = Unsolicited()
+    received = on_unsolicited.messages
 
     async with make_pool(any_server.uri, on_unsolicited=on_unsolicited) as pool:
         await use_once(pool)
@@ -517,10 +516,8 @@ async def test_a_message_straddling_the_release_goes_whole_to_on_unsolicited(
     server: LoopbackServer,
 ) -> None:
     """Its first fragment came while lent (unread); its end after: the pool's, in one piece."""
-    received: list[str | bytes] = []
-
-    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
-        received.append(message)
+    on_unsolicited = Unsolicited()
+    received = on_unsolicited.messages
 
     go_on = asyncio.Event()
     async with make_pool(server, on_unsolicited=on_unsolicited, max_connections=1) as pool:
@@ -540,10 +537,8 @@ async def test_a_message_straddling_the_hand_out_is_the_pools_not_the_borrowers(
     server: LoopbackServer,
 ) -> None:
     """Begun while idle, ended while the acquire waits for it: the borrower never sees it."""
-    received: list[str | bytes] = []
-
-    async def on_unsolicited(conn: WebsocketConnection, message: str | bytes) -> None:
-        received.append(message)
+    on_unsolicited = Unsolicited()
+    received = on_unsolicited.messages
 
     go_on = asyncio.Event()
     pool = make_pool(
