@@ -157,6 +157,37 @@ def test_ssl_with_a_ws_uri_is_refused_for_a_standalone_connection_too() -> None:
         build_connection(ssl=True)
 
 
+PROXY_TLS_WITHOUT_AN_HTTPS_PROXY: dict[str, tuple[dict[str, Any], type[Exception]]] = {
+    "proxy-none": ({"proxy": None}, TypeError),
+    "own-socket": ({"sock": "a socket"}, TypeError),  # websockets uses no proxy with one
+    "http-proxy": ({"proxy": "http://127.0.0.1:3128"}, ValueError),
+    "socks-proxy": ({"proxy": "socks5h://127.0.0.1:1080"}, ValueError),
+}
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    PROXY_TLS_WITHOUT_AN_HTTPS_PROXY.values(),
+    ids=PROXY_TLS_WITHOUT_AN_HTTPS_PROXY.keys(),
+)
+def test_proxy_tls_settings_without_an_https_proxy_are_refused_at_construction(
+    build: Build, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    """websockets would refuse them at every handshake, reported as a connection not opened."""
+    with pytest.raises(error, match="proxy_ssl"):
+        build(proxy_ssl=ssl.create_default_context(), **kwargs)
+
+
+@BOTH
+@pytest.mark.parametrize("proxy", ["https://127.0.0.1:3128", "HTTPS://127.0.0.1:3128", True])
+def test_proxy_tls_settings_are_taken_for_an_https_proxy_or_the_environments(
+    build: Build, proxy: str | bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_proxy_environment(monkeypatch)
+    build(proxy=proxy, proxy_ssl=ssl.create_default_context(), proxy_server_hostname="proxy")
+
+
 # -- TypeError ---------------------------------------------------------------------
 
 BAD_URI_TYPES = {"none": None, "bytes": b"ws://example.com/", "int": 80, "list": [URI]}
@@ -476,6 +507,13 @@ SHARED_SECRET_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "unknown-kwarg": (SECRET_URI, {"bogus_option": 1}),
     "additional_headers": (SECRET_URI, {"additional_headers": SECRET_HEADERS}),
     "ssl-with-ws-uri": (SECRET_URI, {"ssl": True}),
+    "proxy_ssl-with-an-http-proxy": (
+        SECRET_URI,
+        {
+            "proxy": f"http://{USER}:{PASSWORD}@127.0.0.1:3128/?token={QUERY_TOKEN}",
+            "proxy_ssl": True,
+        },
+    ),
     "idle_timeout": (SECRET_URI, {"idle_timeout": -1}),
 }
 POOL_SECRET_CASES: dict[str, tuple[str, dict[str, Any]]] = {

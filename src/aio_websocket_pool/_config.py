@@ -270,11 +270,31 @@ def check_connect_kwargs(
     # Both quote the URI, or the user-info that failed to decode, secrets and all.
     except (InvalidURI, UnicodeError):
         raise ValueError(f"uri {redact_uri(uri)!r} is not a valid WebSocket URI") from None
+    if not PROXY_TLS_PARAMETERS.isdisjoint(kwargs):
+        _check_proxy_tls(kwargs)
     checked = dict(kwargs)
     if checked.get("proxy", True) is True:  # websockets' default: the environment's proxy
         checked["proxy"] = find_proxy(uri)
         checked["proxy_found_for_uri"] = True  # for PooledConnect: not for a redirect's target
     return checked
+
+
+def _check_proxy_tls(kwargs: Mapping[str, Any]) -> None:
+    """``proxy_ssl`` and the like set up TLS to an ``https://`` proxy: refused where none is used.
+
+    websockets finds out at every handshake (a ``TypeError`` for a direct
+    connection, a ``ValueError`` for an ``http://`` proxy), which the pool
+    would report as a connection that could not be opened. With the
+    environment's proxy (the default), each hop's proxy decides, so nothing
+    is refused here. The proxy is named by its scheme only: its URI may hold
+    credentials.
+    """
+    names = ", ".join(sorted(PROXY_TLS_PARAMETERS.intersection(kwargs)))
+    proxy = kwargs.get("proxy", True)
+    if proxy is None or kwargs.get("sock") is not None:  # websockets uses no proxy with a sock
+        raise TypeError(f"{names} set up TLS to an https:// proxy; this connection uses none")
+    if isinstance(proxy, str) and (scheme := urllib.parse.urlsplit(proxy).scheme) != "https":
+        raise ValueError(f"{names} set up TLS to an https:// proxy; the proxy given is {scheme}://")
 
 
 def _check_minimum(min_connections: object, max_connections: int) -> int:
